@@ -1,0 +1,543 @@
+//! Plain data the worker sends to the UI: matrices of `f32`, token lists, summaries.
+//!
+//! Everything here is built on the worker thread from library results (tensors, tokenizers) and is
+//! cheap for the UI to read: no candle op ever runs on the UI thread. The `from_*` constructors
+//! that touch tensors are only called by [`super::worker`].
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GlassboxError, Result};
+use crate::inspect::{Inspection, Predictions};
+use crate::model::checkpoint::LoadedModel;
+use crate::model::config::ModelConfig;
+use crate::model::params::{self, ParamBreakdown};
+use crate::model::trace::{LayerTrace, Trace};
+use crate::tokenizer::{Tokenizer, TokenizerKind, WordSplit};
+
+/// Which of the worker's model slots: the causal one (GPT family) or the bidirectional one (BERT
+/// family). A loaded model goes to the slot of its family, so causal and bidirectional attention
+/// can always be shown side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Slot {
+    Gpt,
+    Bert,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 2] = [Slot::Gpt, Slot::Bert];
+
+    /// "GPT (causal)" / "BERT (bidirectional)".
+    pub fn label(self) -> &'static str {
+        match self {
+            Slot::Gpt => "GPT (causal)",
+            Slot::Bert => "BERT (bidirectional)",
+        }
+    }
+
+    pub fn short(self) -> &'static str {
+        match self {
+            Slot::Gpt => "GPT",
+            Slot::Bert => "BERT",
+        }
+    }
+
+    /// The slot a model of this config belongs in.
+    pub fn for_config(config: &ModelConfig) -> Slot {
+        if config.is_causal() {
+            Slot::Gpt
+        } else {
+            Slot::Bert
+        }
+    }
+}
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelSource {
+    /// A Hugging Face-format folder on disk (shipped, local, or a training run's checkpoint).
+    Folder(PathBuf),
+    /// A Hub repo id, downloaded into (or read from) the Hugging Face cache.
+    Hub(String),
+}
+
+impl ModelSource {
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSource::Folder(path) => path.display().to_string(),
+            ModelSource::Hub(id) => format!("hub:{id}"),
+        }
+    }
+}
+
+/// A dense row-major matrix of `f32`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// A `rows × cols` matrix; `data` must hold `rows * cols` values (it is padded or cut).
+    pub fn new(rows: usize, cols: usize, mut data: Vec<f32>) -> Self {
+        data.resize(rows * cols, 0.0);
+        Self { rows, cols, data }
+    }
+
+    pub fn filled(rows: usize, cols: usize, value: f32) -> Self {
+        Self::new(rows, cols, vec![value; rows * cols])
+    }
+
+    pub fn from_rows(rows: Vec<Vec<f32>>) -> Self {
+        let cols = rows.first().map_or(0, Vec::len);
+        let n = rows.len();
+        let data = rows
+            .into_iter()
+            .flat_map(|mut r| {
+                r.resize(cols, 0.0);
+                r
+            })
+            .collect();
+        Self::new(n, cols, data)
+    }
+
+    /// The value at (row, col), `None` outside the matrix.
+    pub fn get(&self, row: usize, col: usize) -> Option<f32> {
+        if row < self.rows && col < self.cols {
+            self.data.get(row * self.cols + col).copied()
+        } else {
+            None
+        }
+    }
+
+    pub fn row(&self, row: usize) -> &[f32] {
+        let start = (row * self.cols).min(self.data.len());
+        let end = ((row + 1) * self.cols).min(self.data.len());
+        &self.data[start..end]
+    }
+
+    pub fn column(&self, col: usize) -> Vec<f32> {
+        (0..self.rows).filter_map(|r| self.get(r, col)).collect()
+    }
+
+    /// (min, max) over finite values; (0, 0) when empty.
+    pub fn range(&self) -> (f32, f32) {
+        let mut lo = f32::INFINITY;
+        let mut hi = f32::NEG_INFINITY;
+        for &v in self.data.iter().filter(|v| v.is_finite()) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if lo > hi { (0.0, 0.0) } else { (lo, hi) }
+    }
+
+    /// The element-wise mean of equally shaped matrices.
+    pub fn mean(matrices: &[Matrix]) -> Matrix {
+        let Some(first) = matrices.first() else {
+            return Matrix::default();
+        };
+        let mut data = vec![0.0; first.data.len()];
+        for m in matrices {
+            for (sum, v) in data.iter_mut().zip(&m.data) {
+                *sum += v;
+            }
+        }
+        let n = matrices.len() as f32;
+        data.iter_mut().for_each(|v| *v /= n);
+        Matrix::new(first.rows, first.cols, data)
+    }
+
+    /// A 2-D tensor (or one with leading size-1 dimensions) as a matrix. Worker only.
+    pub fn from_tensor(tensor: &Tensor) -> Result<Matrix> {
+        let tensor = tensor.to_dtype(DType::F32)?;
+        let dims = tensor.dims().to_vec();
+        let (rows, cols) = match dims.as_slice() {
+            [] => (1, 1),
+            [n] => (1, *n),
+            [.., r, c] => (*r, *c),
+        };
+        let data = tensor.flatten_all()?.to_vec1::<f32>()?;
+        if data.len() != rows * cols {
+            return Err(GlassboxError::InvalidInput(format!(
+                "expected a matrix, got a tensor of shape {dims:?}"
+            )));
+        }
+        Ok(Matrix::new(rows, cols, data))
+    }
+}
+
+/// An n-dimensional array of `f32` with its shape (batch dimension dropped), for views that show
+/// any stage of the forward pass.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Array {
+    /// Drops a leading batch dimension of 1. Worker only.
+    pub fn from_tensor(tensor: &Tensor) -> Result<Array> {
+        let mut tensor = tensor.to_dtype(DType::F32)?;
+        if tensor.rank() > 1 && tensor.dim(0)? == 1 {
+            tensor = tensor.squeeze(0)?;
+        }
+        Ok(Array {
+            shape: tensor.dims().to_vec(),
+            data: tensor.flatten_all()?.to_vec1::<f32>()?,
+        })
+    }
+
+    /// The trailing two dimensions at `index` of the leading ones, as a matrix: for `[nh, s, d]`
+    /// `matrix(&[h])` is head `h`'s `[s, d]`.
+    pub fn matrix(&self, index: &[usize]) -> Option<Matrix> {
+        let n = self.shape.len();
+        if n < 2 || index.len() != n - 2 {
+            return (n == 1 && index.is_empty())
+                .then(|| Matrix::new(1, self.shape[0], self.data.clone()));
+        }
+        let (rows, cols) = (self.shape[n - 2], self.shape[n - 1]);
+        let mut offset = 0;
+        for (i, &ix) in index.iter().enumerate() {
+            if ix >= self.shape[i] {
+                return None;
+            }
+            offset = offset * self.shape[i] + ix;
+        }
+        let start = offset * rows * cols;
+        let slice = self.data.get(start..start + rows * cols)?;
+        Some(Matrix::new(rows, cols, slice.to_vec()))
+    }
+}
+
+/// One recorded tensor of the forward pass, by name: `"token_embeddings"`, `"layers.0.q"`, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub key: String,
+    pub values: Array,
+}
+
+/// What a loaded model is, for display: no weights, only descriptions.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub slot: Slot,
+    /// Folder name (or Hub id).
+    pub name: String,
+    pub source: ModelSource,
+    pub dir: PathBuf,
+    pub device: String,
+    pub config: ModelConfig,
+    /// Every config field Glassbox reads, as `config.json` would name it, sorted.
+    pub config_fields: Vec<(String, String)>,
+    /// The parameter table for this config with the heads the checkpoint carries.
+    pub breakdown: ParamBreakdown,
+    /// Parameters actually stored in the weights file (tied copies counted once).
+    pub stored_parameters: u64,
+    pub tensor_shapes: Vec<(String, Vec<usize>)>,
+    pub tokenizer_kind: Option<TokenizerKind>,
+    pub tokenizer_vocab_size: usize,
+}
+
+impl ModelSummary {
+    /// Worker only.
+    pub fn from_loaded(loaded: &LoadedModel, source: ModelSource, device: &str) -> Self {
+        let name = match &source {
+            ModelSource::Hub(id) => id.clone(),
+            ModelSource::Folder(_) => loaded.name(),
+        };
+        let mut config_fields: Vec<(String, String)> = match loaded.config.to_hf_json() {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, text)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        config_fields.sort();
+        Self {
+            slot: Slot::for_config(&loaded.config),
+            name,
+            source,
+            dir: loaded.dir.clone(),
+            device: device.to_string(),
+            config: loaded.config.clone(),
+            config_fields,
+            breakdown: params::breakdown_for_config(&loaded.config),
+            stored_parameters: params::actual_count(loaded.tensor_shapes.iter().cloned()),
+            tensor_shapes: loaded.tensor_shapes.clone(),
+            tokenizer_kind: loaded.tokenizer.as_ref().map(Tokenizer::kind),
+            tokenizer_vocab_size: loaded.tokenizer.as_ref().map_or(0, Tokenizer::vocab_size),
+        }
+    }
+
+    /// Bytes the weights take in float32.
+    pub fn memory_bytes(&self) -> u64 {
+        params::memory_bytes_f32(self.breakdown.exact_total.max(self.stored_parameters))
+    }
+}
+
+/// One token of an encoded text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub text: String,
+    pub id: u32,
+    /// The raw bytes the token stands for (byte-level BPE symbols mapped back).
+    pub bytes: Vec<u8>,
+    pub special: bool,
+    pub type_id: u32,
+    pub offsets: (usize, usize),
+}
+
+impl TokenInfo {
+    /// The tokens of an encoding. Worker only (the tokenizer maps bytes).
+    pub fn list(tokenizer: &Tokenizer, encoded: &crate::tokenizer::Encoded) -> Vec<TokenInfo> {
+        (0..encoded.ids.len())
+            .map(|i| {
+                let text = encoded.tokens.get(i).cloned().unwrap_or_default();
+                TokenInfo {
+                    bytes: tokenizer.token_bytes(&text),
+                    text,
+                    id: encoded.ids[i],
+                    special: encoded.special_tokens_mask.get(i) == Some(&1),
+                    type_id: encoded.type_ids.get(i).copied().unwrap_or(0),
+                    offsets: encoded.offsets.get(i).copied().unwrap_or((0, 0)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One text through one model: tokens, attention of every layer and head, masks, predictions,
+/// and (when asked for) every recorded stage of the forward pass.
+#[derive(Debug, Clone)]
+pub struct InspectionData {
+    pub slot: Slot,
+    pub model_name: String,
+    pub text: String,
+    pub pair: Option<String>,
+    pub is_causal: bool,
+    pub tokens: Vec<TokenInfo>,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    /// `attention[layer][head]` is `[s, s]`: row = query token, column = key token.
+    pub attention: Vec<Vec<Matrix>>,
+    /// `masks[layer]` is `[s, s]`: 1 where a query may see a key, 0 where blocked.
+    pub masks: Vec<Matrix>,
+    pub predictions: Predictions,
+    /// Every stage of the trace by name (empty unless the full trace was asked for).
+    pub stages: Vec<Stage>,
+}
+
+impl InspectionData {
+    /// Worker only.
+    pub fn from_inspection(
+        loaded: &LoadedModel,
+        slot: Slot,
+        model_name: &str,
+        text: &str,
+        pair: Option<&str>,
+        inspection: &Inspection,
+        full_trace: bool,
+    ) -> Result<Self> {
+        let tokenizer = loaded.tokenizer()?;
+        let tokens = TokenInfo::list(tokenizer, &inspection.encoded);
+        let s = tokens.len();
+        let mut attention = Vec::new();
+        let mut masks = Vec::new();
+        for layer in &inspection.trace.layers {
+            let mut heads = Vec::new();
+            if let Some(probs) = &layer.attention_probs {
+                let probs = Array::from_tensor(probs)?; // [nh, s, s]
+                let nh = probs.shape.first().copied().unwrap_or(0);
+                for h in 0..nh {
+                    heads.push(probs.matrix(&[h]).unwrap_or_default());
+                }
+            }
+            attention.push(heads);
+            let mask = match &layer.mask {
+                Some(mask) => {
+                    let mask = Array::from_tensor(mask)?;
+                    // [1, s, s] or [s, s] after the batch squeeze.
+                    let lead = vec![0; mask.shape.len().saturating_sub(2)];
+                    mask.matrix(&lead)
+                        .unwrap_or_else(|| Matrix::filled(s, s, 1.0))
+                }
+                None => Matrix::filled(s, s, 1.0),
+            };
+            masks.push(mask);
+        }
+        let stages = if full_trace {
+            trace_stages(&inspection.trace)?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            slot,
+            model_name: model_name.to_string(),
+            text: text.to_string(),
+            pair: pair.map(str::to_string),
+            is_causal: loaded.config.is_causal(),
+            tokens,
+            num_layers: loaded.config.num_layers(),
+            num_heads: loaded.config.num_heads(),
+            attention,
+            masks,
+            predictions: inspection.predictions.clone(),
+            stages,
+        })
+    }
+
+    pub fn token_labels(&self) -> Vec<String> {
+        self.tokens.iter().map(|t| t.text.clone()).collect()
+    }
+
+    /// Attention of `layer`, `head`; `head == None` is the mean over heads.
+    pub fn attention_map(&self, layer: usize, head: Option<usize>) -> Option<Matrix> {
+        let heads = self.attention.get(layer)?;
+        match head {
+            Some(h) => heads.get(h).cloned(),
+            None if heads.is_empty() => None,
+            None => Some(Matrix::mean(heads)),
+        }
+    }
+
+    pub fn stage(&self, key: &str) -> Option<&Array> {
+        self.stages.iter().find(|s| s.key == key).map(|s| &s.values)
+    }
+}
+
+/// Every tensor a trace recorded, named `token_embeddings`, `layers.{i}.{field}`, `logits`, ...
+fn trace_stages(trace: &Trace) -> Result<Vec<Stage>> {
+    let mut out = Vec::new();
+    let mut push = |key: String, tensor: &Option<Tensor>| -> Result<()> {
+        if let Some(t) = tensor {
+            out.push(Stage {
+                key,
+                values: Array::from_tensor(t)?,
+            });
+        }
+        Ok(())
+    };
+    push("token_embeddings".into(), &trace.token_embeddings)?;
+    push("position_embeddings".into(), &trace.position_embeddings)?;
+    push("segment_embeddings".into(), &trace.segment_embeddings)?;
+    push("embedding_sum".into(), &trace.embedding_sum)?;
+    for (i, layer) in trace.layers.iter().enumerate() {
+        for (name, tensor) in layer_fields(layer) {
+            push(format!("layers.{i}.{name}"), tensor)?;
+        }
+    }
+    push("final_norm".into(), &trace.final_norm)?;
+    push("logits".into(), &trace.logits)?;
+    Ok(out)
+}
+
+fn layer_fields(layer: &LayerTrace) -> [(&'static str, &Option<Tensor>); 17] {
+    [
+        ("input", &layer.input),
+        ("ln_attention", &layer.ln_attention),
+        ("q", &layer.q),
+        ("k", &layer.k),
+        ("v", &layer.v),
+        ("scores", &layer.scores),
+        ("scaled_scores", &layer.scaled_scores),
+        ("mask", &layer.mask),
+        ("masked_scores", &layer.masked_scores),
+        ("attention_probs", &layer.attention_probs),
+        ("context", &layer.context),
+        ("attention_output", &layer.attention_output),
+        ("residual_after_attention", &layer.residual_after_attention),
+        ("ln_mlp", &layer.ln_mlp),
+        ("mlp_hidden", &layer.mlp_hidden),
+        ("mlp_output", &layer.mlp_output),
+        ("output", &layer.output),
+    ]
+}
+
+/// A text through one tokenizer, with the explanation of every word's split.
+#[derive(Debug, Clone)]
+pub struct TokenizedText {
+    pub tokenizer_name: String,
+    pub kind: TokenizerKind,
+    pub vocab_size: usize,
+    pub text: String,
+    pub tokens: Vec<TokenInfo>,
+    pub words: Vec<WordSplit>,
+}
+
+impl TokenizedText {
+    /// Worker only.
+    pub fn new(name: &str, tokenizer: &Tokenizer, text: &str) -> Result<Self> {
+        let encoded = tokenizer.encode(text, true)?;
+        Ok(Self {
+            tokenizer_name: name.to_string(),
+            kind: tokenizer.kind(),
+            vocab_size: tokenizer.vocab_size(),
+            text: text.to_string(),
+            tokens: TokenInfo::list(tokenizer, &encoded),
+            words: tokenizer.explain(text)?,
+        })
+    }
+}
+
+/// One vocabulary entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VocabEntry {
+    pub id: u32,
+    pub token: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A whole vocabulary, sorted by id.
+pub fn vocabulary(tokenizer: &Tokenizer) -> Vec<VocabEntry> {
+    tokenizer
+        .vocab()
+        .into_iter()
+        .map(|(id, token)| VocabEntry {
+            id,
+            bytes: tokenizer.token_bytes(&token),
+            token,
+        })
+        .collect()
+}
+
+/// The same text through several tokenizers.
+#[derive(Debug, Clone)]
+pub struct TokenizerComparison {
+    pub text: String,
+    /// The corpus the char / BPE / WordPiece tokenizers were trained on, described.
+    pub corpus: String,
+    pub entries: Vec<TokenizedText>,
+}
+
+/// Renders bytes for a read-out as a quoted string: printable ASCII as is, quotes and
+/// backslashes escaped, other bytes as `\xNN` — `" cat"`, `"\xe2\x80"`.
+pub fn bytes_text(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Bytes as hex, `63 61 74`.
+pub fn bytes_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,122 @@
+//! The desktop app (eframe/egui): one window, a list of views on the left, the shared text on
+//! top, a status bar below.
+//!
+//! # Layout of the code
+//!
+//! - [`shell`]: [`GlassboxApp`], the window around the panels (view list, text, theme, large
+//!   text, error banners, status bar, persistence). [`run`] opens it.
+//! - [`panels`]: one module per view, each a struct with its own state implementing
+//!   [`panels::Panel`]; [`panels::all`] lists them.
+//! - [`widgets`]: what panels share — [`widgets::Heatmap`] (colour scale, legend, labels, hover
+//!   read-out, row/column selection, mask overlay), token chips, bars, export buttons (PNG / CSV /
+//!   JSON), a folder browser.
+//! - [`worker`]: the thread that owns the models and runs every forward pass. **The UI thread
+//!   never runs a forward pass or a training step.** Panels send a [`worker::Command`] and read
+//!   the answer on a later frame; answers are plain data ([`data`]).
+//! - [`state`]: [`state::Shared`], what every panel gets: the current text, the loaded models'
+//!   summaries, the worker, notices; plus [`state::Cached`] for a panel's own requests.
+//!
+//! # Adding a panel
+//!
+//! 1. Create `src/app/panels/my_view.rs` with a state struct and implement [`panels::Panel`]:
+//!
+//!    ```ignore
+//!    #[derive(Default)]
+//!    pub struct MyView { layer: usize, answer: Cached<(Slot, u64, String), Arc<InspectionData>> }
+//!
+//!    impl Panel for MyView {
+//!        fn id(&self) -> &'static str { "my-view" }      // persisted, GLASSBOX_VIEW=my-view
+//!        fn title(&self) -> &'static str { "My view" }   // side bar label = accessible name
+//!        fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+//!            // The current text through a model, computed on the worker and cached:
+//!            let fetch = shared.inspection(Slot::Gpt);          // or inspection_full(...)
+//!            let Some(data) = widgets::fetch_status(ui, Slot::Gpt, &fetch) else { return };
+//!            // ... draw `data` (plain Vec<f32> matrices) with widgets::Heatmap etc.
+//!        }
+//!        fn apply(&mut self, action: &Action, _shared: &mut Shared) {
+//!            // react to lesson actions (e.g. Action::SelectLayerHead)
+//!        }
+//!    }
+//!    ```
+//!
+//! 2. Add `pub mod my_view;` to `src/app/panels/mod.rs` and one line to [`panels::all`].
+//!
+//! That is all: the side bar, Ctrl+number shortcut, persistence of the last view and of
+//! [`panels::Panel::save_state`], and [`panels::Action`] dispatch come with it.
+//!
+//! For a computation no [`worker::Command`] offers, either add a command (worker side:
+//! `Worker::execute`; answer: an [`worker::Output`] variant), or send a
+//! [`worker::Command::Job`] closure that receives the loaded [`worker::Models`] on the worker
+//! thread and returns any `Send` value:
+//!
+//! ```ignore
+//! let key = (Slot::Gpt, shared.generation(Slot::Gpt), shared.text.clone());
+//! let fetch = self.norms.fetch(shared, key, || Command::Job {
+//!     name: "embedding norms".into(),
+//!     run: Box::new(move |models| {
+//!         let model = models.get(Slot::Gpt).ok_or_else(|| GlassboxError::InvalidInput("no GPT".into()))?;
+//!         let norms: Vec<f32> = /* candle work here, on the worker */;
+//!         Ok(Box::new(norms))
+//!     }),
+//! }, |out| match out { Output::Job(any) => any.downcast::<Vec<f32>>().ok().map(|b| *b), _ => None });
+//! ```
+//!
+//! Programmatic control (lessons, tests): [`GlassboxApp::apply`] with a [`panels::Action`]
+//! (set the text, open a view, load a model, select layer/head/token/preset), or typed access
+//! with [`GlassboxApp::panel_mut`]. Tests drive [`GlassboxApp::ui`] inside an `egui_kittest`
+//! harness; `GLASSBOX_VIEW=attention` opens a view at start.
+
+use eframe::egui;
+pub mod assets;
+pub mod data;
+pub mod panels;
+pub mod shell;
+pub mod state;
+pub mod widgets;
+pub mod worker;
+
+use std::time::Instant;
+
+pub use panels::{Action, Panel};
+pub use shell::{AppOptions, GlassboxApp, Persisted, STORAGE_KEY};
+
+/// Opens the window. Models load on the worker after the first frame is up.
+///
+/// Environment: `GLASSBOX_VIEW` opens a view by id (model, tokens, attention, params, ...);
+/// `GLASSBOX_TEXT` sets the text; `GLASSBOX_THEME=light|dark`; `GLASSBOX_TIMING=1` prints the
+/// time to the first frame; `GLASSBOX_ASSETS` points at the shipped models' folder.
+pub fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Glassbox")
+            .with_app_id("glassbox")
+            .with_inner_size([1440.0, 900.0])
+            .with_min_inner_size([720.0, 480.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Glassbox",
+        options,
+        Box::new(move |cc| {
+            let mut persisted: Option<Persisted> = cc
+                .storage
+                .and_then(|storage| eframe::get_value(storage, STORAGE_KEY));
+            if let Ok(text) = std::env::var("GLASSBOX_TEXT") {
+                persisted.get_or_insert_with(Persisted::default).text = text;
+            }
+            if let Ok(theme) = std::env::var("GLASSBOX_THEME") {
+                persisted.get_or_insert_with(Persisted::default).dark = theme != "light";
+            }
+            let app = GlassboxApp::new(AppOptions {
+                persisted,
+                load_models: true,
+                initial_view: std::env::var("GLASSBOX_VIEW").ok(),
+                shipped: None,
+                started,
+            });
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

@@ -1,0 +1,81 @@
+//! The views. Each is a struct with its own state implementing [`Panel`]; [`all`] lists them in
+//! the order of the side bar. See the docs of [`crate::app`] for how to add one.
+
+use eframe::egui;
+pub mod attention;
+pub mod model;
+pub mod params;
+pub mod tokens;
+
+use std::any::Any;
+
+use egui::Ui;
+
+use super::data::{ModelSource, Slot};
+use super::state::Shared;
+use crate::model::params::Preset;
+
+/// Something a lesson, a test or another panel asks the app to do. The shell handles the
+/// general ones (text, view, model, theme) and offers every action to every panel, so a panel
+/// reacts to the ones that concern it (see [`Panel::apply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Replace the shared text.
+    SetText(String),
+    /// Set (or clear) BERT's second segment.
+    SetPair(Option<String>),
+    /// Open a view by its id ("model", "tokens", "attention", "params", ...).
+    OpenView(String),
+    /// Load a model (it goes to the slot of its family).
+    LoadModel(ModelSource),
+    /// Load the shipped tiny model of a slot.
+    LoadShipped(Slot),
+    /// Attention view: show `layer`, `head` (`None` = mean over heads), for `slot` or both.
+    SelectLayerHead {
+        slot: Option<Slot>,
+        layer: usize,
+        head: Option<usize>,
+    },
+    /// Attention view: select a token (its row and column are highlighted) in `slot`'s map.
+    SelectToken { slot: Slot, index: Option<usize> },
+    /// Parameter view: show a preset.
+    SelectPreset(Preset),
+    /// Parameter view: show the loaded model of a slot.
+    SelectLoadedParams(Slot),
+    SetDarkTheme(bool),
+    SetLargeText(bool),
+}
+
+/// A view of the app.
+///
+/// `Any` lets the shell hand out typed access (`GlassboxApp::panel_mut::<AttentionPanel>()`).
+pub trait Panel: Any {
+    /// Stable id: persisted as the last view, used by `GLASSBOX_VIEW` and [`Action::OpenView`].
+    fn id(&self) -> &'static str;
+    /// The side bar label (also the accessible name of its button).
+    fn title(&self) -> &'static str;
+    /// One line shown when hovering the side bar button.
+    fn hint(&self) -> &'static str {
+        ""
+    }
+    /// Draws the view into the central area.
+    fn ui(&mut self, ui: &mut Ui, shared: &mut Shared);
+    /// Reacts to an action (default: ignores it).
+    fn apply(&mut self, _action: &Action, _shared: &mut Shared) {}
+    /// Settings to persist between runs (default: none).
+    fn save_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Restores what [`Panel::save_state`] returned.
+    fn load_state(&mut self, _state: serde_json::Value) {}
+}
+
+/// Every view, in side bar order. Adding a panel: one line here.
+pub fn all() -> Vec<Box<dyn Panel>> {
+    vec![
+        Box::new(model::ModelPanel::default()),
+        Box::new(tokens::TokensPanel::default()),
+        Box::new(attention::AttentionPanel::default()),
+        Box::new(params::ParamsPanel::default()),
+    ]
+}

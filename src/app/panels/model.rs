@@ -1,0 +1,418 @@
+//! View "Model": pick the models (shipped, local folder, Hugging Face Hub, a training run's
+//! checkpoint) and the device; see each loaded model's config and the memory it needs.
+
+use eframe::egui;
+use std::path::PathBuf;
+
+use egui::{Grid, ProgressBar, Ui};
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Panel};
+use crate::app::assets;
+use crate::app::data::{ModelSource, ModelSummary, Slot};
+use crate::app::state::Shared;
+use crate::app::widgets::{FolderBrowser, error_label};
+use crate::model::params::{format_bytes, group_thousands};
+
+/// Where the next model comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SourceKind {
+    #[default]
+    Shipped,
+    Folder,
+    Hub,
+    Run,
+}
+
+impl SourceKind {
+    const ALL: [SourceKind; 4] = [
+        SourceKind::Shipped,
+        SourceKind::Folder,
+        SourceKind::Hub,
+        SourceKind::Run,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            SourceKind::Shipped => "Shipped",
+            SourceKind::Folder => "Local folder",
+            SourceKind::Hub => "Hugging Face Hub",
+            SourceKind::Run => "Training run",
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Saved {
+    kind: SourceKind,
+    folder: String,
+    hub: String,
+}
+
+#[derive(Default)]
+pub struct ModelPanel {
+    pub kind: SourceKind,
+    pub folder_text: String,
+    pub hub_text: String,
+    browser: FolderBrowser,
+    runs: Option<Vec<PathBuf>>,
+}
+
+impl Panel for ModelPanel {
+    fn id(&self) -> &'static str {
+        "model"
+    }
+
+    fn title(&self) -> &'static str {
+        "Model"
+    }
+
+    fn hint(&self) -> &'static str {
+        "Pick the GPT and BERT models and the device"
+    }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(Saved {
+            kind: self.kind,
+            folder: self.folder_text.clone(),
+            hub: self.hub_text.clone(),
+        })
+        .ok()
+    }
+
+    fn load_state(&mut self, state: serde_json::Value) {
+        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
+            self.kind = saved.kind;
+            self.folder_text = saved.folder;
+            self.hub_text = saved.hub;
+        }
+    }
+
+    fn apply(&mut self, action: &Action, shared: &mut Shared) {
+        if let Action::LoadShipped(slot) = action {
+            load_shipped(shared, *slot);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.heading("Model");
+        ui.label(
+            "Glassbox keeps two models: a causal one (GPT family) and a bidirectional one \
+             (BERT family), so the views can put them side by side. A model you load replaces \
+             the one of its family.",
+        );
+        ui.add_space(4.0);
+        device_row(ui, shared);
+        ui.add_space(6.0);
+
+        ui.columns(2, |columns| {
+            for (column, slot) in columns.iter_mut().zip(Slot::ALL) {
+                column.push_id(slot, |ui| slot_card(ui, shared, slot));
+            }
+        });
+
+        loads_in_progress(ui, shared);
+
+        ui.separator();
+        ui.heading("Load a model");
+        ui.horizontal(|ui| {
+            for kind in SourceKind::ALL {
+                ui.selectable_value(&mut self.kind, kind, kind.label());
+            }
+        });
+        ui.add_space(4.0);
+        match self.kind {
+            SourceKind::Shipped => shipped_ui(ui, shared),
+            SourceKind::Folder => self.folder_ui(ui, shared),
+            SourceKind::Hub => self.hub_ui(ui, shared),
+            SourceKind::Run => self.run_ui(ui, shared),
+        }
+        if let Some(dir) = self.browser.show(ui.ctx()) {
+            self.folder_text = dir.display().to_string();
+            shared.load_model(ModelSource::Folder(dir));
+        }
+    }
+}
+
+fn device_row(ui: &mut Ui, shared: &mut Shared) {
+    ui.horizontal(|ui| {
+        ui.label("Device:");
+        let mut device = shared.device.clone();
+        for name in crate::device::available_devices() {
+            ui.selectable_value(&mut device, name.to_string(), name);
+        }
+        if device != shared.device {
+            shared.set_device(&device);
+        }
+        if crate::device::available_devices().len() == 1 {
+            ui.weak("(CUDA and Metal need a build with `--features cuda` / `metal`)");
+        }
+    });
+}
+
+fn slot_card(ui: &mut Ui, shared: &mut Shared, slot: Slot) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.strong(slot.label());
+        let Some(model) = shared.model(slot).cloned() else {
+            ui.label("No model loaded.");
+            return;
+        };
+        summary_grid(ui, &model);
+        egui::CollapsingHeader::new("config (every field)")
+            .id_salt(("config", slot))
+            .show(ui, |ui| {
+                Grid::new(("config_grid", slot)).striped(true).show(ui, |ui| {
+                    for (key, value) in &model.config_fields {
+                        ui.monospace(key);
+                        ui.monospace(value);
+                        ui.end_row();
+                    }
+                });
+            });
+        egui::CollapsingHeader::new(format!("tensors ({})", model.tensor_shapes.len()))
+            .id_salt(("tensors", slot))
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .max_height(220.0)
+                    .id_salt(("tensor_scroll", slot))
+                    .show(ui, |ui| {
+                        Grid::new(("tensor_grid", slot)).striped(true).show(ui, |ui| {
+                            for (name, shape) in &model.tensor_shapes {
+                                ui.monospace(name);
+                                ui.monospace(format!("{shape:?}"));
+                                ui.end_row();
+                            }
+                        });
+                    });
+            });
+    });
+}
+
+fn summary_grid(ui: &mut Ui, model: &ModelSummary) {
+    let config = &model.config;
+    Grid::new(("summary", model.slot))
+        .num_columns(2)
+        .show(ui, |ui| {
+            let row = |ui: &mut Ui, key: &str, value: String| {
+                ui.label(key);
+                ui.label(value);
+                ui.end_row();
+            };
+            row(ui, "Name", model.name.clone());
+            row(ui, "Folder", model.dir.display().to_string());
+            row(ui, "Architecture", config.architecture.hf_name().to_string());
+            row(
+                ui,
+                "Shape",
+                format!(
+                    "{} layers, width {}, {} heads, vocabulary {}, context {}",
+                    config.num_layers(),
+                    config.hidden_size(),
+                    config.num_heads(),
+                    config.vocab_size(),
+                    config.max_positions()
+                ),
+            );
+            row(
+                ui,
+                "Tokenizer",
+                match model.tokenizer_kind {
+                    Some(kind) => format!("{kind}, {} tokens", model.tokenizer_vocab_size),
+                    None => "none".into(),
+                },
+            );
+            row(
+                ui,
+                "Parameters",
+                format!(
+                    "{} (stored in the file: {})",
+                    group_thousands(model.breakdown.exact_total),
+                    group_thousands(model.stored_parameters)
+                ),
+            );
+            row(
+                ui,
+                "Memory (float32)",
+                format!(
+                    "{} = parameters × 4 bytes",
+                    format_bytes(model.memory_bytes())
+                ),
+            );
+            row(ui, "Device", model.device.clone());
+        });
+}
+
+fn loads_in_progress(ui: &mut Ui, shared: &mut Shared) {
+    let loads = shared.loads().to_vec();
+    let mut cancel = None;
+    for job in &loads {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("Loading {}", job.source.describe()));
+            if ui.button("Cancel").clicked() {
+                cancel = Some(job.request);
+            }
+        });
+        if let Some(progress) = &job.progress {
+            let bar = ProgressBar::new(progress.fraction.unwrap_or(0.0))
+                .text(progress.message.clone())
+                .show_percentage();
+            ui.add(bar);
+        } else {
+            ui.weak(format!(
+                "{:.1} s",
+                job.started.elapsed().as_secs_f32()
+            ));
+        }
+    }
+    if let Some(request) = cancel {
+        shared.cancel(request);
+    }
+}
+
+/// Loads the shipped model of `slot`, or says that there is none.
+pub fn load_shipped(shared: &mut Shared, slot: Slot) {
+    match shared.shipped.get(slot).cloned() {
+        Some(dir) => {
+            shared.load_model(ModelSource::Folder(dir));
+        }
+        None => shared.error(format!(
+            "No shipped {} model was found. {}",
+            slot.short(),
+            shared.shipped.message.clone().unwrap_or_default()
+        )),
+    }
+}
+
+fn shipped_ui(ui: &mut Ui, shared: &mut Shared) {
+    ui.label("The tiny GPT and BERT trained by Glassbox itself, in assets/.");
+    for slot in Slot::ALL {
+        let dir = shared.shipped.get(slot).cloned();
+        ui.horizontal(|ui| {
+            let button = ui.add_enabled(
+                dir.is_some(),
+                egui::Button::new(format!("Load shipped tiny {}", slot.short())),
+            );
+            if button.clicked() {
+                load_shipped(shared, slot);
+            }
+            match &dir {
+                Some(dir) => ui.weak(dir.display().to_string()),
+                None => ui.weak("not found"),
+            };
+        });
+    }
+    if let Some(message) = shared.shipped.message.clone() {
+        error_label(ui, &message);
+    }
+}
+
+impl ModelPanel {
+    fn folder_ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.label(
+            "A Hugging Face-format folder: config.json, model.safetensors and tokenizer.json \
+             (pickled .bin files are refused).",
+        );
+        ui.horizontal(|ui| {
+            let label = ui.label("Folder:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.folder_text)
+                    .hint_text("/path/to/model")
+                    .desired_width(380.0),
+            )
+            .labelled_by(label.id);
+            if ui.button("Browse…").clicked() {
+                let start = PathBuf::from(self.folder_text.trim());
+                self.browser.open("Choose a model folder", Some(&start));
+            }
+            let path = self.folder_text.trim().to_string();
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new("Load folder"))
+                .clicked()
+            {
+                shared.load_model(ModelSource::Folder(PathBuf::from(path)));
+            }
+        });
+    }
+
+    fn hub_ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.label(
+            "Downloads config.json, model.safetensors and tokenizer.json into the Hugging Face \
+             cache (models already there load without the network).",
+        );
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Suggested:");
+            for id in crate::hub::SUGGESTED_MODELS {
+                let cached = crate::hub::cached_model_dir(id).is_some();
+                let text = if cached {
+                    format!("{id} ✔")
+                } else {
+                    id.to_string()
+                };
+                let response = ui
+                    .selectable_label(self.hub_text == id, text)
+                    .on_hover_text(if cached {
+                        "in the local cache"
+                    } else {
+                        "needs a download"
+                    });
+                if response.clicked() {
+                    self.hub_text = id.to_string();
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            let label = ui.label("Repo id:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.hub_text)
+                    .hint_text("owner/name")
+                    .desired_width(320.0),
+            )
+            .labelled_by(label.id);
+            let id = self.hub_text.trim().to_string();
+            if ui
+                .add_enabled(!id.is_empty(), egui::Button::new("Download and load"))
+                .clicked()
+            {
+                shared.load_model(ModelSource::Hub(id));
+            }
+        });
+        ui.weak(
+            "Without a network connection the Hub answers within seconds with an error; \
+             cached models still load.",
+        );
+    }
+
+    fn run_ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.label("Checkpoints saved by training runs (folders under runs/ or checkpoints/).");
+        if ui.button("Rescan").clicked() {
+            self.runs = None;
+        }
+        let runs = self.runs.get_or_insert_with(assets::run_checkpoints);
+        if runs.is_empty() {
+            ui.weak("No checkpoints found yet. Train a model in the Train view, or browse to one.");
+        }
+        let mut load = None;
+        egui::ScrollArea::vertical()
+            .max_height(200.0)
+            .id_salt("runs")
+            .show(ui, |ui| {
+                for dir in runs.iter() {
+                    ui.horizontal(|ui| {
+                        if ui.button("Load").clicked() {
+                            load = Some(dir.clone());
+                        }
+                        ui.monospace(dir.display().to_string());
+                    });
+                }
+            });
+        if let Some(dir) = load {
+            shared.load_model(ModelSource::Folder(dir));
+        }
+        if ui.button("Browse…").clicked() {
+            self.browser.open("Choose a checkpoint folder", None);
+        }
+    }
+}

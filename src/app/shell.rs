@@ -1,0 +1,513 @@
+//! The window around the panels: the view list, the shared text, theme and large-text switches,
+//! error banners, the status bar, persistence.
+
+use eframe::egui;
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::{Color32, Key, Modifiers, RichText, Ui};
+use serde::{Deserialize, Serialize};
+
+use super::assets::{ShippedModels, is_model_dir};
+use super::data::{ModelSource, Slot};
+use super::panels::{self, Action, Panel};
+use super::state::Shared;
+use super::worker::WorkerHandle;
+
+/// The key under which the app's settings are stored.
+pub const STORAGE_KEY: &str = "glassbox";
+
+/// What is remembered between runs (window layout is kept by eframe itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub view: String,
+    pub text: String,
+    pub pair: String,
+    pub use_pair: bool,
+    pub dark: bool,
+    pub large_text: bool,
+    pub device: String,
+    pub export_dir: PathBuf,
+    /// The model last loaded in each slot.
+    pub models: BTreeMap<Slot, ModelSource>,
+    /// Each panel's own settings, by panel id.
+    pub panels: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Persisted {
+    fn default() -> Self {
+        Self {
+            view: "attention".into(),
+            text: super::state::DEFAULT_TEXT.into(),
+            pair: "It ran under the table.".into(),
+            use_pair: false,
+            dark: true,
+            large_text: false,
+            device: "cpu".into(),
+            export_dir: PathBuf::from("exports"),
+            models: BTreeMap::new(),
+            panels: BTreeMap::new(),
+        }
+    }
+}
+
+/// How to start the app.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Settings from the last run.
+    pub persisted: Option<Persisted>,
+    /// Load the models (last used, else shipped) on the worker at start.
+    pub load_models: bool,
+    /// A view id to open instead of the remembered one (`GLASSBOX_VIEW`).
+    pub initial_view: Option<String>,
+    /// Where the shipped models are (searched when `None`).
+    pub shipped: Option<ShippedModels>,
+    /// When the process started, to report the time to the first frame.
+    pub started: Instant,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            persisted: None,
+            load_models: true,
+            initial_view: None,
+            shipped: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The whole app. Tests drive it through [`GlassboxApp::ui`]; eframe through [`eframe::App`].
+pub struct GlassboxApp {
+    pub shared: Shared,
+    panels: Vec<Box<dyn Panel>>,
+    current: usize,
+    pub dark: bool,
+    pub large_text: bool,
+    applied_style: Option<(bool, bool)>,
+    started: Instant,
+    /// Time from start to the end of the first frame.
+    pub first_frame: Option<Duration>,
+    frame_times: VecDeque<f32>,
+}
+
+impl GlassboxApp {
+    pub fn new(options: AppOptions) -> Self {
+        let persisted = options.persisted.unwrap_or_default();
+        let shipped = options.shipped.unwrap_or_else(ShippedModels::find);
+        let mut shared = Shared::new(WorkerHandle::spawn(), shipped);
+        shared.text = persisted.text.clone();
+        shared.pair = persisted.pair.clone();
+        shared.use_pair = persisted.use_pair;
+        shared.export_dir = persisted.export_dir.clone();
+        if crate::device::parse_device(&persisted.device).is_ok() {
+            shared.device = persisted.device.clone();
+        }
+        let mut panels = panels::all();
+        for panel in &mut panels {
+            if let Some(state) = persisted.panels.get(panel.id()) {
+                panel.load_state(state.clone());
+            }
+        }
+        let mut app = Self {
+            shared,
+            panels,
+            current: 0,
+            dark: persisted.dark,
+            large_text: persisted.large_text,
+            applied_style: None,
+            started: options.started,
+            first_frame: None,
+            frame_times: VecDeque::new(),
+        };
+        let view = options.initial_view.unwrap_or(persisted.view.clone());
+        if !app.open_view(&view) {
+            app.open_view("attention");
+        }
+        if let Some(message) = app.shared.shipped.message.clone() {
+            app.shared.info(message);
+        }
+        if options.load_models {
+            for slot in Slot::ALL {
+                let remembered = persisted.models.get(&slot).filter(|s| match s {
+                    ModelSource::Folder(dir) => is_model_dir(dir),
+                    ModelSource::Hub(id) => crate::hub::cached_model_dir(id).is_some(),
+                });
+                match remembered {
+                    Some(source) => {
+                        app.shared.load_model(source.clone());
+                    }
+                    None => panels::model::load_shipped(&mut app.shared, slot),
+                }
+            }
+        }
+        app
+    }
+
+    /// What to persist now.
+    pub fn persisted(&self) -> Persisted {
+        Persisted {
+            view: self.current_view().to_string(),
+            text: self.shared.text.clone(),
+            pair: self.shared.pair.clone(),
+            use_pair: self.shared.use_pair,
+            dark: self.dark,
+            large_text: self.large_text,
+            device: self.shared.device.clone(),
+            export_dir: self.shared.export_dir.clone(),
+            models: Slot::ALL
+                .iter()
+                .filter_map(|&s| self.shared.model(s).map(|m| (s, m.source.clone())))
+                .collect(),
+            panels: self
+                .panels
+                .iter()
+                .filter_map(|p| p.save_state().map(|v| (p.id().to_string(), v)))
+                .collect(),
+        }
+    }
+
+    /// The open view's id.
+    pub fn current_view(&self) -> &'static str {
+        self.panels.get(self.current).map_or("", |p| p.id())
+    }
+
+    /// Ids and titles of every view, in side bar order.
+    pub fn views(&self) -> Vec<(&'static str, &'static str)> {
+        self.panels.iter().map(|p| (p.id(), p.title())).collect()
+    }
+
+    /// Opens a view by id; false if there is none.
+    pub fn open_view(&mut self, id: &str) -> bool {
+        match self.panels.iter().position(|p| p.id() == id) {
+            Some(index) => {
+                self.current = index;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Typed access to a panel, e.g. `app.panel_mut::<AttentionPanel>()`.
+    pub fn panel_mut<T: Panel>(&mut self) -> Option<&mut T> {
+        self.panels
+            .iter_mut()
+            .find_map(|p| (p.as_mut() as &mut dyn Any).downcast_mut::<T>())
+    }
+
+    pub fn panel<T: Panel>(&self) -> Option<&T> {
+        self.panels
+            .iter()
+            .find_map(|p| (p.as_ref() as &dyn Any).downcast_ref::<T>())
+    }
+
+    pub fn set_text(&mut self, text: &str) {
+        self.apply(Action::SetText(text.to_string()));
+    }
+
+    /// Whether the worker has nothing left to do for the UI.
+    pub fn is_idle(&self) -> bool {
+        self.shared.busy().is_none() && self.shared.loads().is_empty()
+    }
+
+    /// Does what a lesson or test asks: the shell's part, then every panel's.
+    pub fn apply(&mut self, action: Action) {
+        match &action {
+            Action::SetText(text) => self.shared.text = text.clone(),
+            Action::SetPair(pair) => match pair {
+                Some(p) => {
+                    self.shared.pair = p.clone();
+                    self.shared.use_pair = true;
+                }
+                None => self.shared.use_pair = false,
+            },
+            Action::OpenView(id) => {
+                if !self.open_view(id) {
+                    self.shared.error(format!("There is no view called {id:?}."));
+                }
+            }
+            Action::LoadModel(source) => {
+                self.shared.load_model(source.clone());
+            }
+            Action::SelectLayerHead { .. } => {
+                self.open_view("attention");
+            }
+            Action::SelectPreset(_) | Action::SelectLoadedParams(_) => {
+                self.open_view("params");
+            }
+            Action::SetDarkTheme(dark) => self.dark = *dark,
+            Action::SetLargeText(large) => self.large_text = *large,
+            Action::LoadShipped(_) | Action::SelectToken { .. } => {}
+        }
+        for panel in &mut self.panels {
+            panel.apply(&action, &mut self.shared);
+        }
+    }
+
+    fn apply_style(&mut self, ctx: &egui::Context) {
+        let wanted = (self.dark, self.large_text);
+        if self.applied_style != Some(wanted) {
+            ctx.set_theme(if self.dark {
+                egui::Theme::Dark
+            } else {
+                egui::Theme::Light
+            });
+            ctx.set_zoom_factor(if self.large_text { 1.6 } else { 1.0 });
+            self.applied_style = Some(wanted);
+        }
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        const KEYS: [Key; 9] = [
+            Key::Num1,
+            Key::Num2,
+            Key::Num3,
+            Key::Num4,
+            Key::Num5,
+            Key::Num6,
+            Key::Num7,
+            Key::Num8,
+            Key::Num9,
+        ];
+        for (index, key) in KEYS.iter().enumerate().take(self.panels.len()) {
+            if ctx.input_mut(|i| i.consume_key(Modifiers::COMMAND, *key)) {
+                self.current = index;
+            }
+        }
+    }
+
+    /// Draws the whole window.
+    pub fn ui(&mut self, ui: &mut Ui) {
+        let frame_start = Instant::now();
+        let ctx = ui.ctx().clone();
+        self.apply_style(&ctx);
+        self.shortcuts(&ctx);
+        self.shared.poll(&ctx);
+        if let Some(id) = self.shared.requested_view.take() {
+            self.open_view(&id);
+        }
+
+        egui::Panel::top("glassbox_top").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("glassbox_status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::left("glassbox_views")
+            .default_size(150.0)
+            .min_size(110.0)
+            .show(ui, |ui| self.view_list(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.notices(ui);
+            let Self { panels, shared, .. } = self;
+            if let Some(panel) = panels.get_mut(self.current) {
+                let id = panel.id();
+                egui::ScrollArea::vertical()
+                    .id_salt(("panel_scroll", id))
+                    .auto_shrink(false)
+                    .show(ui, |ui| {
+                        ui.push_id(id, |ui| panel.ui(ui, shared));
+                    });
+            }
+        });
+
+        let ms = frame_start.elapsed().as_secs_f32() * 1000.0;
+        self.frame_times.push_back(ms);
+        if self.frame_times.len() > 120 {
+            self.frame_times.pop_front();
+        }
+        if self.first_frame.is_none() {
+            let elapsed = self.started.elapsed();
+            self.first_frame = Some(elapsed);
+            if std::env::var_os("GLASSBOX_TIMING").is_some() {
+                eprintln!(
+                    "glassbox: first frame {:.0} ms after start",
+                    elapsed.as_secs_f64() * 1000.0
+                );
+            }
+        }
+        // While the worker computes, keep animating the spinners.
+        if !self.is_idle() {
+            ctx.request_repaint_after(Duration::from_millis(50));
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut Ui) {
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            ui.heading(RichText::new("Glassbox").strong());
+            ui.separator();
+            let label = ui.label("Text:");
+            let mut text = self.shared.text.clone();
+            let response = ui
+                .add(
+                    egui::TextEdit::singleline(&mut text)
+                        .hint_text("type a sentence")
+                        .desired_width((ui.available_width() * 0.45).max(200.0)),
+                )
+                .labelled_by(label.id);
+            if response.changed() {
+                self.apply(Action::SetText(text));
+            }
+            let mut use_pair = self.shared.use_pair;
+            if ui
+                .checkbox(&mut use_pair, "Second sentence (BERT)")
+                .on_hover_text("BERT reads two segments: [CLS] A [SEP] B [SEP]")
+                .changed()
+            {
+                self.shared.use_pair = use_pair;
+            }
+            if self.shared.use_pair {
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.shared.pair)
+                        .hint_text("second sentence")
+                        .desired_width(220.0),
+                );
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let theme = if self.dark { "☀ Light theme" } else { "🌙 Dark theme" };
+                if ui.button(theme).clicked() {
+                    self.dark = !self.dark;
+                }
+                ui.toggle_value(&mut self.large_text, "Large text")
+                    .on_hover_text("Bigger everything, for projectors");
+            });
+        });
+        ui.add_space(2.0);
+    }
+
+    fn view_list(&mut self, ui: &mut Ui) {
+        ui.add_space(6.0);
+        ui.strong("Views");
+        ui.add_space(4.0);
+        let mut chosen = None;
+        for (index, panel) in self.panels.iter().enumerate() {
+            let button = egui::Button::selectable(
+                index == self.current,
+                RichText::new(panel.title()).size(15.0),
+            )
+            .min_size(egui::vec2(ui.available_width(), 26.0));
+            let mut response = ui.add(button);
+            let hint = panel.hint();
+            let shortcut = if index < 9 {
+                format!(" (Ctrl+{})", index + 1)
+            } else {
+                String::new()
+            };
+            if !hint.is_empty() {
+                response = response.on_hover_text(format!("{hint}{shortcut}"));
+            }
+            if response.clicked() {
+                chosen = Some(index);
+            }
+        }
+        if let Some(index) = chosen {
+            self.current = index;
+        }
+        ui.add_space(12.0);
+        ui.separator();
+        ui.weak("Exports go to:");
+        let label = ui.weak("export folder");
+        let mut dir = self.shared.export_dir.display().to_string();
+        if ui
+            .add(egui::TextEdit::singleline(&mut dir).desired_width(f32::INFINITY))
+            .labelled_by(label.id)
+            .changed()
+        {
+            self.shared.export_dir = PathBuf::from(dir);
+        }
+    }
+
+    fn notices(&mut self, ui: &mut Ui) {
+        let mut dismiss = None;
+        for (i, notice) in self.shared.notices.iter().enumerate() {
+            let (fill, ink) = if notice.is_error {
+                (
+                    ui.visuals().error_fg_color.gamma_multiply(0.15),
+                    ui.visuals().error_fg_color,
+                )
+            } else {
+                (
+                    ui.visuals().warn_fg_color.gamma_multiply(0.12),
+                    ui.visuals().text_color(),
+                )
+            };
+            egui::Frame::new()
+                .fill(fill)
+                .inner_margin(6.0)
+                .corner_radius(4.0)
+                .show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        if ui
+                            .small_button("✕")
+                            .on_hover_text("Dismiss this message")
+                            .clicked()
+                        {
+                            dismiss = Some(i);
+                        }
+                        let icon = if notice.is_error { "⚠" } else { "ℹ" };
+                        ui.add(
+                            egui::Label::new(
+                                RichText::new(format!("{icon} {}", notice.message)).color(ink),
+                            )
+                            .wrap(),
+                        );
+                    });
+                });
+        }
+        if let Some(i) = dismiss {
+            self.shared.notices.remove(i);
+        }
+        if !self.shared.notices.is_empty() {
+            ui.add_space(4.0);
+        }
+    }
+
+    fn status_bar(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            for slot in Slot::ALL {
+                let text = match self.shared.model(slot) {
+                    Some(m) => format!("{}: {}", slot.short(), m.name),
+                    None => format!("{}: none", slot.short()),
+                };
+                ui.label(text);
+                ui.separator();
+            }
+            ui.label(format!("device: {}", self.shared.device));
+            ui.separator();
+            match self.shared.busy() {
+                Some((count, what)) => {
+                    ui.spinner();
+                    ui.label(format!("working: {what}"));
+                    if count > 1 {
+                        ui.weak(format!("(+{} queued)", count - 1));
+                    }
+                }
+                None => {
+                    ui.colored_label(Color32::from_rgb(90, 180, 90), "● idle");
+                }
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let mut sorted: Vec<f32> = self.frame_times.iter().copied().collect();
+                sorted.sort_by(f32::total_cmp);
+                if let Some(median) = sorted.get(sorted.len() / 2) {
+                    let worst = sorted.last().copied().unwrap_or(0.0);
+                    ui.weak(format!("UI frame {median:.1} ms (worst {worst:.1})"));
+                }
+                if let Some(first) = self.first_frame {
+                    ui.weak(format!("first frame {:.0} ms", first.as_secs_f64() * 1000.0));
+                }
+            });
+        });
+    }
+}
+
+impl eframe::App for GlassboxApp {
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        GlassboxApp::ui(self, ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.persisted());
+    }
+}

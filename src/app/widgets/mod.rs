@@ -1,0 +1,54 @@
+//! Widgets shared by the panels: heatmaps, token chips, bars, export buttons, a folder browser,
+//! colour scales, and status lines for data the worker is computing.
+
+use eframe::egui;
+pub mod bars;
+pub mod chips;
+pub mod color;
+pub mod export;
+pub mod folder_browser;
+pub mod heatmap;
+
+pub use bars::value_bars;
+pub use chips::{token_chip, token_chips};
+pub use color::ColorScale;
+pub use export::{ExportFormat, export_buttons};
+pub use folder_browser::FolderBrowser;
+pub use heatmap::{Heatmap, HeatmapResponse, HoverReadout, Selection, format_value};
+
+use egui::Ui;
+
+use super::data::Slot;
+use super::state::Fetch;
+
+/// Shows what to say while data is not ready: a spinner while computing, the error when it
+/// failed, a hint when no model is loaded. Returns the data to show (possibly stale while a new
+/// result is computed).
+pub fn fetch_status<T: Clone>(ui: &mut Ui, slot: Slot, fetch: &Fetch<T>) -> Option<T> {
+    match fetch {
+        Fetch::NoModel => {
+            ui.label(format!(
+                "No {} model is loaded. Pick one in the Model view.",
+                slot.label()
+            ));
+            None
+        }
+        Fetch::Pending(stale) => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak(format!("{} is working…", slot.short()));
+            });
+            stale.clone()
+        }
+        Fetch::Ready(data) => Some(data.clone()),
+        Fetch::Failed(message) => {
+            error_label(ui, message);
+            None
+        }
+    }
+}
+
+/// An error in the panel's own area, in the theme's error colour.
+pub fn error_label(ui: &mut Ui, message: &str) {
+    ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {message}"));
+}

@@ -1,0 +1,206 @@
+//! The subcommands' bodies: parse, call the library, print. No model logic lives here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use glassbox::generate::{SamplingSettings, generate as generate_text};
+use glassbox::inspect::{Predictions, inspect as inspect_text, reference_tensors};
+use glassbox::model::checkpoint::{self, TOKENIZER_FILE, load_dir, write_safetensors};
+use glassbox::model::params;
+use glassbox::tokenizer::Tokenizer;
+
+pub fn open_window() -> Result<()> {
+    glassbox::app::run()
+}
+
+pub fn params(preset: Option<String>, model: Option<PathBuf>, json: bool) -> Result<()> {
+    let breakdown = match (preset, model) {
+        (Some(name), _) => name.parse::<params::Preset>()?.breakdown(),
+        (None, Some(dir)) => {
+            let config =
+                glassbox::model::config::ModelConfig::from_file(&dir.join(checkpoint::CONFIG_FILE))?;
+            params::breakdown_for_config(&config)
+        }
+        (None, None) => bail!("give --preset NAME or --model DIR"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&breakdown)?);
+    } else {
+        print!("{}", params::render_table(&breakdown));
+    }
+    Ok(())
+}
+
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let file = if path.is_dir() {
+        path.join(TOKENIZER_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    Ok(Tokenizer::from_file(&file)?)
+}
+
+pub fn tokenize(path: &Path, text: &str, explain: bool, json: bool) -> Result<()> {
+    let tokenizer = load_tokenizer(path)?;
+    let encoded = tokenizer.encode(text, true)?;
+    let explanation = if explain {
+        Some(tokenizer.explain(text)?)
+    } else {
+        None
+    };
+    if json {
+        let value = serde_json::json!({
+            "kind": tokenizer.kind(),
+            "tokens": encoded.tokens,
+            "ids": encoded.ids,
+            "offsets": encoded.offsets,
+            "explain": explanation,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("{:?} tokenizer, {} tokens", tokenizer.kind(), encoded.ids.len());
+    for (token, id) in encoded.tokens.iter().zip(&encoded.ids) {
+        println!("{id:>8}  {token}");
+    }
+    if let Some(words) = explanation {
+        println!();
+        for word in words {
+            println!("{:?} -> {:?}", word.word, word.pieces);
+            for step in &word.steps {
+                println!("    {step}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn inspect(
+    dir: &Path,
+    text: &str,
+    pair: Option<&str>,
+    k: usize,
+    json: bool,
+    dump: Option<PathBuf>,
+    device: &str,
+) -> Result<()> {
+    let device = glassbox::device::parse_device(device)?;
+    let loaded = load_dir(dir, &device)?;
+    let inspection = inspect_text(&loaded, text, pair, k)?;
+    if let Some(path) = &dump {
+        let tensors = reference_tensors(&loaded, &inspection)?;
+        write_safetensors(path, &tensors)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        let value = serde_json::json!({
+            "model": loaded.name(),
+            "architecture": loaded.config.architecture.hf_name(),
+            "tokens": inspection.encoded.tokens,
+            "ids": inspection.encoded.ids,
+            "token_type_ids": inspection.encoded.type_ids,
+            "predictions": inspection.predictions,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{} ({}), {} tokens",
+        loaded.name(),
+        loaded.config.architecture.hf_name(),
+        inspection.encoded.ids.len()
+    );
+    for (i, (token, id)) in inspection
+        .encoded
+        .tokens
+        .iter()
+        .zip(&inspection.encoded.ids)
+        .enumerate()
+    {
+        println!("{i:>4} {id:>8}  {token}");
+    }
+    println!();
+    match &inspection.predictions {
+        Predictions::NextToken { top } => {
+            println!("next token after {:?}:", text);
+            for p in top {
+                println!("  {:>7.3}%  {:?} ({})", p.prob * 100.0, p.token, p.id);
+            }
+        }
+        Predictions::FillMask {
+            masks,
+            is_next_prob,
+        } => {
+            if masks.is_empty() {
+                println!("no [MASK] in the text: put one in to see fill-mask predictions");
+            }
+            for mask in masks {
+                println!("[MASK] at position {}:", mask.position);
+                for p in &mask.top {
+                    println!("  {:>7.3}%  {:?} ({})", p.prob * 100.0, p.token, p.id);
+                }
+            }
+            if let Some(prob) = is_next_prob {
+                println!(
+                    "next sentence prediction: B follows A with probability {:.3}",
+                    prob
+                );
+            }
+        }
+        Predictions::Classification { labels } => {
+            for (label, prob) in labels {
+                println!("  {:>7.3}%  {label}", prob * 100.0);
+            }
+        }
+        Predictions::Span {
+            start,
+            end,
+            text,
+            score,
+        } => println!("answer: {text:?} (tokens {start}..={end}, score {score:.3})"),
+        Predictions::None => println!("this model has no prediction head"),
+    }
+    if let Some(path) = dump {
+        println!("\ntensors written to {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn generate(
+    dir: &Path,
+    prompt: &str,
+    max_new_tokens: usize,
+    settings: SamplingSettings,
+    seed: u64,
+    device: &str,
+) -> Result<()> {
+    let device = glassbox::device::parse_device(device)?;
+    let loaded = load_dir(dir, &device)?;
+    if !loaded.config.is_causal() {
+        bail!(
+            "{} is a {} model; generation needs a GPT (causal) model",
+            dir.display(),
+            loaded.config.model_type()
+        );
+    }
+    print!("{prompt}");
+    let mut stdout = std::io::stdout();
+    stdout.flush().ok();
+    generate_text(&loaded, prompt, max_new_tokens, &settings, seed, |piece| {
+        print!("{piece}");
+        stdout.flush().ok();
+    })?;
+    println!();
+    Ok(())
+}
+
+pub fn download(repo_id: &str) -> Result<()> {
+    let dir = glassbox::hub::fetch_model(repo_id, |event| {
+        if let glassbox::hub::HubEvent::Start { file, size } = event {
+            eprintln!("downloading {file} ({:.1} MB)", size as f64 / 1e6);
+        }
+    })?;
+    println!("{}", dir.display());
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Glassbox: look inside small transformers while they run and while they learn.
+//!
+//! Data flows one way: text → [`tokenizer`] → [`model`] (with a [`model::trace::Trace`]) → views.
+//! Training ([`train`]) runs beside it on a worker thread. The CLI (`main.rs`) and the desktop app
+//! ([`app`]) call the same functions.
+
+pub mod app;
+pub mod data;
+pub mod device;
+pub mod generate;
+pub mod error;
+pub mod hub;
+pub mod inspect;
+pub mod model;
+pub mod tokenizer;
+pub mod train;
+pub mod util;
+
+pub use error::{GlassboxError, Result};

@@ -1,0 +1,144 @@
+//! The `glassbox` command. With no subcommand it opens the window; each subcommand runs the same
+//! library code headless.
+
+mod cli;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "glassbox", version, about = "Look inside small transformers while they run and while they learn")]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parameter counts by component: textbook formula and exact count.
+    Params {
+        /// bert-base, bert-large, distilbert, roberta-large, albert-base, gpt2, gpt2-medium,
+        /// gpt2-large, gpt2-xl, gpt3-175b
+        #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+        preset: Option<String>,
+        /// A Hugging Face-format model folder.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Split a text into tokens.
+    Tokenize {
+        /// tokenizer.json, or a model folder containing one.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// Show the BPE merges / WordPiece steps that made each token.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a text through a model: tokens, ids, top predictions, and optionally every tensor.
+    Inspect {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// Second segment (BERT sentence pairs, next-sentence prediction, QA context).
+        #[arg(long)]
+        pair: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long)]
+        json: bool,
+        /// Write hidden states, attentions and logits to a safetensors file, named as in the
+        /// `transformers` reference fixtures.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Generate text with a GPT model.
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 40)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Download a model from the Hugging Face Hub into the local cache.
+    Download {
+        /// e.g. gpt2, bert-base-uncased, sentence-transformers/all-MiniLM-L6-v2
+        repo_id: String,
+    },
+    /// Pretrain a model from scratch (GPT causal LM, BERT masked LM + NSP) from a TOML recipe.
+    Train(glassbox::train::cli::TrainArgs),
+    /// Fine-tune a trained model: classification (CSV), extractive QA (JSON/JSONL), generation
+    /// (JSONL prompt/completion).
+    Finetune(glassbox::train::cli::FinetuneArgs),
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match args.command {
+        None => cli::open_window(),
+        Some(Command::Params { preset, model, json }) => cli::params(preset, model, json),
+        Some(Command::Tokenize {
+            tokenizer,
+            text,
+            explain,
+            json,
+        }) => cli::tokenize(&tokenizer, &text, explain, json),
+        Some(Command::Inspect {
+            model,
+            text,
+            pair,
+            top_k,
+            json,
+            dump,
+            device,
+        }) => cli::inspect(&model, &text, pair.as_deref(), top_k, json, dump, &device),
+        Some(Command::Generate {
+            model,
+            prompt,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            device,
+        }) => cli::generate(
+            &model,
+            &prompt,
+            max_new_tokens,
+            glassbox::generate::SamplingSettings {
+                temperature,
+                top_k,
+                top_p,
+            },
+            seed,
+            &device,
+        ),
+        Some(Command::Download { repo_id }) => cli::download(&repo_id),
+        Some(Command::Train(args)) => glassbox::train::cli::train(args),
+        Some(Command::Finetune(args)) => glassbox::train::cli::finetune(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,373 @@
+//! Hugging Face-format checkpoint folders: `config.json`, `model.safetensors`, `tokenizer.json`.
+//!
+//! Only safetensors is read. A pickled `pytorch_model.bin` is refused, never executed. Every
+//! problem is reported with the file it was found in.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
+use serde::Deserialize;
+
+use super::config::{Architecture, FamilyConfig, ModelConfig};
+use super::{Model, Prefix};
+use crate::error::{GlassboxError, Result};
+use crate::tokenizer::Tokenizer;
+use crate::util::{available_memory_bytes, write_atomic};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+const PICKLE_FILES: [&str; 2] = ["pytorch_model.bin", "model.bin"];
+
+/// A model loaded from a folder, with what it was loaded from.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub config: ModelConfig,
+    pub model: Model,
+    pub tokenizer: Option<Tokenizer>,
+    pub dir: PathBuf,
+    /// Every tensor in the weights file (name, shape), for the parameter view.
+    pub tensor_shapes: Vec<(String, Vec<usize>)>,
+    pub device: Device,
+}
+
+impl LoadedModel {
+    /// Folder name, for display.
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| GlassboxError::MissingFile {
+            path: self.dir.join(TOKENIZER_FILE),
+        })
+    }
+}
+
+/// Loads a checkpoint folder onto `device`.
+pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    if !dir.is_dir() {
+        return Err(GlassboxError::MissingFile {
+            path: dir.to_path_buf(),
+        });
+    }
+    let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        if let Some(pickle) = PICKLE_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
+            return Err(GlassboxError::PickleRefused { path: pickle });
+        }
+        return Err(GlassboxError::MissingFile { path: weights });
+    }
+    let (config, model, tensor_shapes) = load_weights(config, &weights, device)?;
+    let tokenizer_path = dir.join(TOKENIZER_FILE);
+    let tokenizer = if tokenizer_path.is_file() {
+        Some(Tokenizer::from_file(&tokenizer_path)?)
+    } else {
+        None
+    };
+    Ok(LoadedModel {
+        config,
+        model,
+        tokenizer,
+        dir: dir.to_path_buf(),
+        tensor_shapes,
+        device: device.clone(),
+    })
+}
+
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+}
+
+/// Reads only the JSON header of a safetensors file: tensor names, dtypes and shapes.
+pub fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
+    let corrupt = |message: String| GlassboxError::CorruptSafetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| GlassboxError::io(path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| GlassboxError::io(path, e))?
+        .len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| corrupt(format!("only {file_len} bytes, too short for a header")))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > 100_000_000 || 8 + header_len > file_len {
+        return Err(corrupt(format!(
+            "header length {header_len} does not fit in a file of {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| corrupt(format!("cannot read header: {e}")))?;
+    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| corrupt(format!("header is not valid JSON: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, value) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry: HeaderEntry = serde_json::from_value(value)
+            .map_err(|e| corrupt(format!("bad header entry for `{name}`: {e}")))?;
+        out.insert(name, (entry.dtype, entry.shape));
+    }
+    Ok(out)
+}
+
+/// Refuses to load what would not fit: `bytes` needed against the memory the OS has available.
+pub fn check_fits_in_memory(bytes: u64) -> Result<()> {
+    if let Some(available) = available_memory_bytes()
+        && bytes > available
+    {
+        return Err(GlassboxError::TooLarge {
+            needed_mib: bytes / (1 << 20),
+            available_mib: available / (1 << 20),
+        });
+    }
+    Ok(())
+}
+
+/// Loads `weights` for `config`. The architecture may be upgraded when the file carries more
+/// heads than config.json names (the Hub's `bert-base-uncased` says `BertForMaskedLM` but also
+/// ships the NSP head).
+pub fn load_weights(
+    mut config: ModelConfig,
+    weights: &Path,
+    device: &Device,
+) -> Result<(ModelConfig, Model, Vec<(String, Vec<usize>)>)> {
+    let header = read_header(weights)?;
+    // Weights run in f32 whatever they are stored in.
+    let elements: u64 = header
+        .values()
+        .map(|(_, shape)| shape.iter().map(|&d| d as u64).product::<u64>())
+        .sum();
+    check_fits_in_memory(elements.saturating_mul(4))?;
+
+    let bytes = std::fs::read(weights).map_err(|e| GlassboxError::io(weights, e))?;
+    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        GlassboxError::CorruptSafetensors {
+            path: weights.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+        GlassboxError::CorruptSafetensors {
+            path: weights.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    drop(bytes);
+
+    let names: HashSet<&str> = header.keys().map(String::as_str).collect();
+    upgrade_architecture(&mut config, &names);
+    let prefix = detect_prefix(&config, &names);
+    let first_error = Arc::new(Mutex::new(None));
+    let backend = CheckedTensors {
+        tensors,
+        path: weights.to_path_buf(),
+        first_error: first_error.clone(),
+    };
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    let model = match Model::new(vb, &config, prefix) {
+        Ok(model) => model,
+        // Prefer our typed error: the VarBuilder only carries candle's string errors.
+        Err(e) => {
+            let typed = first_error.lock().ok().and_then(|mut slot| slot.take());
+            return Err(typed.unwrap_or(GlassboxError::Candle(e)));
+        }
+    };
+    check_no_extra_layers(&config, &header, weights)?;
+    let shapes = header
+        .into_iter()
+        .map(|(name, (_, shape))| (name, shape))
+        .collect();
+    Ok((config, model, shapes))
+}
+
+fn upgrade_architecture(config: &mut ModelConfig, names: &HashSet<&str>) {
+    let has = |suffix: &str| names.iter().any(|n| *n == suffix);
+    config.architecture = match (&config.family, config.architecture) {
+        (FamilyConfig::Bert(_), Architecture::BertModel | Architecture::BertForMaskedLm)
+            if has("cls.predictions.bias")
+                && has("cls.seq_relationship.weight")
+                && names.iter().any(|n| n.ends_with("pooler.dense.weight")) =>
+        {
+            Architecture::BertForPreTraining
+        }
+        (FamilyConfig::Bert(_), Architecture::BertModel) if has("cls.predictions.bias") => {
+            Architecture::BertForMaskedLm
+        }
+        (FamilyConfig::DistilBert(_), Architecture::DistilBertModel)
+            if has("vocab_projector.bias") =>
+        {
+            Architecture::DistilBertForMaskedLm
+        }
+        (_, arch) => arch,
+    };
+}
+
+fn detect_prefix(config: &ModelConfig, names: &HashSet<&str>) -> Prefix {
+    let standard = match config.family {
+        FamilyConfig::Gpt2(_) => "transformer.wte.weight",
+        FamilyConfig::Bert(_) => "bert.embeddings.word_embeddings.weight",
+        FamilyConfig::DistilBert(_) => "distilbert.embeddings.word_embeddings.weight",
+    };
+    if names.contains(standard) {
+        Prefix::Standard
+    } else {
+        Prefix::None
+    }
+}
+
+/// Tensors for layers beyond the config's count mean config.json and the weights disagree.
+fn check_no_extra_layers(
+    config: &ModelConfig,
+    header: &BTreeMap<String, (String, Vec<usize>)>,
+    weights: &Path,
+) -> Result<()> {
+    let layers = config.num_layers();
+    let marker = match config.family {
+        FamilyConfig::Gpt2(_) => "h.",
+        FamilyConfig::Bert(_) => "encoder.layer.",
+        FamilyConfig::DistilBert(_) => "transformer.layer.",
+    };
+    let mut max_found: Option<usize> = None;
+    for name in header.keys() {
+        let rest = name
+            .strip_prefix(marker)
+            .or_else(|| name.split_once(&format!(".{marker}")).map(|(_, r)| r));
+        if let Some(index) = rest
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            max_found = Some(max_found.map_or(index, |m| m.max(index)));
+        }
+    }
+    if let Some(max) = max_found
+        && max + 1 > layers
+    {
+        return Err(GlassboxError::BadConfig {
+            path: weights.with_file_name(CONFIG_FILE),
+            message: format!(
+                "config.json says {layers} layers but {} has {} layers; config and weights disagree",
+                weights.display(),
+                max + 1
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A VarBuilder backend over loaded tensors that checks names and shapes and remembers a typed
+/// error naming the file.
+struct CheckedTensors {
+    tensors: HashMap<String, Tensor>,
+    path: PathBuf,
+    first_error: Arc<Mutex<Option<GlassboxError>>>,
+}
+
+impl CheckedTensors {
+    fn fail(&self, error: GlassboxError) -> candle_core::Error {
+        let message = error.to_string();
+        if let Ok(mut first) = self.first_error.lock()
+            && first.is_none()
+        {
+            *first = Some(error);
+        }
+        candle_core::Error::Msg(message)
+    }
+}
+
+impl SimpleBackend for CheckedTensors {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let Some(tensor) = self.tensors.get(name) else {
+            return Err(self.fail(GlassboxError::MissingTensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+                hint: "the config describes a tensor the weights do not have".into(),
+            }));
+        };
+        if tensor.dims() != shape.dims() {
+            return Err(self.fail(GlassboxError::WrongShape {
+                path: self.path.clone(),
+                name: name.to_string(),
+                expected: shape.dims().to_vec(),
+                found: tensor.dims().to_vec(),
+            }));
+        }
+        tensor.to_dtype(dtype)?.to_device(device)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        match self.tensors.get(name) {
+            Some(t) => t.to_dtype(dtype)?.to_device(device),
+            None => Err(self.fail(GlassboxError::MissingTensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+                hint: "not in the weights file".into(),
+            })),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// Saves a checkpoint folder that `transformers` can load: each file written atomically.
+/// `tensors` are named as in `transformers` (tied weights appear once).
+pub fn save_dir(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &BTreeMap<String, Tensor>,
+    tokenizer: Option<&Tokenizer>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| GlassboxError::io(dir, e))?;
+    write_safetensors(&dir.join(WEIGHTS_FILE), tensors)?;
+    let config_json = serde_json::to_string_pretty(&config.to_hf_json()).map_err(|e| {
+        GlassboxError::BadConfig {
+            path: dir.join(CONFIG_FILE),
+            message: e.to_string(),
+        }
+    })?;
+    write_atomic(&dir.join(CONFIG_FILE), config_json.as_bytes())?;
+    if let Some(tokenizer) = tokenizer {
+        tokenizer.save(&dir.join(TOKENIZER_FILE))?;
+    }
+    Ok(())
+}
+
+/// Writes tensors to a safetensors file atomically (`transformers` wants `format: pt` metadata).
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let cpu: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.as_str(), t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<candle_core::Result<_>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(cpu.iter().map(|(n, t)| (*n, t)), Some(metadata))
+        .map_err(|e| GlassboxError::CorruptSafetensors {
+            path: path.to_path_buf(),
+            message: format!("cannot serialise: {e}"),
+        })?;
+    write_atomic(path, &bytes)
+}

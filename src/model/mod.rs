@@ -1,0 +1,272 @@
+//! Transformer families on candle, every one instrumented.
+//!
+//! One forward per family serves training (trace off), inference and inspection (trace on).
+
+pub mod bert;
+pub mod checkpoint;
+pub mod config;
+pub mod distilbert;
+pub mod gpt;
+pub mod heads;
+pub mod layers;
+pub mod params;
+pub mod trace;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use self::bert::Bert;
+use self::config::{Architecture, FamilyConfig, ModelConfig};
+use self::distilbert::DistilBert;
+use self::gpt::Gpt2;
+use self::heads::{DistilMlmHead, LinearHead, MlmHead};
+use self::layers::Activation;
+use self::trace::Trace;
+
+/// A model of any family with the heads its architecture carries.
+#[derive(Debug, Clone)]
+pub enum Model {
+    Gpt2(Gpt2),
+    Bert {
+        encoder: Bert,
+        mlm: Option<MlmHead>,
+        nsp: Option<LinearHead>,
+        classifier: Option<LinearHead>,
+        qa: Option<LinearHead>,
+    },
+    DistilBert {
+        encoder: DistilBert,
+        mlm: Option<DistilMlmHead>,
+    },
+}
+
+/// One batch of input.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelInput<'a> {
+    /// `[b, s]` u32 token ids.
+    pub input_ids: &'a Tensor,
+    /// `[b, s]` u32 segment ids (BERT); `None` means all segment A.
+    pub token_type_ids: Option<&'a Tensor>,
+    /// Per row, 1 for real tokens and 0 for padding; `None` means no padding.
+    pub padding: Option<&'a [Vec<u32>]>,
+}
+
+impl<'a> ModelInput<'a> {
+    pub fn new(input_ids: &'a Tensor) -> Self {
+        Self {
+            input_ids,
+            token_type_ids: None,
+            padding: None,
+        }
+    }
+}
+
+/// Everything a forward pass produces; the heads a model lacks are `None`.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    /// `[b, s, h]` (GPT-2: after the final LayerNorm).
+    pub last_hidden_state: Tensor,
+    /// Next-token (GPT) or masked-token (BERT MLM) logits `[b, s, vocab]`.
+    pub logits: Option<Tensor>,
+    /// Pooled `[CLS]` `[b, h]`.
+    pub pooled: Option<Tensor>,
+    /// Next-sentence prediction `[b, 2]` (index 0: "B follows A").
+    pub nsp_logits: Option<Tensor>,
+    /// Sequence classification `[b, labels]`.
+    pub class_logits: Option<Tensor>,
+    /// Extractive QA span logits `[b, s]` each.
+    pub start_logits: Option<Tensor>,
+    pub end_logits: Option<Tensor>,
+}
+
+/// Where the encoder's tensors live in a checkpoint: `bert.` / `distilbert.` / `transformer.`
+/// for models with heads, the root for bare base models (all-MiniLM-L6-v2 has no prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Standard,
+    None,
+}
+
+impl Model {
+    /// Builds (or, with a varmap, initialises) the model described by `config`.
+    pub fn new(vb: VarBuilder, config: &ModelConfig, prefix: Prefix) -> Result<Self> {
+        let arch = config.architecture;
+        match &config.family {
+            FamilyConfig::Gpt2(c) => {
+                let base = if prefix == Prefix::Standard {
+                    vb.pp("transformer")
+                } else {
+                    vb
+                };
+                Ok(Model::Gpt2(Gpt2::new(base, c)?))
+            }
+            FamilyConfig::Bert(c) => {
+                let base = if prefix == Prefix::Standard {
+                    vb.pp("bert")
+                } else {
+                    vb.clone()
+                };
+                let with_pooler = !matches!(
+                    arch,
+                    Architecture::BertForMaskedLm | Architecture::BertForQuestionAnswering
+                );
+                let encoder = Bert::new(base, c, with_pooler)?;
+                let activation = Activation::from_hf(&c.hidden_act);
+                let h = c.hidden_size;
+                let mlm = match arch {
+                    Architecture::BertForPreTraining | Architecture::BertForMaskedLm => {
+                        Some(MlmHead::new(
+                            vb.pp("cls.predictions"),
+                            h,
+                            activation,
+                            c.layer_norm_eps,
+                            &encoder.word_embeddings.weight,
+                        )?)
+                    }
+                    _ => None,
+                };
+                let nsp = match arch {
+                    Architecture::BertForPreTraining => {
+                        Some(LinearHead::new(vb.pp("cls.seq_relationship"), h, 2)?)
+                    }
+                    _ => None,
+                };
+                let classifier = match arch {
+                    Architecture::BertForSequenceClassification => Some(LinearHead::new(
+                        vb.pp("classifier"),
+                        h,
+                        c.labels.len().max(1),
+                    )?),
+                    _ => None,
+                };
+                let qa = match arch {
+                    Architecture::BertForQuestionAnswering => {
+                        Some(LinearHead::new(vb.pp("qa_outputs"), h, 2)?)
+                    }
+                    _ => None,
+                };
+                Ok(Model::Bert {
+                    encoder,
+                    mlm,
+                    nsp,
+                    classifier,
+                    qa,
+                })
+            }
+            FamilyConfig::DistilBert(c) => {
+                let base = if prefix == Prefix::Standard {
+                    vb.pp("distilbert")
+                } else {
+                    vb.clone()
+                };
+                let encoder = DistilBert::new(base, c)?;
+                let mlm = match arch {
+                    Architecture::DistilBertForMaskedLm => Some(DistilMlmHead::new(
+                        vb,
+                        c.dim,
+                        Activation::from_hf(&c.activation),
+                        &encoder.word_embeddings.weight,
+                    )?),
+                    _ => None,
+                };
+                Ok(Model::DistilBert { encoder, mlm })
+            }
+        }
+    }
+
+    /// The one forward pass. With `trace` the intermediates are recorded.
+    pub fn forward(
+        &self,
+        input: ModelInput<'_>,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<ModelOutput> {
+        let output = match self {
+            Model::Gpt2(gpt) => {
+                let hidden = gpt.hidden_states(input.input_ids, input.padding, trace.as_deref_mut())?;
+                let logits = gpt.lm_head(&hidden)?;
+                ModelOutput::new(hidden).with_logits(logits)
+            }
+            Model::Bert {
+                encoder,
+                mlm,
+                nsp,
+                classifier,
+                qa,
+            } => {
+                let hidden = encoder.forward(
+                    input.input_ids,
+                    input.token_type_ids,
+                    input.padding,
+                    trace.as_deref_mut(),
+                )?;
+                let pooled = encoder.pool(&hidden)?;
+                let mut out = ModelOutput::new(hidden.clone());
+                if let Some(head) = mlm {
+                    out = out.with_logits(head.forward(&hidden)?);
+                }
+                if let (Some(head), Some(p)) = (nsp, &pooled) {
+                    out.nsp_logits = Some(head.forward(p)?);
+                }
+                if let (Some(head), Some(p)) = (classifier, &pooled) {
+                    out.class_logits = Some(head.forward(p)?);
+                }
+                if let Some(head) = qa {
+                    let (start, end) = head.span_logits(&hidden)?;
+                    out.start_logits = Some(start);
+                    out.end_logits = Some(end);
+                }
+                out.pooled = pooled;
+                out
+            }
+            Model::DistilBert { encoder, mlm } => {
+                let hidden = encoder.forward(input.input_ids, input.padding, trace.as_deref_mut())?;
+                let mut out = ModelOutput::new(hidden.clone());
+                if let Some(head) = mlm {
+                    out = out.with_logits(head.forward(&hidden)?);
+                }
+                out
+            }
+        };
+        if let (Some(t), Some(logits)) = (trace, &output.logits) {
+            t.logits = Some(logits.clone());
+        }
+        Ok(output)
+    }
+
+    /// The token embedding matrix `[vocab, h]`.
+    pub fn token_embedding_matrix(&self) -> &Tensor {
+        match self {
+            Model::Gpt2(g) => &g.wte.weight,
+            Model::Bert { encoder, .. } => &encoder.word_embeddings.weight,
+            Model::DistilBert { encoder, .. } => &encoder.word_embeddings.weight,
+        }
+    }
+
+    /// The position embedding matrix `[positions, h]`.
+    pub fn position_embedding_matrix(&self) -> &Tensor {
+        match self {
+            Model::Gpt2(g) => &g.wpe.weight,
+            Model::Bert { encoder, .. } => &encoder.position_embeddings.weight,
+            Model::DistilBert { encoder, .. } => &encoder.position_embeddings.weight,
+        }
+    }
+}
+
+impl ModelOutput {
+    fn new(last_hidden_state: Tensor) -> Self {
+        Self {
+            last_hidden_state,
+            logits: None,
+            pooled: None,
+            nsp_logits: None,
+            class_logits: None,
+            start_logits: None,
+            end_logits: None,
+        }
+    }
+
+    fn with_logits(mut self, logits: Tensor) -> Self {
+        self.logits = Some(logits);
+        self
+    }
+}

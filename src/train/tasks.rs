@@ -1,0 +1,1356 @@
+//! The objectives: how each one reads its data, cuts it into batches, computes its loss, and
+//! evaluates on the held-out split.
+//!
+//! Every random choice (which windows, which tokens to mask, which sentence pairs, the order of
+//! examples) comes from a generator seeded by (run seed, purpose, batch number), so batch `k` is
+//! the same in a run that went straight through and in one that was stopped and resumed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{D, Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::config::{Objective, TokenizerKindChoice, TrainConfig};
+use super::metrics::{ConfusionMatrix, exact_match, perplexity, token_f1};
+use crate::data::{
+    self, ClassificationExample, GenerationExample, IGNORE_INDEX, MaskingConfig, QaExample,
+    TokenStream,
+};
+use crate::error::{GlassboxError, Result};
+use crate::model::{Model, ModelInput, ModelOutput};
+use crate::tokenizer::Tokenizer;
+
+/// Purposes of the seeded generators (so training batches and validation batches never share
+/// random numbers).
+const TRAIN_STREAM: u64 = 1;
+const EVAL_STREAM: u64 = 2;
+const SHUFFLE_STREAM: u64 = 3;
+
+/// A fixed mix of bits (SplitMix64's finaliser).
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The generator for draw `index` of `stream`: the same (seed, stream, index), the same numbers.
+pub(crate) fn rng_for(seed: u64, stream: u64, index: u64) -> StdRng {
+    StdRng::seed_from_u64(mix(seed ^ mix(stream ^ mix(index))))
+}
+
+/// Which positions of a flattened `[b·s]` batch carry a token loss, and their targets.
+#[derive(Debug, Clone)]
+pub(crate) enum TokenTargets {
+    /// Every position (causal LM on a corpus): targets `[b·s]` u32.
+    All(Tensor),
+    /// Only some (masked LM, completion-only generation): row indices `[k]` and targets `[k]`.
+    Selected { rows: Tensor, targets: Tensor },
+}
+
+impl TokenTargets {
+    /// From labels with [`IGNORE_INDEX`] where no loss is wanted.
+    fn from_labels(labels: &[i64], device: &Device) -> Result<Self> {
+        let (rows, targets): (Vec<u32>, Vec<u32>) = labels
+            .iter()
+            .enumerate()
+            .filter(|&(_, &label)| label >= 0)
+            .map(|(row, &label)| (row as u32, label as u32))
+            .unzip();
+        if rows.is_empty() {
+            return Err(GlassboxError::Training(
+                "a batch has no target tokens (every label is ignored)".into(),
+            ));
+        }
+        if rows.len() == labels.len() {
+            return Ok(TokenTargets::All(Tensor::new(targets, device)?));
+        }
+        let k = rows.len();
+        Ok(TokenTargets::Selected {
+            rows: Tensor::from_vec(rows, k, device)?,
+            targets: Tensor::from_vec(targets, k, device)?,
+        })
+    }
+
+    fn count(&self) -> Result<usize> {
+        Ok(match self {
+            TokenTargets::All(t) => t.dim(0)?,
+            TokenTargets::Selected { targets, .. } => targets.dim(0)?,
+        })
+    }
+
+    /// The logits rows that carry a loss `[k, vocab]` and their targets `[k]`.
+    fn select(&self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, s, vocab) = logits.dims3()?;
+        let flat = logits.reshape((b * s, vocab))?;
+        Ok(match self {
+            TokenTargets::All(targets) => (flat, targets.clone()),
+            TokenTargets::Selected { rows, targets } => {
+                (flat.index_select(rows, 0)?, targets.clone())
+            }
+        })
+    }
+}
+
+/// One batch, ready for the model, with whatever targets its objective has.
+#[derive(Debug, Clone)]
+pub(crate) struct Batch {
+    /// `[b, s]` u32.
+    pub input_ids: Tensor,
+    /// `[b, s]` u32 segment ids (BERT pairs).
+    pub token_type_ids: Option<Tensor>,
+    /// `[b][s]`: 1 for real tokens, 0 for padding; `None` when nothing is padded.
+    pub padding: Option<Vec<Vec<u32>>>,
+    pub token_targets: Option<TokenTargets>,
+    /// `[b]`: 0 when the second sentence follows the first (BERT's convention), 1 when random.
+    pub nsp_labels: Option<Tensor>,
+    /// `[b]` class indices.
+    pub class_labels: Option<Tensor>,
+    /// `[b]` start and end token positions of the answer.
+    pub spans: Option<(Tensor, Tensor)>,
+    /// Real (non-padding) tokens, for tokens per second.
+    pub tokens: usize,
+}
+
+impl Batch {
+    fn new(input_ids: Tensor, tokens: usize) -> Self {
+        Self {
+            input_ids,
+            token_type_ids: None,
+            padding: None,
+            token_targets: None,
+            nsp_labels: None,
+            class_labels: None,
+            spans: None,
+            tokens,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.input_ids.dims().first().copied().unwrap_or(0)
+    }
+}
+
+/// A loss and what went into it.
+pub(crate) struct LossBreakdown {
+    /// The differentiable scalar the optimizer minimises.
+    pub total: Tensor,
+    /// Named parts (`token_loss`, `nsp_loss`, `class_loss`, `span_loss`), scalars.
+    pub parts: Vec<(&'static str, Tensor)>,
+    pub output: ModelOutput,
+}
+
+/// Runs the model on `batch` and computes its loss: mean cross-entropy of each head that has
+/// targets, summed (as `transformers`' `BertForPreTraining` adds MLM and NSP losses).
+pub(crate) fn batch_loss(model: &Model, batch: &Batch) -> Result<LossBreakdown> {
+    let input = ModelInput {
+        input_ids: &batch.input_ids,
+        token_type_ids: batch.token_type_ids.as_ref(),
+        padding: batch.padding.as_deref(),
+    };
+    let output = model.forward(input, None)?;
+    let missing = |head: &str| {
+        GlassboxError::Training(format!("the model has no {head} head for this objective"))
+    };
+    let mut parts: Vec<(&'static str, Tensor)> = Vec::new();
+    if let Some(targets) = &batch.token_targets {
+        let logits = output.logits.as_ref().ok_or_else(|| missing("language-model"))?;
+        let (rows, targets) = targets.select(logits)?;
+        parts.push(("token_loss", candle_nn::loss::cross_entropy(&rows, &targets)?));
+    }
+    if let Some(labels) = &batch.nsp_labels {
+        let logits = output.nsp_logits.as_ref().ok_or_else(|| missing("next-sentence"))?;
+        parts.push(("nsp_loss", candle_nn::loss::cross_entropy(logits, labels)?));
+    }
+    if let Some(labels) = &batch.class_labels {
+        let logits = output.class_logits.as_ref().ok_or_else(|| missing("classifier"))?;
+        parts.push(("class_loss", candle_nn::loss::cross_entropy(logits, labels)?));
+    }
+    if let Some((start, end)) = &batch.spans {
+        let start_logits = output.start_logits.as_ref().ok_or_else(|| missing("QA"))?;
+        let end_logits = output.end_logits.as_ref().ok_or_else(|| missing("QA"))?;
+        // As BertForQuestionAnswering: the mean of the start and end losses.
+        let start_loss = candle_nn::loss::cross_entropy(start_logits, start)?;
+        let end_loss = candle_nn::loss::cross_entropy(end_logits, end)?;
+        parts.push(("span_loss", ((start_loss + end_loss)? * 0.5)?));
+    }
+    let mut total: Option<Tensor> = None;
+    for (_, part) in &parts {
+        total = Some(match total {
+            None => part.clone(),
+            Some(sum) => (sum + part)?,
+        });
+    }
+    let total = total.ok_or_else(|| GlassboxError::Training("a batch without targets".into()))?;
+    Ok(LossBreakdown {
+        total,
+        parts,
+        output,
+    })
+}
+
+/// Held-out results of one evaluation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Evaluation {
+    pub val_loss: f32,
+    pub metrics: BTreeMap<String, f64>,
+    pub confusion: Option<ConfusionMatrix>,
+}
+
+/// How big the data is, for the run's opening report.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct DataSummary {
+    pub train_examples: usize,
+    pub val_examples: usize,
+    /// Tokens in the training text (language models).
+    pub train_tokens: usize,
+    /// Where the data came from: a path or `built-in ...`.
+    pub source: String,
+}
+
+/// One objective's data, batches and evaluation.
+pub(crate) trait Task: Send {
+    /// Micro-batch number `draw` of the run (0, 1, 2, ... across steps and accumulation).
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch>;
+    fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation>;
+    /// The metric names `evaluate` reports (columns of metrics.csv).
+    fn metric_names(&self) -> Vec<&'static str>;
+    fn summary(&self) -> DataSummary;
+    /// A text to trace when none is configured.
+    fn default_probe_text(&self) -> String;
+    /// Class names (classification only).
+    fn labels(&self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup shared by the objectives
+// ---------------------------------------------------------------------------------------------
+
+/// Everything needed to build a task.
+pub(crate) struct TaskSetup<'a> {
+    pub config: &'a TrainConfig,
+    /// Tokens per sequence (at most the model's positions).
+    pub seq_len: usize,
+    /// The checkpoint's or given tokenizer; `None`: train one on the training text.
+    pub tokenizer: Option<Tokenizer>,
+    pub device: &'a Device,
+}
+
+/// Builds the objective's task, training a tokenizer on its training text if none is given.
+pub(crate) fn prepare_task(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
+    match setup.config.objective {
+        Objective::CausalLm => CausalLmTask::prepare(setup),
+        Objective::MaskedLm => MaskedLmTask::prepare(setup),
+        Objective::Classification => ClassificationTask::prepare(setup),
+        Objective::Qa => QaTask::prepare(setup),
+        Objective::Generation => GenerationTask::prepare(setup),
+    }
+}
+
+/// Trains the configured tokenizer on `text`.
+fn train_tokenizer(config: &TrainConfig, text: &str) -> Result<Tokenizer> {
+    let default_kind = if config.objective.is_causal() {
+        TokenizerKindChoice::Char
+    } else {
+        TokenizerKindChoice::Wordpiece
+    };
+    let vocab_size = config.tokenizer.vocab_size;
+    match config.tokenizer.kind.unwrap_or(default_kind) {
+        TokenizerKindChoice::Char => Tokenizer::train_char(text),
+        TokenizerKindChoice::Bpe => Tokenizer::train_bpe(text, vocab_size),
+        TokenizerKindChoice::Wordpiece => Tokenizer::train_wordpiece(text, vocab_size),
+    }
+}
+
+/// Encodes a long text in pieces of about 64 KiB, cut after a newline so no word is split.
+fn encode_corpus(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    const PIECE: usize = 1 << 16;
+    let mut ids = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + PIECE).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        if end < text.len() {
+            end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
+        }
+        ids.extend(tokenizer.encode(&text[start..end], false)?.ids);
+        start = end;
+    }
+    Ok(ids)
+}
+
+/// `[rows][len]` → `[b, s]` u32 tensor (rows must have equal length).
+fn ids_tensor(rows: &[Vec<u32>], device: &Device) -> Result<Tensor> {
+    let b = rows.len();
+    let s = rows.first().map_or(0, Vec::len);
+    let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+    Ok(Tensor::from_vec(flat, (b, s), device)?)
+}
+
+fn required_token(found: Option<(String, u32)>, what: &str, objective: Objective) -> Result<u32> {
+    found.map(|(_, id)| id).ok_or_else(|| {
+        GlassboxError::InvalidInput(format!(
+            "objective {:?} needs a tokenizer with a {what} token (a WordPiece tokenizer has \
+             [CLS], [SEP], [PAD] and [MASK])",
+            objective.name()
+        ))
+    })
+}
+
+/// Mean of a scalar tensor's value.
+fn scalar(t: &Tensor) -> Result<f32> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?)
+}
+
+/// Row-wise arg-max of `[n, c]` logits.
+fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
+}
+
+/// Indices of the examples micro-batch `draw` uses: consecutive slices of a fresh shuffle per
+/// epoch, so each example is seen once per epoch.
+fn epoch_indices(n: usize, batch: usize, draw: u64, seed: u64) -> Vec<usize> {
+    let mut shuffles: HashMap<usize, Vec<usize>> = HashMap::new();
+    let start = draw as usize * batch;
+    (start..start + batch)
+        .map(|global| {
+            let epoch = global / n;
+            let order = shuffles.entry(epoch).or_insert_with(|| {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut rng_for(seed, SHUFFLE_STREAM, epoch as u64));
+                order
+            });
+            order[global % n]
+        })
+        .collect()
+}
+
+/// Data from a file or the built-in generator, split into train and validation.
+fn load_split<T: Clone>(
+    config: &TrainConfig,
+    read: impl Fn(&Path) -> Result<Vec<T>>,
+    builtin: impl Fn(u64, usize) -> Vec<T>,
+    builtin_name: &str,
+) -> Result<(Vec<T>, Vec<T>, String)> {
+    let data = &config.data;
+    let (all, source) = match &data.path {
+        Some(path) => (read(path)?, path.display().to_string()),
+        None => (
+            builtin(config.seed, data.builtin_size),
+            format!("built-in {builtin_name} ({} examples)", data.builtin_size),
+        ),
+    };
+    let (train, val) = match &data.val_path {
+        Some(path) => (all, read(path)?),
+        None => data::train_val_split(&all, data.val_fraction as f32, config.seed),
+    };
+    if train.is_empty() {
+        return Err(GlassboxError::InvalidInput(format!(
+            "{source}: no training examples"
+        )));
+    }
+    Ok((train, val, source))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal LM
+// ---------------------------------------------------------------------------------------------
+
+/// GPT pretraining on a corpus: random windows, each token predicts the next (nanoGPT).
+struct CausalLmTask {
+    train: TokenStream,
+    val_batches: Vec<Batch>,
+    batch_size: usize,
+    seq_len: usize,
+    seed: u64,
+    summary: DataSummary,
+}
+
+impl CausalLmTask {
+    fn prepare(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
+        let config = setup.config;
+        let (text, source) = match &config.data.path {
+            Some(path) => (data::read_corpus(path)?, path.display().to_string()),
+            None => (
+                data::toy_english_corpus(config.seed, config.data.builtin_size),
+                format!(
+                    "built-in toy-English corpus ({} sentences)",
+                    config.data.builtin_size
+                ),
+            ),
+        };
+        let (train_text, val_text) = match &config.data.val_path {
+            Some(path) => (text, data::read_corpus(path)?),
+            None => data::split_text(&text, config.data.val_fraction as f32),
+        };
+        let tokenizer = match setup.tokenizer {
+            Some(t) => t,
+            None => train_tokenizer(config, &train_text)?,
+        };
+        let train = TokenStream::new(encode_corpus(&tokenizer, &train_text)?);
+        let val = TokenStream::new(encode_corpus(&tokenizer, &val_text)?);
+        let t = &config.training;
+        // Fixed validation windows, spread over the whole held-out text, the same at every eval.
+        let val_batches = (0..t.eval_batches.max(1))
+            .map(|i| {
+                let mut rng = rng_for(config.seed, EVAL_STREAM, i as u64);
+                lm_batch(&val, t.batch_size, setup.seq_len, &mut rng, setup.device)
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| {
+                GlassboxError::InvalidInput(format!("validation text of {source}: {e}"))
+            })?;
+        let summary = DataSummary {
+            train_examples: train.len().saturating_sub(setup.seq_len),
+            val_examples: val.len().saturating_sub(setup.seq_len),
+            train_tokens: train.len(),
+            source,
+        };
+        let task = CausalLmTask {
+            train,
+            val_batches,
+            batch_size: t.batch_size,
+            seq_len: setup.seq_len,
+            seed: config.seed,
+            summary,
+        };
+        Ok((Box::new(task), tokenizer))
+    }
+}
+
+fn lm_batch(
+    stream: &TokenStream,
+    batch: usize,
+    seq_len: usize,
+    rng: &mut StdRng,
+    device: &Device,
+) -> Result<Batch> {
+    let (inputs, targets) = stream.random_batch(batch, seq_len, rng)?;
+    let flat_targets: Vec<u32> = targets.into_iter().flatten().collect();
+    let mut out = Batch::new(ids_tensor(&inputs, device)?, batch * seq_len);
+    out.token_targets = Some(TokenTargets::All(Tensor::new(flat_targets, device)?));
+    Ok(out)
+}
+
+/// Mean loss over fixed batches (each batch weighted by its target count).
+fn mean_token_loss(model: &Model, batches: &[Batch]) -> Result<(f64, usize)> {
+    let mut loss_sum = 0f64;
+    let mut count = 0usize;
+    for batch in batches {
+        let loss = batch_loss(model, batch)?;
+        let n = match &batch.token_targets {
+            Some(t) => t.count()?,
+            None => batch.rows(),
+        };
+        loss_sum += f64::from(scalar(&loss.total)?) * n as f64;
+        count += n;
+    }
+    Ok((loss_sum / count.max(1) as f64, count))
+}
+
+impl Task for CausalLmTask {
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+        let mut rng = rng_for(self.seed, TRAIN_STREAM, draw);
+        lm_batch(&self.train, self.batch_size, self.seq_len, &mut rng, device)
+    }
+
+    fn evaluate(&self, model: &Model, _device: &Device) -> Result<Evaluation> {
+        let (loss, _) = mean_token_loss(model, &self.val_batches)?;
+        Ok(Evaluation {
+            val_loss: loss as f32,
+            metrics: BTreeMap::from([("perplexity".to_string(), perplexity(loss))]),
+            confusion: None,
+        })
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["perplexity"]
+    }
+
+    fn summary(&self) -> DataSummary {
+        self.summary.clone()
+    }
+
+    fn default_probe_text(&self) -> String {
+        "the cat chased the".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masked LM (+ next-sentence prediction)
+// ---------------------------------------------------------------------------------------------
+
+/// BERT pretraining: 15% of tokens to predict (80% [MASK], 10% random, 10% kept); with NSP,
+/// inputs are sentence pairs and half the second sentences are the true next one.
+struct MaskedLmTask {
+    /// Training documents as sentences of token ids (no special tokens).
+    train_documents: Vec<Vec<String>>,
+    /// Token ids of every sentence.
+    sentence_ids: HashMap<String, Vec<u32>>,
+    /// All training sentences' tokens in order (MLM without NSP cuts windows from it).
+    train_stream: TokenStream,
+    val_batches: Vec<Batch>,
+    next_sentence: bool,
+    specials: BertSpecials,
+    vocab_size: usize,
+    batch_size: usize,
+    seq_len: usize,
+    seed: u64,
+    summary: DataSummary,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BertSpecials {
+    cls: u32,
+    sep: u32,
+    pad: u32,
+    mask: u32,
+}
+
+impl BertSpecials {
+    fn of(tokenizer: &Tokenizer, objective: Objective) -> Result<Self> {
+        Ok(Self {
+            cls: required_token(tokenizer.cls_token(), "[CLS]", objective)?,
+            sep: required_token(tokenizer.sep_token(), "[SEP]", objective)?,
+            pad: required_token(tokenizer.pad_token(), "[PAD]", objective)?,
+            mask: required_token(tokenizer.mask_token(), "[MASK]", objective)
+                .unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// Documents from a text file: blank lines separate documents, each other line is a sentence.
+fn documents_from_text(text: &str) -> Vec<Vec<String>> {
+    let mut documents = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            if !current.is_empty() {
+                documents.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push(line.to_string());
+        }
+    }
+    if !current.is_empty() {
+        documents.push(current);
+    }
+    documents
+}
+
+/// One input row: `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`, longest part trimmed to fit.
+fn bert_row(
+    first: &[u32],
+    second: Option<&[u32]>,
+    specials: BertSpecials,
+    seq_len: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let reserved = if second.is_some() { 3 } else { 2 };
+    let budget = seq_len.saturating_sub(reserved);
+    let mut a = first.len();
+    let mut b = second.map_or(0, <[u32]>::len);
+    // Trim the longer part one token at a time (transformers' "longest_first").
+    while a + b > budget {
+        if a >= b && a > 0 {
+            a -= 1;
+        } else if b > 0 {
+            b -= 1;
+        } else {
+            break;
+        }
+    }
+    let mut ids = vec![specials.cls];
+    ids.extend(&first[..a]);
+    ids.push(specials.sep);
+    let mut types = vec![0; ids.len()];
+    if let Some(second) = second {
+        ids.extend(&second[..b]);
+        ids.push(specials.sep);
+        types.resize(ids.len(), 1);
+    }
+    let special_mask: Vec<u32> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, _)| u32::from(i == 0 || i == a + 1 || (second.is_some() && i == ids.len() - 1)))
+        .collect();
+    (ids, types, special_mask)
+}
+
+/// Pads rows (ids, segment ids, labels) to the longest and builds the batch tensors.
+fn padded_batch(
+    rows: Vec<(Vec<u32>, Vec<u32>)>,
+    labels: Option<Vec<Vec<i64>>>,
+    pad_id: u32,
+    device: &Device,
+) -> Result<Batch> {
+    let (ids, types): (Vec<Vec<u32>>, Vec<Vec<u32>>) = rows.into_iter().unzip();
+    let tokens = ids.iter().map(Vec::len).sum();
+    let (ids, attention) = data::pad_batch(&ids, pad_id);
+    let (types, _) = data::pad_batch(&types, 0);
+    let any_padding = attention.iter().any(|row| row.contains(&0));
+    let mut batch = Batch::new(ids_tensor(&ids, device)?, tokens);
+    batch.token_type_ids = Some(ids_tensor(&types, device)?);
+    if let Some(labels) = labels {
+        let width = ids.first().map_or(0, Vec::len);
+        let flat: Vec<i64> = labels
+            .into_iter()
+            .flat_map(|mut row| {
+                row.resize(width, IGNORE_INDEX);
+                row
+            })
+            .collect();
+        batch.token_targets = Some(TokenTargets::from_labels(&flat, device)?);
+    }
+    if any_padding {
+        batch.padding = Some(attention);
+    }
+    Ok(batch)
+}
+
+impl MaskedLmTask {
+    fn prepare(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
+        let config = setup.config;
+        let (documents, source) = match &config.data.path {
+            Some(path) => (
+                documents_from_text(&data::read_corpus(path)?),
+                path.display().to_string(),
+            ),
+            None => (
+                data::nsp_documents(config.seed, config.data.builtin_size),
+                format!(
+                    "built-in toy-English stories ({} documents)",
+                    config.data.builtin_size
+                ),
+            ),
+        };
+        let (train_documents, val_documents) = match &config.data.val_path {
+            Some(path) => (documents, documents_from_text(&data::read_corpus(path)?)),
+            None => data::train_val_split(&documents, config.data.val_fraction as f32, config.seed),
+        };
+        if train_documents.is_empty() || val_documents.is_empty() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{source}: masked LM needs documents for both training and validation (got {} \
+                 and {}); separate documents with blank lines",
+                train_documents.len(),
+                val_documents.len()
+            )));
+        }
+        let train_text: String = train_documents
+            .iter()
+            .flatten()
+            .map(|s| format!("{s}\n"))
+            .collect();
+        let tokenizer = match setup.tokenizer {
+            Some(t) => t,
+            None => train_tokenizer(config, &train_text)?,
+        };
+        let specials = BertSpecials::of(&tokenizer, config.objective)?;
+        if specials.mask == u32::MAX {
+            return Err(GlassboxError::InvalidInput(
+                "masked LM needs a tokenizer with a [MASK] token; use tokenizer.kind = \
+                 \"wordpiece\""
+                    .into(),
+            ));
+        }
+        let mut sentence_ids = HashMap::new();
+        for sentence in train_documents.iter().chain(&val_documents).flatten() {
+            if !sentence_ids.contains_key(sentence) {
+                sentence_ids.insert(sentence.clone(), tokenizer.encode(sentence, false)?.ids);
+            }
+        }
+        let stream_of = |docs: &[Vec<String>]| {
+            TokenStream::new(
+                docs.iter()
+                    .flatten()
+                    .flat_map(|s| sentence_ids[s].iter().copied())
+                    .collect(),
+            )
+        };
+        let train_stream = stream_of(&train_documents);
+        let val_stream = stream_of(&val_documents);
+        let summary = DataSummary {
+            train_examples: train_documents.len(),
+            val_examples: val_documents.len(),
+            train_tokens: train_stream.len(),
+            source,
+        };
+        let mut task = MaskedLmTask {
+            train_documents,
+            sentence_ids,
+            train_stream,
+            val_batches: Vec::new(),
+            next_sentence: config.next_sentence,
+            specials,
+            vocab_size: tokenizer.vocab_size(),
+            batch_size: config.training.batch_size,
+            seq_len: setup.seq_len,
+            seed: config.seed,
+            summary,
+        };
+        task.val_batches = (0..config.training.eval_batches.max(1))
+            .map(|i| {
+                let mut rng = rng_for(config.seed, EVAL_STREAM, i as u64);
+                task.make_batch(&val_documents, &val_stream, &mut rng, setup.device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((Box::new(task), tokenizer))
+    }
+
+    fn make_batch(
+        &self,
+        documents: &[Vec<String>],
+        stream: &TokenStream,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Result<Batch> {
+        let mut rows = Vec::with_capacity(self.batch_size);
+        let mut nsp_labels = Vec::new();
+        if self.next_sentence {
+            let pair_seed = rand::Rng::random::<u64>(rng);
+            let pairs = data::make_nsp_pairs(documents, self.batch_size, pair_seed);
+            if pairs.is_empty() {
+                return Err(GlassboxError::InvalidInput(
+                    "next-sentence prediction needs documents with at least two sentences".into(),
+                ));
+            }
+            for pair in pairs {
+                let first = &self.sentence_ids[&pair.first];
+                let second = &self.sentence_ids[&pair.second];
+                rows.push(bert_row(first, Some(second), self.specials, self.seq_len));
+                nsp_labels.push(if pair.is_next { 0u32 } else { 1 });
+            }
+        } else {
+            let window = self.seq_len.saturating_sub(2).max(1).min(stream.len().saturating_sub(1));
+            let (windows, _) = stream.random_batch(self.batch_size, window, rng)?;
+            for w in windows {
+                rows.push(bert_row(&w, None, self.specials, self.seq_len));
+            }
+        }
+        let masking = MaskingConfig::default();
+        let mut inputs = Vec::with_capacity(rows.len());
+        let mut labels = Vec::with_capacity(rows.len());
+        for (ids, types, special_mask) in rows {
+            let (masked, row_labels) = data::mask_tokens(
+                &ids,
+                &special_mask,
+                self.specials.mask,
+                self.vocab_size,
+                &masking,
+                rng,
+            );
+            inputs.push((masked, types));
+            labels.push(row_labels);
+        }
+        let mut batch = padded_batch(inputs, Some(labels), self.specials.pad, device)?;
+        if self.next_sentence {
+            batch.nsp_labels = Some(Tensor::new(nsp_labels, device)?);
+        }
+        Ok(batch)
+    }
+}
+
+impl Task for MaskedLmTask {
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+        let mut rng = rng_for(self.seed, TRAIN_STREAM, draw);
+        self.make_batch(&self.train_documents, &self.train_stream, &mut rng, device)
+    }
+
+    fn evaluate(&self, model: &Model, _device: &Device) -> Result<Evaluation> {
+        let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
+        let (mut masked_right, mut masked_total) = (0usize, 0usize);
+        let (mut nsp_right, mut nsp_total) = (0usize, 0usize);
+        for batch in &self.val_batches {
+            let loss = batch_loss(model, batch)?;
+            *sums.entry("val_loss").or_default() += f64::from(scalar(&loss.total)?);
+            for (name, part) in &loss.parts {
+                *sums.entry(name).or_default() += f64::from(scalar(part)?);
+            }
+            if let (Some(targets), Some(logits)) = (&batch.token_targets, &loss.output.logits) {
+                let (rows, targets) = targets.select(logits)?;
+                let predicted = argmax_rows(&rows)?;
+                let truth = targets.to_vec1::<u32>()?;
+                masked_right += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
+                masked_total += truth.len();
+            }
+            if let (Some(labels), Some(logits)) = (&batch.nsp_labels, &loss.output.nsp_logits) {
+                let predicted = argmax_rows(logits)?;
+                let truth = labels.to_vec1::<u32>()?;
+                nsp_right += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
+                nsp_total += truth.len();
+            }
+        }
+        let batches = self.val_batches.len().max(1) as f64;
+        let mean = |name: &str| sums.get(name).copied().unwrap_or(0.0) / batches;
+        let mut metrics = BTreeMap::new();
+        metrics.insert("mlm_loss".to_string(), mean("token_loss"));
+        metrics.insert(
+            "mlm_accuracy".to_string(),
+            masked_right as f64 / masked_total.max(1) as f64,
+        );
+        metrics.insert("mlm_perplexity".to_string(), perplexity(mean("token_loss")));
+        if self.next_sentence {
+            metrics.insert("nsp_loss".to_string(), mean("nsp_loss"));
+            metrics.insert(
+                "nsp_accuracy".to_string(),
+                nsp_right as f64 / nsp_total.max(1) as f64,
+            );
+        }
+        Ok(Evaluation {
+            val_loss: mean("val_loss") as f32,
+            metrics,
+            confusion: None,
+        })
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["mlm_loss", "mlm_accuracy", "mlm_perplexity"];
+        if self.next_sentence {
+            names.extend(["nsp_loss", "nsp_accuracy"]);
+        }
+        names
+    }
+
+    fn summary(&self) -> DataSummary {
+        self.summary.clone()
+    }
+
+    fn default_probe_text(&self) -> String {
+        "the cat chased the [MASK] .".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sequence classification
+// ---------------------------------------------------------------------------------------------
+
+/// Fine-tuning a BERT to label texts: `[CLS] text [SEP]`, the pooled `[CLS]` into a linear head.
+struct ClassificationTask {
+    /// (ids with [CLS]/[SEP], label index)
+    train: Vec<(Vec<u32>, u32)>,
+    val: Vec<(Vec<u32>, u32)>,
+    labels: Vec<String>,
+    specials: BertSpecials,
+    batch_size: usize,
+    seed: u64,
+    first_val_text: String,
+    summary: DataSummary,
+}
+
+impl ClassificationTask {
+    fn prepare(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
+        let config = setup.config;
+        let (train, val, source) = load_split(
+            config,
+            data::read_classification_csv,
+            data::sentiment_dataset,
+            "sentiment set",
+        )?;
+        let all: Vec<ClassificationExample> = train.iter().chain(&val).cloned().collect();
+        let labels = data::label_names(&all);
+        if labels.len() < 2 {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{source}: classification needs at least two labels, found {labels:?}"
+            )));
+        }
+        let tokenizer = setup.tokenizer.ok_or_else(|| {
+            GlassboxError::InvalidInput("classification needs the checkpoint's tokenizer".into())
+        })?;
+        let specials = BertSpecials::of(&tokenizer, config.objective)?;
+        let encode = |examples: &[ClassificationExample]| -> Result<Vec<(Vec<u32>, u32)>> {
+            examples
+                .iter()
+                .map(|e| {
+                    let ids = tokenizer.encode(&e.text, false)?.ids;
+                    let (row, _, _) = bert_row(&ids, None, specials, setup.seq_len);
+                    let label = labels.iter().position(|l| *l == e.label).unwrap_or(0) as u32;
+                    Ok((row, label))
+                })
+                .collect()
+        };
+        let task = ClassificationTask {
+            train: encode(&train)?,
+            val: encode(&val)?,
+            summary: DataSummary {
+                train_examples: train.len(),
+                val_examples: val.len(),
+                train_tokens: 0,
+                source,
+            },
+            first_val_text: val
+                .first()
+                .or(train.first())
+                .map(|e| e.text.clone())
+                .unwrap_or_default(),
+            labels,
+            specials,
+            batch_size: config.training.batch_size,
+            seed: config.seed,
+        };
+        Ok((Box::new(task), tokenizer))
+    }
+
+    fn batch_of(&self, examples: &[&(Vec<u32>, u32)], device: &Device) -> Result<Batch> {
+        let rows = examples
+            .iter()
+            .map(|(ids, _)| (ids.clone(), vec![0; ids.len()]))
+            .collect();
+        let mut batch = padded_batch(rows, None, self.specials.pad, device)?;
+        let labels: Vec<u32> = examples.iter().map(|(_, l)| *l).collect();
+        batch.class_labels = Some(Tensor::new(labels, device)?);
+        Ok(batch)
+    }
+}
+
+impl Task for ClassificationTask {
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+        let picked: Vec<&(Vec<u32>, u32)> =
+            epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
+                .into_iter()
+                .map(|i| &self.train[i])
+                .collect();
+        self.batch_of(&picked, device)
+    }
+
+    fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
+        let mut truth = Vec::new();
+        let mut predicted = Vec::new();
+        let mut loss_sum = 0f64;
+        for chunk in self.val.chunks(self.batch_size.max(1)) {
+            let examples: Vec<&(Vec<u32>, u32)> = chunk.iter().collect();
+            let batch = self.batch_of(&examples, device)?;
+            let loss = batch_loss(model, &batch)?;
+            loss_sum += f64::from(scalar(&loss.total)?) * chunk.len() as f64;
+            let logits = loss.output.class_logits.as_ref().ok_or_else(|| {
+                GlassboxError::Training("the model has no classifier head".into())
+            })?;
+            predicted.extend(argmax_rows(logits)?.into_iter().map(|p| p as usize));
+            truth.extend(chunk.iter().map(|(_, l)| *l as usize));
+        }
+        let confusion = ConfusionMatrix::new(self.labels.clone(), &truth, &predicted);
+        let metrics = BTreeMap::from([
+            ("accuracy".to_string(), confusion.accuracy()),
+            ("macro_f1".to_string(), confusion.macro_f1()),
+        ]);
+        Ok(Evaluation {
+            val_loss: (loss_sum / self.val.len().max(1) as f64) as f32,
+            metrics,
+            confusion: Some(confusion),
+        })
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["accuracy", "macro_f1"]
+    }
+
+    fn summary(&self) -> DataSummary {
+        self.summary.clone()
+    }
+
+    fn default_probe_text(&self) -> String {
+        self.first_val_text.clone()
+    }
+
+    fn labels(&self) -> Option<Vec<String>> {
+        Some(self.labels.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extractive QA
+// ---------------------------------------------------------------------------------------------
+
+/// One QA input: `[CLS] question [SEP] context [SEP]` and where the answer lies in it.
+#[derive(Debug, Clone)]
+struct QaFeature {
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    /// Token positions of the answer's first and last token (0, 0 when cut off by truncation).
+    start: u32,
+    end: u32,
+    /// Position of the first context token, and each context token's byte range in the context.
+    context_start: usize,
+    context_offsets: Vec<(usize, usize)>,
+    context: String,
+    answer: String,
+    /// Whether the answer survived truncation.
+    answerable: bool,
+}
+
+/// Fine-tuning a BERT to point at the answer span in a context.
+struct QaTask {
+    train: Vec<QaFeature>,
+    val: Vec<QaFeature>,
+    specials: BertSpecials,
+    batch_size: usize,
+    seed: u64,
+    summary: DataSummary,
+}
+
+/// Longest answer, in tokens, the evaluation considers (as the SQuAD scripts).
+const MAX_ANSWER_TOKENS: usize = 30;
+
+fn qa_feature(
+    tokenizer: &Tokenizer,
+    example: &QaExample,
+    specials: BertSpecials,
+    seq_len: usize,
+) -> Result<QaFeature> {
+    let question = tokenizer.encode(&example.question, false)?;
+    let context = tokenizer.encode(&example.context, false)?;
+    // [CLS] question [SEP] context [SEP]; the context is what gets cut when too long.
+    let question_len = question.ids.len().min(seq_len.saturating_sub(4) / 2);
+    let context_len = context.ids.len().min(seq_len.saturating_sub(question_len + 3));
+    let context_start = question_len + 2;
+    let mut ids = vec![specials.cls];
+    ids.extend(&question.ids[..question_len]);
+    ids.push(specials.sep);
+    ids.extend(&context.ids[..context_len]);
+    ids.push(specials.sep);
+    let mut type_ids = vec![0; context_start];
+    type_ids.resize(ids.len(), 1);
+    let context_offsets = context.offsets[..context_len].to_vec();
+
+    // Answer byte range → first token ending after its start, last token starting before its end.
+    let answer_start = example.answer_start;
+    let answer_end = answer_start + example.answer.len();
+    let first = context_offsets.iter().position(|&(_, end)| end > answer_start);
+    let last = context_offsets
+        .iter()
+        .rposition(|&(start, _)| start < answer_end);
+    let covered_end = context_offsets.last().map_or(0, |&(_, end)| end);
+    let (start, end, answerable) = match (first, last) {
+        (Some(f), Some(l)) if f <= l && answer_end <= covered_end => {
+            ((context_start + f) as u32, (context_start + l) as u32, true)
+        }
+        // Cut off by truncation (or an empty answer): point at [CLS], as transformers does.
+        _ => (0, 0, false),
+    };
+    Ok(QaFeature {
+        ids,
+        type_ids,
+        start,
+        end,
+        context_start,
+        context_offsets,
+        context: example.context.clone(),
+        answer: example.answer.clone(),
+        answerable,
+    })
+}
+
+/// The best span (start ≤ end, inside the context, at most [`MAX_ANSWER_TOKENS`]) by
+/// start + end logit; returns context-token indices.
+fn best_span(start_logits: &[f32], end_logits: &[f32], feature: &QaFeature) -> (usize, usize) {
+    let n = feature.context_offsets.len();
+    let mut best = (0, 0);
+    let mut best_score = f32::NEG_INFINITY;
+    for i in 0..n {
+        for j in i..n.min(i + MAX_ANSWER_TOKENS) {
+            let score = start_logits[feature.context_start + i] + end_logits[feature.context_start + j];
+            if score > best_score {
+                best_score = score;
+                best = (i, j);
+            }
+        }
+    }
+    best
+}
+
+impl QaTask {
+    fn prepare(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
+        let config = setup.config;
+        let (train, val, source) =
+            load_split(config, data::read_qa, data::qa_dataset, "QA set")?;
+        let tokenizer = setup.tokenizer.ok_or_else(|| {
+            GlassboxError::InvalidInput("QA needs the checkpoint's tokenizer".into())
+        })?;
+        let specials = BertSpecials::of(&tokenizer, config.objective)?;
+        let features = |examples: &[QaExample]| -> Result<Vec<QaFeature>> {
+            examples
+                .iter()
+                .map(|e| qa_feature(&tokenizer, e, specials, setup.seq_len))
+                .collect()
+        };
+        // Training only learns from answers that survived truncation; evaluation keeps all.
+        let train_features: Vec<QaFeature> =
+            features(&train)?.into_iter().filter(|f| f.answerable).collect();
+        if train_features.is_empty() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{source}: no training example has its answer within {} tokens; raise \
+                 training.seq_len",
+                setup.seq_len
+            )));
+        }
+        let task = QaTask {
+            summary: DataSummary {
+                train_examples: train_features.len(),
+                val_examples: val.len(),
+                train_tokens: 0,
+                source,
+            },
+            train: train_features,
+            val: features(&val)?,
+            specials,
+            batch_size: config.training.batch_size,
+            seed: config.seed,
+        };
+        Ok((Box::new(task), tokenizer))
+    }
+
+    fn batch_of(&self, features: &[&QaFeature], device: &Device) -> Result<Batch> {
+        let rows = features
+            .iter()
+            .map(|f| (f.ids.clone(), f.type_ids.clone()))
+            .collect();
+        let mut batch = padded_batch(rows, None, self.specials.pad, device)?;
+        let starts: Vec<u32> = features.iter().map(|f| f.start).collect();
+        let ends: Vec<u32> = features.iter().map(|f| f.end).collect();
+        batch.spans = Some((Tensor::new(starts, device)?, Tensor::new(ends, device)?));
+        Ok(batch)
+    }
+}
+
+impl Task for QaTask {
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+        let picked: Vec<&QaFeature> = epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
+            .into_iter()
+            .map(|i| &self.train[i])
+            .collect();
+        self.batch_of(&picked, device)
+    }
+
+    fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
+        let (mut em_sum, mut f1_sum, mut loss_sum) = (0f64, 0f64, 0f64);
+        for chunk in self.val.chunks(self.batch_size.max(1)) {
+            let features: Vec<&QaFeature> = chunk.iter().collect();
+            let batch = self.batch_of(&features, device)?;
+            let loss = batch_loss(model, &batch)?;
+            loss_sum += f64::from(scalar(&loss.total)?) * chunk.len() as f64;
+            let (Some(starts), Some(ends)) = (&loss.output.start_logits, &loss.output.end_logits)
+            else {
+                return Err(GlassboxError::Training("the model has no QA head".into()));
+            };
+            let starts = starts.to_vec2::<f32>()?;
+            let ends = ends.to_vec2::<f32>()?;
+            for (row, feature) in chunk.iter().enumerate() {
+                let (i, j) = best_span(&starts[row], &ends[row], feature);
+                let predicted = match (feature.context_offsets.get(i), feature.context_offsets.get(j)) {
+                    (Some(&(from, _)), Some(&(_, to))) => feature.context.get(from..to).unwrap_or(""),
+                    _ => "",
+                };
+                em_sum += exact_match(predicted, &feature.answer);
+                f1_sum += token_f1(predicted, &feature.answer);
+            }
+        }
+        let n = self.val.len().max(1) as f64;
+        Ok(Evaluation {
+            val_loss: (loss_sum / n) as f32,
+            metrics: BTreeMap::from([
+                ("exact_match".to_string(), em_sum / n),
+                ("f1".to_string(), f1_sum / n),
+            ]),
+            confusion: None,
+        })
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["exact_match", "f1"]
+    }
+
+    fn summary(&self) -> DataSummary {
+        self.summary.clone()
+    }
+
+    fn default_probe_text(&self) -> String {
+        self.val
+            .first()
+            .map(|f| f.context.clone())
+            .unwrap_or_else(|| "the cat sat on the red mat .".into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation (prompt → completion)
+// ---------------------------------------------------------------------------------------------
+
+/// Fine-tuning a GPT on prompt/completion pairs; the loss counts completion tokens only.
+struct GenerationTask {
+    /// (prompt + completion ids, number of prompt tokens)
+    train: Vec<(Vec<u32>, usize)>,
+    val: Vec<(Vec<u32>, usize)>,
+    pad_id: u32,
+    batch_size: usize,
+    seed: u64,
+    first_prompt: String,
+    summary: DataSummary,
+}
+
+impl GenerationTask {
+    fn prepare(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
+        let config = setup.config;
+        let (train, val, source) = load_split(
+            config,
+            data::read_generation_jsonl,
+            data::generation_dataset,
+            "prompt/completion set",
+        )?;
+        let tokenizer = setup.tokenizer.ok_or_else(|| {
+            GlassboxError::InvalidInput("generation needs the checkpoint's tokenizer".into())
+        })?;
+        let eos = tokenizer.eos_token().map(|(_, id)| id);
+        let encode = |examples: &[GenerationExample]| -> Result<Vec<(Vec<u32>, usize)>> {
+            let mut out = Vec::new();
+            for e in examples {
+                let mut prompt = tokenizer.encode(&e.prompt, false)?.ids;
+                let mut completion = tokenizer.encode(&e.completion, false)?.ids;
+                // The end-of-text token teaches the model to stop, when the tokenizer has one.
+                completion.extend(eos);
+                // Too long: keep the end of the prompt and as much completion as fits.
+                completion.truncate(setup.seq_len);
+                let prompt_room = setup.seq_len + 1 - completion.len().min(setup.seq_len);
+                if prompt.len() > prompt_room {
+                    prompt.drain(..prompt.len() - prompt_room);
+                }
+                if completion.is_empty() || prompt.is_empty() {
+                    continue;
+                }
+                let prompt_len = prompt.len();
+                prompt.extend(completion);
+                out.push((prompt, prompt_len));
+            }
+            Ok(out)
+        };
+        let train_rows = encode(&train)?;
+        let val_rows = encode(&val)?;
+        if train_rows.is_empty() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{source}: no example has both a prompt and a completion"
+            )));
+        }
+        let task = GenerationTask {
+            summary: DataSummary {
+                train_examples: train_rows.len(),
+                val_examples: val_rows.len(),
+                train_tokens: train_rows.iter().map(|(ids, _)| ids.len()).sum(),
+                source,
+            },
+            train: train_rows,
+            val: val_rows,
+            pad_id: eos.unwrap_or(0),
+            batch_size: config.training.batch_size,
+            seed: config.seed,
+            first_prompt: val
+                .first()
+                .or(train.first())
+                .map(|e| e.prompt.clone())
+                .unwrap_or_default(),
+        };
+        Ok((Box::new(task), tokenizer))
+    }
+
+    /// Inputs are all tokens but the last; position i predicts token i+1, counted only when that
+    /// token belongs to the completion.
+    fn batch_of(&self, rows: &[&(Vec<u32>, usize)], device: &Device) -> Result<Batch> {
+        let mut inputs = Vec::with_capacity(rows.len());
+        let mut labels = Vec::with_capacity(rows.len());
+        for (ids, prompt_len) in rows {
+            inputs.push((ids[..ids.len() - 1].to_vec(), vec![0; ids.len() - 1]));
+            labels.push(
+                (1..ids.len())
+                    .map(|i| {
+                        if i >= *prompt_len {
+                            i64::from(ids[i])
+                        } else {
+                            IGNORE_INDEX
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        let mut batch = padded_batch(inputs, Some(labels), self.pad_id, device)?;
+        batch.token_type_ids = None;
+        Ok(batch)
+    }
+}
+
+impl Task for GenerationTask {
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+        let picked: Vec<&(Vec<u32>, usize)> =
+            epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
+                .into_iter()
+                .map(|i| &self.train[i])
+                .collect();
+        self.batch_of(&picked, device)
+    }
+
+    fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
+        let batches = self
+            .val
+            .chunks(self.batch_size.max(1))
+            .map(|chunk| self.batch_of(&chunk.iter().collect::<Vec<_>>(), device))
+            .collect::<Result<Vec<_>>>()?;
+        let (loss, tokens) = mean_token_loss(model, &batches)?;
+        Ok(Evaluation {
+            val_loss: loss as f32,
+            metrics: BTreeMap::from([
+                ("perplexity".to_string(), perplexity(loss)),
+                ("completion_tokens".to_string(), tokens as f64),
+            ]),
+            confusion: None,
+        })
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["perplexity", "completion_tokens"]
+    }
+
+    fn summary(&self) -> DataSummary {
+        self.summary.clone()
+    }
+
+    fn default_probe_text(&self) -> String {
+        self.first_prompt.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_visit_every_example_once() {
+        let n = 10;
+        let mut seen: Vec<usize> = (0..5).flat_map(|d| epoch_indices(n, 2, d, 7)).collect();
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(epoch_indices(n, 2, 3, 7), epoch_indices(n, 2, 3, 7));
+    }
+
+    #[test]
+    fn bert_rows_trim_the_longer_part() {
+        let specials = BertSpecials {
+            cls: 2,
+            sep: 3,
+            pad: 0,
+            mask: 4,
+        };
+        let (ids, types, special) = bert_row(&[10, 11, 12, 13], Some(&[20, 21]), specials, 7);
+        assert_eq!(ids, vec![2, 10, 11, 3, 20, 21, 3]);
+        assert_eq!(types, vec![0, 0, 0, 0, 1, 1, 1]);
+        assert_eq!(special, vec![1, 0, 0, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn documents_split_on_blank_lines() {
+        let docs = documents_from_text("a .\nb .\n\n\nc .\n");
+        assert_eq!(docs, vec![vec!["a .", "b ."], vec!["c ."]]);
+    }
+}

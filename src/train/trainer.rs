@@ -1,0 +1,930 @@
+//! The trainer: one model, one optimizer, one objective, stepped one optimizer step at a time.
+//!
+//! [`Trainer`] is synchronous and owns everything; [`super::TrainingRun`] drives it on a worker
+//! thread. A step is nanoGPT's inner loop: for each micro-batch forward, loss, backward (gradients
+//! summed); then clip by the global norm, set the learning rate from the schedule, AdamW update.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::config::{Objective, TrainConfig};
+use super::metrics::{ConfusionMatrix, MetricsLog, MetricsRecord};
+use super::optim::{AdamW, AdamWSettings, LrSchedule, Param, clip_grads, global_grad_norm};
+use super::params::{ParamStore, Pretrained};
+use super::tasks::{self, DataSummary, Task, TaskSetup};
+use crate::error::{GlassboxError, Result};
+use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, save_dir, write_safetensors};
+use crate::model::config::{
+    Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig,
+};
+use crate::model::trace::Trace;
+use crate::model::{Model, ModelInput, Prefix};
+use crate::tokenizer::Tokenizer;
+
+/// The latest checkpoint of a run lives in `OUT_DIR/checkpoint/`.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Step, seed, recipe and timing of a checkpoint (JSON).
+pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
+/// AdamW's moments (safetensors, `exp_avg.NAME` / `exp_avg_sq.NAME`).
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The resolved recipe a run was started with.
+pub const RECIPE_FILE: &str = "recipe.toml";
+
+/// What a run is, reported once at its start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    pub objective: Objective,
+    pub model_config: ModelConfig,
+    pub parameters: usize,
+    /// Steps already done (non-zero when resumed).
+    pub start_step: usize,
+    pub total_steps: usize,
+    pub seq_len: usize,
+    pub tokens_per_step: usize,
+    pub vocab_size: usize,
+    pub data: DataSummary,
+    /// Tensors that started fresh rather than from the checkpoint (new heads when fine-tuning).
+    pub fresh_tensors: Vec<String>,
+    pub out_dir: Option<PathBuf>,
+    pub device: String,
+}
+
+/// One optimizer step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepReport {
+    /// Steps completed, this one included (1 after the first step).
+    pub step: usize,
+    pub total_steps: usize,
+    /// Mean loss over the step's micro-batches.
+    pub train_loss: f32,
+    /// The learning rate this step used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Real (non-padding) tokens in the step.
+    pub tokens: usize,
+    pub tokens_per_sec: f64,
+    pub step_ms: f64,
+    /// Training time so far (pauses excluded; includes time before a resume).
+    pub elapsed_secs: f64,
+    /// Estimated time to the last step.
+    pub eta_secs: f64,
+}
+
+/// One evaluation on the held-out split.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    pub step: usize,
+    pub val_loss: f32,
+    /// Objective-specific: `perplexity`; `mlm_accuracy`, `nsp_accuracy`; `accuracy`, `macro_f1`;
+    /// `exact_match`, `f1`.
+    pub metrics: BTreeMap<String, f64>,
+    /// Classification only.
+    pub confusion: Option<ConfusionMatrix>,
+}
+
+/// A fresh trace of the probe text, for watching attention change while the model learns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeReport {
+    pub step: usize,
+    pub text: String,
+    pub tokens: Vec<String>,
+    /// `attention[layer][head]`: row-major `[s × s]` probabilities (row = query, column = key).
+    pub attention: Vec<Vec<Vec<f32>>>,
+    /// What the model makes of the text now: a greedy continuation (GPT), the top fill-mask
+    /// predictions (masked LM), the predicted label or answer span (fine-tuning).
+    pub output: String,
+}
+
+/// What is saved beside the weights to continue a run exactly where it stopped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Every batch is drawn from a generator seeded by (seed, batch number), so the step count is
+    /// the whole random state: batch numbers continue at `step × grad_accum`.
+    pub seed: u64,
+    pub elapsed_secs: f64,
+    pub last_val_loss: Option<f32>,
+    pub config: TrainConfig,
+    pub glassbox_version: String,
+}
+
+/// How the model's weights start.
+enum WeightsSource {
+    /// Fresh, seeded.
+    Fresh,
+    /// From a checkpoint folder (`model.init_from`): the encoder loaded, new heads fresh.
+    Pretrained(PathBuf),
+    /// From a run's own checkpoint: everything loaded, then the optimizer state.
+    Resume(PathBuf),
+}
+
+pub struct Trainer {
+    config: TrainConfig,
+    device: Device,
+    model_config: ModelConfig,
+    model: Model,
+    store: ParamStore,
+    optimizer: AdamW,
+    schedule: LrSchedule,
+    task: Box<dyn Task>,
+    tokenizer: Tokenizer,
+    info: RunInfo,
+    step: usize,
+    /// Training time before this session (a resumed run) plus this session's steps.
+    elapsed: Duration,
+    /// Smoothed seconds per step, for the ETA.
+    seconds_per_step: Option<f64>,
+    metrics_log: Option<MetricsLog>,
+    last_saved: Option<(usize, PathBuf)>,
+    last_eval: Option<EvalReport>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("objective", &self.config.objective)
+            .field("step", &self.step)
+            .field("total_steps", &self.config.training.steps)
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// Prepares a run: reads or generates the data, trains or loads the tokenizer, builds the
+    /// model (fresh, or from `model.init_from`) and the optimizer.
+    pub fn new(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let source = match &config.model.init_from {
+            Some(dir) => WeightsSource::Pretrained(dir.clone()),
+            None => WeightsSource::Fresh,
+        };
+        Self::build(config, source, None)
+    }
+
+    /// Continues the run saved in `run_dir` (its `checkpoint/` folder) exactly where it stopped.
+    /// `overrides` (`section.key=value`) may change e.g. `training.steps` to train longer.
+    pub fn resume(run_dir: &Path, overrides: &[String]) -> Result<Self> {
+        let checkpoint = latest_checkpoint(run_dir)?;
+        let state = read_trainer_state(&checkpoint)?;
+        let mut config = state.config.with_overrides(overrides)?;
+        config.out_dir = Some(run_dir.to_path_buf());
+        config.validate_for_resume()?;
+        Self::build(config, WeightsSource::Resume(checkpoint), Some(state))
+    }
+
+    fn build(config: TrainConfig, source: WeightsSource, state: Option<TrainerState>) -> Result<Self> {
+        let device = crate::device::parse_device(&config.device)?;
+
+        // The starting checkpoint, if any: its config, tokenizer and tensors.
+        let (base_config, checkpoint_tokenizer, pretrained) = match &source {
+            WeightsSource::Fresh => (None, None, Pretrained::default()),
+            WeightsSource::Pretrained(dir) | WeightsSource::Resume(dir) => {
+                let (model_config, tokenizer, pretrained) = read_checkpoint(dir)?;
+                (Some(model_config), tokenizer, pretrained)
+            }
+        };
+        let tokenizer = match (&config.tokenizer.path, checkpoint_tokenizer) {
+            (_, Some(t)) => Some(t),
+            (Some(path), None) => Some(load_tokenizer(path)?),
+            (None, None) => None,
+        };
+        if tokenizer.is_none() && config.objective.is_finetuning() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "fine-tuning needs the checkpoint's {TOKENIZER_FILE} (or tokenizer.path)"
+            )));
+        }
+        let positions = base_config
+            .as_ref()
+            .map_or(config.model.n_positions, ModelConfig::max_positions);
+        let seq_len = config.seq_len(positions);
+
+        let (task, tokenizer) = tasks::prepare_task(TaskSetup {
+            config: &config,
+            seq_len,
+            tokenizer,
+            device: &device,
+        })?;
+
+        let (model_config, pretrained) = match (&source, base_config) {
+            (WeightsSource::Resume(_), Some(saved)) => (saved, pretrained),
+            (_, Some(base)) => adapt_for_objective(base, &config, task.labels(), pretrained)?,
+            (_, None) => (fresh_model_config(&config, &tokenizer)?, pretrained),
+        };
+        if tokenizer.vocab_size() > model_config.vocab_size() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "the tokenizer has {} tokens but the model's embedding table only {} rows",
+                tokenizer.vocab_size(),
+                model_config.vocab_size()
+            )));
+        }
+
+        let store = ParamStore::new(config.seed, pretrained);
+        let model = Model::new(store.var_builder(&device), &model_config, Prefix::Standard)
+            .map_err(|e| store.take_error().unwrap_or(GlassboxError::Candle(e)))?;
+        let params: Vec<Param> = store
+            .vars()?
+            .into_iter()
+            .map(|(name, var)| Param::new(name, var))
+            .collect();
+        let parameters = params.iter().map(|p| p.var.elem_count()).sum();
+        let o = &config.optimizer;
+        let mut optimizer = AdamW::new(
+            params,
+            AdamWSettings {
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+                weight_decay: o.weight_decay,
+            },
+        )?;
+        let schedule = LrSchedule {
+            max_lr: o.lr,
+            min_lr: o.min_lr(),
+            warmup_steps: o.warmup_steps,
+            decay_steps: o.decay_steps.unwrap_or(config.training.steps),
+        };
+
+        let mut step = 0;
+        let mut elapsed = Duration::ZERO;
+        let mut last_saved = None;
+        if let (WeightsSource::Resume(dir), Some(state)) = (&source, &state) {
+            let moments = load_tensors(&dir.join(OPTIMIZER_FILE), &device)?;
+            optimizer.load_state(&moments, state.step)?;
+            step = state.step;
+            elapsed = Duration::from_secs_f64(state.elapsed_secs.max(0.0));
+            last_saved = Some((state.step, dir.clone()));
+        }
+
+        let fresh_tensors = match source {
+            WeightsSource::Pretrained(_) => store.fresh_names()?,
+            _ => Vec::new(),
+        };
+        let metrics_log = match &config.out_dir {
+            Some(dir) => {
+                let keep = if step > 0 { Some(step) } else { None };
+                let log = MetricsLog::open(dir, &task.metric_names(), keep)?;
+                crate::util::write_atomic(&dir.join(RECIPE_FILE), config.to_toml_string()?.as_bytes())?;
+                Some(log)
+            }
+            None => None,
+        };
+        let info = RunInfo {
+            objective: config.objective,
+            model_config: model_config.clone(),
+            parameters,
+            start_step: step,
+            total_steps: config.training.steps,
+            seq_len,
+            tokens_per_step: config.tokens_per_step(seq_len),
+            vocab_size: tokenizer.vocab_size(),
+            data: task.summary(),
+            fresh_tensors,
+            out_dir: config.out_dir.clone(),
+            device: config.device.clone(),
+        };
+        Ok(Self {
+            config,
+            device,
+            model_config,
+            model,
+            store,
+            optimizer,
+            schedule,
+            task,
+            tokenizer,
+            info,
+            step,
+            elapsed,
+            seconds_per_step: None,
+            metrics_log,
+            last_saved,
+            last_eval: state.and_then(|s| {
+                s.last_val_loss.map(|val_loss| EvalReport {
+                    step: s.step,
+                    val_loss,
+                    metrics: BTreeMap::new(),
+                    confusion: None,
+                })
+            }),
+        })
+    }
+
+    pub fn info(&self) -> &RunInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model_config
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Steps completed.
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.config.training.steps
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step >= self.config.training.steps
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    pub fn last_eval(&self) -> Option<&EvalReport> {
+        self.last_eval.as_ref()
+    }
+
+    /// The last checkpoint written: (step, folder).
+    pub fn last_saved(&self) -> Option<&(usize, PathBuf)> {
+        self.last_saved.as_ref()
+    }
+
+    /// The current weights by name (as saved in `model.safetensors`).
+    pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.store.tensors()
+    }
+
+    /// One optimizer step. A non-finite loss or gradient stops before the update, so the weights
+    /// stay as they were, and returns [`GlassboxError::Training`] saying what happened.
+    pub fn step(&mut self) -> Result<StepReport> {
+        let started = Instant::now();
+        let lr = self.schedule.lr_at(self.step);
+        let accumulation = self.config.training.grad_accum;
+        let params = self.optimizer.params().to_vec();
+        let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
+        let mut loss_sum = 0f32;
+        let mut tokens = 0usize;
+        for micro in 0..accumulation {
+            let draw = (self.step * accumulation + micro) as u64;
+            let batch = self.task.train_batch(draw, &self.device)?;
+            tokens += batch.tokens;
+            let loss = tasks::batch_loss(&self.model, &batch)?.total;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if !loss_value.is_finite() {
+                return Err(self.diverged("loss", loss_value, lr));
+            }
+            loss_sum += loss_value;
+            // Mean over micro-batches: each contributes 1/accumulation of the gradient.
+            let loss = if accumulation > 1 {
+                (loss / accumulation as f64)?
+            } else {
+                loss
+            };
+            let mut micro_grads = loss.backward()?;
+            for (slot, param) in grads.iter_mut().zip(&params) {
+                if let Some(g) = micro_grads.remove(param.var.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(sum) => (sum + g)?,
+                        None => g,
+                    });
+                }
+            }
+        }
+        let grad_norm = global_grad_norm(&grads)?;
+        if !grad_norm.is_finite() {
+            return Err(self.diverged("gradient norm", grad_norm, lr));
+        }
+        clip_grads(&mut grads, grad_norm, self.config.optimizer.grad_clip)?;
+        self.optimizer.step(&grads, lr)?;
+        self.step += 1;
+
+        let step_time = started.elapsed();
+        self.elapsed += step_time;
+        let step_secs = step_time.as_secs_f64();
+        // A smoothed step time: steady enough for an ETA, quick to follow a change of speed.
+        let smoothed = match self.seconds_per_step {
+            None => step_secs,
+            Some(previous) => 0.9 * previous + 0.1 * step_secs,
+        };
+        self.seconds_per_step = Some(smoothed);
+        let remaining = self.total_steps().saturating_sub(self.step);
+        let report = StepReport {
+            step: self.step,
+            total_steps: self.total_steps(),
+            train_loss: loss_sum / accumulation as f32,
+            lr,
+            grad_norm,
+            tokens,
+            tokens_per_sec: tokens as f64 / step_secs.max(1e-9),
+            step_ms: step_secs * 1000.0,
+            elapsed_secs: self.elapsed.as_secs_f64(),
+            eta_secs: smoothed * remaining as f64,
+        };
+        if let Some(log) = &mut self.metrics_log {
+            log.append(&MetricsRecord::Step {
+                step: report.step,
+                train_loss: report.train_loss,
+                lr: report.lr,
+                grad_norm: report.grad_norm,
+                tokens_per_sec: report.tokens_per_sec,
+                elapsed_secs: report.elapsed_secs,
+            })?;
+        }
+        Ok(report)
+    }
+
+    fn diverged(&self, what: &str, value: f32, lr: f64) -> GlassboxError {
+        let kept = match &self.last_saved {
+            Some((step, dir)) => format!(
+                "the last good checkpoint (step {step}) is kept in {}",
+                dir.display()
+            ),
+            None => "no checkpoint had been saved yet".to_string(),
+        };
+        GlassboxError::Training(format!(
+            "training diverged: the {what} became {value} at step {} (learning rate {lr:.3e}); \
+             the run stopped before applying it, and {kept}. Try a lower optimizer.lr (now {}) \
+             or a longer warm-up",
+            self.step + 1,
+            self.config.optimizer.lr
+        ))
+    }
+
+    /// Loss and metrics on the held-out split.
+    pub fn evaluate(&mut self) -> Result<EvalReport> {
+        let started = Instant::now();
+        let evaluation = self.task.evaluate(&self.model, &self.device)?;
+        self.elapsed += started.elapsed();
+        let report = EvalReport {
+            step: self.step,
+            val_loss: evaluation.val_loss,
+            metrics: evaluation.metrics,
+            confusion: evaluation.confusion,
+        };
+        if let Some(log) = &mut self.metrics_log {
+            log.append(&MetricsRecord::Eval {
+                step: report.step,
+                val_loss: report.val_loss,
+                metrics: report.metrics.clone(),
+                elapsed_secs: self.elapsed.as_secs_f64(),
+            })?;
+        }
+        self.last_eval = Some(report.clone());
+        Ok(report)
+    }
+
+    /// The probe text this run traces.
+    pub fn probe_text(&self) -> String {
+        self.config
+            .training
+            .probe_text
+            .clone()
+            .unwrap_or_else(|| self.task.default_probe_text())
+    }
+
+    /// Traces the probe text through the current model: attention of every layer and head, and
+    /// what the model predicts for it.
+    pub fn probe(&self) -> Result<ProbeReport> {
+        let text = self.probe_text();
+        let causal = self.model_config.is_causal();
+        // BERT: "A [SEP] B" is traced as a sentence pair (segments 0 and 1).
+        let pair = if causal {
+            None
+        } else {
+            text.split_once("[SEP]")
+                .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+                .filter(|(_, b)| !b.is_empty())
+        };
+        let encoded = match &pair {
+            Some((a, b)) => self.tokenizer.encode_pair(a, b)?,
+            None => self.tokenizer.encode(&text, !causal)?,
+        };
+        let limit = self.model_config.max_positions();
+        let len = encoded.ids.len().min(limit);
+        if len == 0 {
+            return Err(GlassboxError::InvalidInput(format!(
+                "the probe text {text:?} has no tokens"
+            )));
+        }
+        let ids = &encoded.ids[..len];
+        let input_ids = Tensor::new(ids, &self.device)?.unsqueeze(0)?; // [1, s]
+        let type_ids = Tensor::new(&encoded.type_ids[..len], &self.device)?.unsqueeze(0)?;
+        let mut trace = Trace::default();
+        let input = ModelInput {
+            input_ids: &input_ids,
+            token_type_ids: if causal { None } else { Some(&type_ids) },
+            padding: None,
+        };
+        let output = self.model.forward(input, Some(&mut trace))?;
+        let attention = trace
+            .attentions()
+            .iter()
+            .map(|probs| {
+                // [1, nh, s, s] → per head, row-major s·s
+                let heads = probs.squeeze(0)?.to_vec3::<f32>()?;
+                Ok(heads
+                    .into_iter()
+                    .map(|rows| rows.into_iter().flatten().collect())
+                    .collect())
+            })
+            .collect::<Result<Vec<Vec<Vec<f32>>>>>()?;
+
+        let output_text = match self.config.objective {
+            Objective::CausalLm | Objective::Generation => self.greedy_continuation(ids)?,
+            Objective::MaskedLm => self.fill_mask_summary(ids, output.logits.as_ref())?,
+            Objective::Classification => match &output.class_logits {
+                Some(logits) => self.label_summary(logits)?,
+                None => String::new(),
+            },
+            Objective::Qa => match (&output.start_logits, &output.end_logits, &pair) {
+                (Some(starts), Some(ends), Some((_, context))) => {
+                    answer_summary(starts, ends, &encoded, len, context)?
+                }
+                _ => "(give the probe text as \"question [SEP] context\")".into(),
+            },
+        };
+        Ok(ProbeReport {
+            step: self.step,
+            text,
+            tokens: encoded.tokens[..len].to_vec(),
+            attention,
+            output: output_text,
+        })
+    }
+
+    /// Greedy (temperature 0) continuation of `ids` for `probe_tokens` tokens.
+    fn greedy_continuation(&self, ids: &[u32]) -> Result<String> {
+        let mut ids = ids.to_vec();
+        let prompt_len = ids.len();
+        let eos = self.tokenizer.eos_token().map(|(_, id)| id);
+        for _ in 0..self.config.training.probe_tokens {
+            let logits = crate::generate::next_token_logits(&self.model, &ids, &self.device)?;
+            let next = crate::generate::argmax(&logits) as u32;
+            if Some(next) == eos {
+                break;
+            }
+            ids.push(next);
+        }
+        self.tokenizer.decode(&ids[prompt_len..], true)
+    }
+
+    /// "[MASK] → mouse 0.62, dog 0.11, ..." for each masked position (or the whole text).
+    fn fill_mask_summary(&self, ids: &[u32], logits: Option<&Tensor>) -> Result<String> {
+        let Some(logits) = logits else {
+            return Ok(String::new());
+        };
+        let mask_id = self.tokenizer.mask_token().map(|(_, id)| id);
+        let probs = crate::model::layers::softmax_last_dim(&logits.squeeze(0)?)?; // [s, vocab]
+        let mut lines = Vec::new();
+        for (position, &id) in ids.iter().enumerate() {
+            if Some(id) != mask_id {
+                continue;
+            }
+            let row = probs.get(position)?.to_vec1::<f32>()?;
+            let best: Vec<String> = crate::generate::top_k(&row, 5)
+                .into_iter()
+                .map(|(token, p)| {
+                    let name = self
+                        .tokenizer
+                        .id_to_token(token as u32)
+                        .unwrap_or_else(|| format!("#{token}"));
+                    format!("{name} {p:.2}")
+                })
+                .collect();
+            lines.push(format!("[MASK]@{position} → {}", best.join(", ")));
+        }
+        if lines.is_empty() {
+            return Ok("(no [MASK] in the probe text)".into());
+        }
+        Ok(lines.join("; "))
+    }
+
+    fn label_summary(&self, logits: &Tensor) -> Result<String> {
+        let probs = crate::model::layers::softmax_last_dim(logits)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
+        let best = crate::generate::argmax(&probs);
+        let labels = match &self.model_config.family {
+            FamilyConfig::Bert(c) => c.labels.clone(),
+            _ => Vec::new(),
+        };
+        let name = labels.get(best).cloned().unwrap_or_else(|| best.to_string());
+        Ok(format!("{name} ({:.2})", probs.get(best).copied().unwrap_or(0.0)))
+    }
+
+    /// Writes `OUT_DIR/checkpoint/` (weights, config, tokenizer, optimizer moments, state). The
+    /// new folder is written beside the old one and swapped in, so a crash never leaves a
+    /// half-written checkpoint.
+    pub fn save(&mut self) -> Result<PathBuf> {
+        let out_dir = self.config.out_dir.clone().ok_or_else(|| {
+            GlassboxError::InvalidInput("this run has no output folder (out_dir) to save to".into())
+        })?;
+        let final_dir = out_dir.join(CHECKPOINT_DIR);
+        let staging = out_dir.join(format!(".{CHECKPOINT_DIR}-new"));
+        let previous = out_dir.join(format!(".{CHECKPOINT_DIR}-old"));
+        remove_dir_if_present(&staging)?;
+        save_dir(
+            &staging,
+            &self.model_config,
+            &self.store.tensors()?,
+            Some(&self.tokenizer),
+        )?;
+        write_safetensors(&staging.join(OPTIMIZER_FILE), &self.optimizer.state_tensors())?;
+        let state = TrainerState {
+            step: self.step,
+            seed: self.config.seed,
+            elapsed_secs: self.elapsed.as_secs_f64(),
+            last_val_loss: self.last_eval.as_ref().map(|e| e.val_loss),
+            config: self.config.clone(),
+            glassbox_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let state_json = serde_json::to_string_pretty(&state)
+            .map_err(|e| GlassboxError::Training(format!("cannot encode the trainer state: {e}")))?;
+        crate::util::write_atomic(&staging.join(TRAINER_STATE_FILE), state_json.as_bytes())?;
+
+        remove_dir_if_present(&previous)?;
+        if final_dir.exists() {
+            std::fs::rename(&final_dir, &previous).map_err(|e| GlassboxError::io(&final_dir, e))?;
+        }
+        std::fs::rename(&staging, &final_dir).map_err(|e| GlassboxError::io(&staging, e))?;
+        remove_dir_if_present(&previous)?;
+        self.last_saved = Some((self.step, final_dir.clone()));
+        Ok(final_dir)
+    }
+
+    /// Writes the model as a plain Hugging Face folder (no trainer state) to `dir`.
+    pub fn export(&self, dir: &Path) -> Result<()> {
+        save_dir(
+            dir,
+            &self.model_config,
+            &self.store.tensors()?,
+            Some(&self.tokenizer),
+        )
+    }
+}
+
+impl TrainConfig {
+    fn validate_for_resume(&self) -> Result<()> {
+        // A resumed fine-tuning run loads its own checkpoint; init_from is only history.
+        let mut check = self.clone();
+        if check.model.init_from.is_none() && check.objective.is_finetuning() {
+            check.model.init_from = Some(PathBuf::from("(resumed)"));
+        }
+        check.validate()
+    }
+}
+
+/// QA: the best answer span in the context part of a probe pair.
+fn answer_summary(
+    starts: &Tensor,
+    ends: &Tensor,
+    encoded: &crate::tokenizer::Encoded,
+    len: usize,
+    context: &str,
+) -> Result<String> {
+    let starts = starts.squeeze(0)?.to_vec1::<f32>()?;
+    let ends = ends.squeeze(0)?.to_vec1::<f32>()?;
+    let in_context: Vec<usize> = (0..len)
+        .filter(|&i| encoded.type_ids[i] == 1 && encoded.special_tokens_mask[i] == 0)
+        .collect();
+    let mut best: Option<(usize, usize, f32)> = None;
+    for (a, &i) in in_context.iter().enumerate() {
+        for &j in in_context.iter().skip(a).take(30) {
+            let score = starts[i] + ends[j];
+            if best.is_none_or(|(_, _, s)| score > s) {
+                best = Some((i, j, score));
+            }
+        }
+    }
+    Ok(match best {
+        Some((i, j, _)) => {
+            let from = encoded.offsets[i].0;
+            let to = encoded.offsets[j].1;
+            format!("answer: {:?}", context.get(from..to).unwrap_or(""))
+        }
+        None => "(no context tokens)".into(),
+    })
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(GlassboxError::io(dir, e)),
+    }
+}
+
+/// The folder to resume from: `checkpoint/`, or the previous one if a crash interrupted a swap.
+pub fn latest_checkpoint(run_dir: &Path) -> Result<PathBuf> {
+    // Accept the checkpoint folder itself as well as the run folder.
+    if run_dir.join(TRAINER_STATE_FILE).is_file() {
+        return Ok(run_dir.to_path_buf());
+    }
+    for candidate in [CHECKPOINT_DIR.to_string(), format!(".{CHECKPOINT_DIR}-old")] {
+        let dir = run_dir.join(candidate);
+        if dir.join(TRAINER_STATE_FILE).is_file() {
+            return Ok(dir);
+        }
+    }
+    Err(GlassboxError::MissingFile {
+        path: run_dir.join(CHECKPOINT_DIR).join(TRAINER_STATE_FILE),
+    })
+}
+
+pub fn read_trainer_state(checkpoint: &Path) -> Result<TrainerState> {
+    let path = checkpoint.join(TRAINER_STATE_FILE);
+    let text = crate::util::read_text(&path)?;
+    serde_json::from_str(&text).map_err(|e| GlassboxError::BadConfig {
+        path,
+        message: e.to_string(),
+    })
+}
+
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if path.is_dir() {
+        Tokenizer::from_file(&path.join(TOKENIZER_FILE))
+    } else {
+        Tokenizer::from_file(path)
+    }
+}
+
+fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    if !path.is_file() {
+        return Err(GlassboxError::MissingFile {
+            path: path.to_path_buf(),
+        });
+    }
+    candle_core::safetensors::load(path, device).map_err(|e| GlassboxError::CorruptSafetensors {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// A checkpoint folder's config, tokenizer (if any) and tensors, with the name mapping for
+/// checkpoints that store the encoder without its prefix.
+fn read_checkpoint(dir: &Path) -> Result<(ModelConfig, Option<Tokenizer>, Pretrained)> {
+    if !dir.is_dir() {
+        return Err(GlassboxError::MissingFile {
+            path: dir.to_path_buf(),
+        });
+    }
+    let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        for pickle in ["pytorch_model.bin", "model.bin"] {
+            if dir.join(pickle).is_file() {
+                return Err(GlassboxError::PickleRefused {
+                    path: dir.join(pickle),
+                });
+            }
+        }
+    }
+    // Tensors stay on the CPU until the store copies each onto the device.
+    let tensors = load_tensors(&weights, &Device::Cpu)?;
+    let (standard_name, prefix) = match config.family {
+        FamilyConfig::Gpt2(_) => ("transformer.wte.weight", "transformer."),
+        FamilyConfig::Bert(_) => ("bert.embeddings.word_embeddings.weight", "bert."),
+        FamilyConfig::DistilBert(_) => (
+            "distilbert.embeddings.word_embeddings.weight",
+            "distilbert.",
+        ),
+    };
+    let strip_prefix = if tensors.contains_key(standard_name) {
+        None
+    } else {
+        Some(prefix.to_string())
+    };
+    let tokenizer_path = dir.join(TOKENIZER_FILE);
+    let tokenizer = if tokenizer_path.is_file() {
+        Some(Tokenizer::from_file(&tokenizer_path)?)
+    } else {
+        None
+    };
+    Ok((
+        config,
+        tokenizer,
+        Pretrained {
+            tensors,
+            strip_prefix,
+            source: weights.display().to_string(),
+        },
+    ))
+}
+
+/// A fresh model for a pretraining objective, sized by the recipe's `[model]`.
+fn fresh_model_config(config: &TrainConfig, tokenizer: &Tokenizer) -> Result<ModelConfig> {
+    let m = &config.model;
+    let vocab_size = tokenizer.vocab_size();
+    Ok(match config.objective {
+        Objective::CausalLm => ModelConfig {
+            family: FamilyConfig::Gpt2(GptConfig {
+                vocab_size,
+                n_positions: m.n_positions,
+                n_embd: m.n_embd,
+                n_layer: m.n_layer,
+                n_head: m.n_head,
+                n_inner: m.n_inner,
+                layer_norm_epsilon: 1e-5,
+                activation_function: m.activation.clone().unwrap_or_else(|| "gelu_new".into()),
+                bias: m.bias,
+            }),
+            architecture: Architecture::Gpt2LmHead,
+        },
+        Objective::MaskedLm => ModelConfig {
+            family: FamilyConfig::Bert(BertConfig {
+                vocab_size,
+                hidden_size: m.n_embd,
+                num_hidden_layers: m.n_layer,
+                num_attention_heads: m.n_head,
+                intermediate_size: m.n_inner.unwrap_or(4 * m.n_embd),
+                max_position_embeddings: m.n_positions,
+                type_vocab_size: 2,
+                layer_norm_eps: 1e-12,
+                hidden_act: m.activation.clone().unwrap_or_else(|| "gelu".into()),
+                pad_token_id: tokenizer.pad_token().map_or(0, |(_, id)| id as usize),
+                labels: Vec::new(),
+            }),
+            architecture: if config.next_sentence {
+                Architecture::BertForPreTraining
+            } else {
+                Architecture::BertForMaskedLm
+            },
+        },
+        other => {
+            return Err(GlassboxError::InvalidInput(format!(
+                "objective {:?} fine-tunes a trained model: set model.init_from",
+                other.name()
+            )));
+        }
+    })
+}
+
+/// The checkpoint's model with the head the objective needs. Heads the checkpoint has but with
+/// other shapes (a classifier for other labels) are dropped so they start fresh.
+fn adapt_for_objective(
+    mut base: ModelConfig,
+    config: &TrainConfig,
+    labels: Option<Vec<String>>,
+    mut pretrained: Pretrained,
+) -> Result<(ModelConfig, Pretrained)> {
+    let objective = config.objective;
+    let found_type = base.model_type();
+    let source = pretrained.source.clone();
+    let wrong_family = |needs: &str| {
+        GlassboxError::InvalidInput(format!(
+            "objective {:?} needs a {needs} checkpoint, but {source} is a {found_type} model",
+            objective.name(),
+        ))
+    };
+    match (&mut base.family, objective) {
+        (FamilyConfig::Gpt2(_), Objective::CausalLm | Objective::Generation) => {
+            base.architecture = Architecture::Gpt2LmHead;
+        }
+        (FamilyConfig::Bert(_), Objective::MaskedLm) => {
+            base.architecture = if config.next_sentence {
+                Architecture::BertForPreTraining
+            } else {
+                Architecture::BertForMaskedLm
+            };
+        }
+        (FamilyConfig::Bert(c), Objective::Classification) => {
+            let labels = labels.unwrap_or_default();
+            if c.labels != labels {
+                pretrained
+                    .tensors
+                    .retain(|name, _| !name.starts_with("classifier."));
+            }
+            c.labels = labels;
+            base.architecture = Architecture::BertForSequenceClassification;
+        }
+        (FamilyConfig::Bert(_), Objective::Qa) => {
+            base.architecture = Architecture::BertForQuestionAnswering;
+        }
+        (FamilyConfig::DistilBert(_), _) => {
+            return Err(GlassboxError::InvalidInput(format!(
+                "fine-tuning or pretraining a DistilBERT checkpoint is not supported (Glassbox \
+                 has no DistilBERT {} head); use a BERT checkpoint such as assets/tiny-bert",
+                objective.name()
+            )));
+        }
+        (_, Objective::CausalLm | Objective::Generation) => return Err(wrong_family("GPT")),
+        (_, _) => return Err(wrong_family("BERT")),
+    }
+    Ok((base, pretrained))
+}

@@ -1,0 +1,406 @@
+//! The desktop app in an egui_kittest harness: every view opened through its accessible label,
+//! and what it shows checked against the library.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+use glassbox::app::assets::ShippedModels;
+use glassbox::app::data::{ModelSource, Slot};
+use glassbox::app::panels::attention::{AttentionPanel, Models};
+use glassbox::app::panels::model::ModelPanel;
+use glassbox::app::panels::params::ParamsPanel;
+use glassbox::app::panels::tokens::{TokensPanel, filter_vocab};
+use glassbox::app::widgets::format_value;
+use glassbox::app::{Action, AppOptions, GlassboxApp, Persisted};
+use glassbox::inspect::inspect;
+use glassbox::model::checkpoint::load_dir;
+use glassbox::model::params::{Preset, format_bytes, group_thousands};
+use glassbox::tokenizer::Tokenizer;
+
+use common::{fixture, temp_dir};
+
+const TEXT: &str = "The cat chased the mouse.";
+
+fn fixtures() -> ShippedModels {
+    ShippedModels {
+        gpt: Some(fixture("gpt2")),
+        bert: Some(fixture("bert")),
+        message: None,
+        searched: Vec::new(),
+    }
+}
+
+fn new_app(persisted: Option<Persisted>) -> GlassboxApp {
+    GlassboxApp::new(AppOptions {
+        persisted,
+        load_models: true,
+        initial_view: None,
+        shipped: Some(fixtures()),
+        started: Instant::now(),
+    })
+}
+
+fn harness(app: GlassboxApp) -> Harness<'static, GlassboxApp> {
+    Harness::builder()
+        .with_size([1500.0, 1100.0])
+        .build_ui_state(|ui, app: &mut GlassboxApp| app.ui(ui), app)
+}
+
+/// Steps frames until the worker has answered everything the views asked for (bounded).
+fn settle(h: &mut Harness<'static, GlassboxApp>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut idle_frames = 0;
+    while idle_frames < 3 {
+        h.step();
+        if h.state().is_idle() {
+            idle_frames += 1;
+        } else {
+            idle_frames = 0;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(Instant::now() < deadline, "the worker did not answer in time");
+    }
+}
+
+fn open_view(h: &mut Harness<'static, GlassboxApp>, title: &str) {
+    h.get_by_role_and_label(Role::Button, title).click();
+    settle(h);
+}
+
+fn has_label(h: &Harness<'static, GlassboxApp>, label: &str) -> bool {
+    h.query_by_label(label).is_some()
+}
+
+#[test]
+fn every_view_opens_through_its_label() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    let views = h.state().views();
+    assert!(views.len() >= 4);
+    for (id, title) in views {
+        open_view(&mut h, title);
+        assert_eq!(h.state().current_view(), id, "clicking {title:?}");
+        // The view's heading repeats its title (the button is the other node with that label).
+        assert!(
+            h.query_all_by_label(title).count() >= 2,
+            "view {title:?} shows no heading"
+        );
+    }
+    assert!(h.state().shared.notices.is_empty(), "{:?}", h.state().shared.notices);
+}
+
+#[test]
+fn model_view_shows_config_and_memory() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    open_view(&mut h, "Model");
+    for name in ["gpt2", "bert"] {
+        let loaded = load_dir(&fixture(name), &candle_core::Device::Cpu).unwrap();
+        let breakdown = glassbox::model::params::breakdown_for_config(&loaded.config);
+        let memory = format_bytes(glassbox::model::params::memory_bytes_f32(
+            breakdown.exact_total,
+        ));
+        let label = format!("{memory} = parameters × 4 bytes");
+        assert!(has_label(&h, &label), "missing {label:?}");
+        assert!(h
+            .query_by_label_contains(&group_thousands(breakdown.exact_total))
+            .is_some());
+    }
+    // A folder that is not there: an error banner, no panic.
+    h.state_mut()
+        .panel_mut::<ModelPanel>()
+        .unwrap()
+        .folder_text = "/no/such/model/folder".into();
+    h.state_mut().panel_mut::<ModelPanel>().unwrap().kind =
+        glassbox::app::panels::model::SourceKind::Folder;
+    h.step();
+    h.get_by_role_and_label(Role::Button, "Load folder").click();
+    settle(&mut h);
+    let notices = &h.state().shared.notices;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.is_error && n.message.contains("/no/such/model/folder")),
+        "{notices:?}"
+    );
+    assert!(h.query_by_label_contains("file not found").is_some());
+}
+
+#[test]
+fn tokens_view_matches_the_tokenizer() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    open_view(&mut h, "Tokens");
+    let tokenizer = Tokenizer::from_file(&fixture("gpt2").join("tokenizer.json")).unwrap();
+    let encoded = tokenizer.encode(TEXT, true).unwrap();
+    let count_label = format!("{} tokens (", encoded.ids.len());
+    assert!(
+        h.query_by_label_contains(&count_label).is_some(),
+        "no {count_label:?}"
+    );
+    for (i, (token, id)) in encoded.tokens.iter().zip(&encoded.ids).enumerate() {
+        let chip = format!("token {i}: {token} (id {id})");
+        assert!(h.query_by_label(&chip).is_some(), "no chip {chip:?}");
+    }
+    // Side by side: the char tokenizer gives one token per character.
+    let comparison = h
+        .state()
+        .panel::<TokensPanel>()
+        .and_then(|p| p.comparison().cloned())
+        .expect("comparison computed");
+    let char_entry = &comparison.entries[0];
+    assert_eq!(char_entry.tokens.len(), TEXT.chars().count());
+    assert!(comparison.entries.len() >= 5, "char, BPE, WordPiece, GPT, BERT");
+    let bpe = comparison
+        .entries
+        .iter()
+        .find(|e| e.tokenizer_name.starts_with("byte-level BPE"))
+        .unwrap();
+    let trained = Tokenizer::train_bpe(glassbox::app::worker::builtin_corpus(), 500).unwrap();
+    assert_eq!(bpe.tokens.len(), trained.encode(TEXT, true).unwrap().ids.len());
+
+    // The vocabulary browser's filter.
+    h.state_mut().panel_mut::<TokensPanel>().unwrap().vocab_filter = "at".into();
+    settle(&mut h);
+    let vocab: Vec<glassbox::app::data::VocabEntry> = glassbox::app::data::vocabulary(&tokenizer);
+    let expected = filter_vocab(&vocab, "at").len();
+    let label = format!("{expected} of {} tokens", vocab.len());
+    assert!(has_label(&h, &label), "missing {label:?}");
+}
+
+#[test]
+fn attention_hover_shows_the_traced_value() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    open_view(&mut h, "Attention");
+    {
+        let panel = h.state_mut().panel_mut::<AttentionPanel>().unwrap();
+        panel.models = Models::Only(Slot::Gpt);
+        panel.select_layer_head(1, Some(2));
+        panel.show_grid = false;
+    }
+    settle(&mut h);
+    assert!(h.query_by_label("GPT attention layer 1 head 2").is_some());
+
+    let loaded = load_dir(&fixture("gpt2"), &candle_core::Device::Cpu).unwrap();
+    let inspection = inspect(&loaded, TEXT, None, 5).unwrap();
+    let probs = inspection.trace.layers[1]
+        .attention_probs
+        .as_ref()
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    let (row, col) = (4, 2);
+    let expected = probs[2][row][col];
+
+    let geometry = h.state().panel::<AttentionPanel>().unwrap().geometry[&Slot::Gpt];
+    h.hover_at(geometry.cell_center(row, col));
+    h.run_steps(3);
+    let (slot, readout) = h
+        .state()
+        .panel::<AttentionPanel>()
+        .unwrap()
+        .last_hover
+        .clone()
+        .expect("hover read-out");
+    assert_eq!(slot, Slot::Gpt);
+    assert_eq!((readout.row, readout.col), (row, col));
+    assert!((readout.value - expected).abs() < 1e-6, "{} vs {expected}", readout.value);
+    assert_eq!(readout.row_label, inspection.encoded.tokens[row]);
+    assert_eq!(readout.col_label, inspection.encoded.tokens[col]);
+    // And it is on screen, exactly.
+    assert!(has_label(&h, &readout.text()));
+    assert!(readout.text().ends_with(&format_value(expected)));
+
+    // Above the diagonal the causal mask blocks: probability 0, hatched.
+    h.hover_at(geometry.cell_center(1, 3));
+    h.run_steps(3);
+    let (_, blocked) = h
+        .state()
+        .panel::<AttentionPanel>()
+        .unwrap()
+        .last_hover
+        .clone()
+        .unwrap();
+    assert!(blocked.blocked);
+    assert_eq!(blocked.value, 0.0);
+}
+
+#[test]
+fn attention_side_by_side_and_token_selection() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    open_view(&mut h, "Attention");
+    assert!(has_label(&h, "GPT attention layer 0 head 0"));
+    assert!(has_label(&h, "BERT attention layer 0 head 0"));
+    assert!(h.query_by_label_contains("Causal mask:").is_some());
+    assert!(has_label(
+        &h,
+        "No mask: every token sees every token (bidirectional)."
+    ));
+    // The grid of every layer × head, with the mean.
+    assert!(has_label(&h, "BERT thumbnail layer 1 head 3"));
+    assert!(has_label(&h, "GPT thumbnail layer 1 mean over heads"));
+    h.get_by_label("BERT thumbnail layer 1 head 3").click();
+    h.run_steps(2);
+    let panel = h.state().panel::<AttentionPanel>().unwrap();
+    assert_eq!((panel.layer, panel.head), (1, Some(3)));
+
+    // Clicking a BERT token selects its row and column.
+    let tokenizer = Tokenizer::from_file(&fixture("bert").join("tokenizer.json")).unwrap();
+    let encoded = tokenizer.encode(TEXT, true).unwrap();
+    let chip = format!("token 2: {} (id {})", encoded.tokens[2], encoded.ids[2]);
+    let chips: Vec<_> = h.query_all_by_label(&chip).collect();
+    assert_eq!(chips.len(), 1, "one BERT chip {chip:?}");
+    chips[0].click();
+    h.run_steps(2);
+    let panel = h.state().panel::<AttentionPanel>().unwrap();
+    assert_eq!(panel.selected.get(&Slot::Bert), Some(&2));
+    assert!(h
+        .query_by_label_contains("attends most to (its row)")
+        .is_some());
+
+    // Lines view.
+    h.get_by_role_and_label(Role::Button, "Lines").click();
+    settle(&mut h);
+    assert!(has_label(&h, "GPT attention layer 1 head 3"));
+}
+
+#[test]
+fn params_view_totals_are_the_exact_counts() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    open_view(&mut h, "Parameters");
+    for preset in [Preset::BertBase, Preset::BertLarge, Preset::Gpt2, Preset::Gpt3_175b] {
+        h.get_by_role_and_label(Role::Button, preset.display_name())
+            .click();
+        h.run_steps(2);
+        let b = preset.breakdown();
+        let label = format!("Exact total: {} parameters", group_thousands(b.exact_total));
+        assert!(has_label(&h, &label), "{preset:?}: missing {label:?}");
+        let label = format!("Textbook total: {}", group_thousands(b.textbook_total));
+        assert!(has_label(&h, &label), "{preset:?}: missing {label:?}");
+    }
+    // BERT-Base is 109,482,240 exactly (as `transformers` counts BertModel).
+    h.get_by_role_and_label(Role::Button, "BERT-Base").click();
+    h.run_steps(2);
+    assert!(has_label(&h, "Exact total: 109,482,240 parameters"));
+
+    // The loaded GPT: the breakdown of its config.
+    h.get_by_role_and_label(Role::Button, "GPT (gpt2)").click();
+    h.run_steps(2);
+    let loaded = load_dir(&fixture("gpt2"), &candle_core::Device::Cpu).unwrap();
+    let b = glassbox::model::params::breakdown_for_config(&loaded.config);
+    assert!(has_label(
+        &h,
+        &format!("Exact total: {} parameters", group_thousands(b.exact_total))
+    ));
+    assert_eq!(
+        b.exact_total,
+        glassbox::model::params::actual_count(loaded.tensor_shapes.iter().cloned())
+    );
+
+    // Custom: the sliders' config.
+    h.get_by_role_and_label(Role::Button, "Custom config").click();
+    h.run_steps(2);
+    let custom = h.state().panel::<ParamsPanel>().unwrap().custom;
+    let b = custom.breakdown();
+    assert!(has_label(
+        &h,
+        &format!("Exact total: {} parameters", group_thousands(b.exact_total))
+    ));
+}
+
+#[test]
+fn exports_write_files() {
+    let dir = temp_dir("app-export");
+    let mut h = harness(new_app(None));
+    h.state_mut().shared.export_dir = dir.clone();
+    settle(&mut h);
+    open_view(&mut h, "Parameters");
+    for format in ["CSV", "JSON", "PNG"] {
+        h.get_by_role_and_label(Role::Button, format).click();
+        h.run_steps(2);
+    }
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let csv = files.iter().find(|p| p.extension().unwrap() == "csv").unwrap();
+    let text = std::fs::read_to_string(csv).unwrap();
+    assert!(text.starts_with("component,group,exact formula,exact"));
+    let png = files.iter().find(|p| p.extension().unwrap() == "png").unwrap();
+    assert_eq!(&std::fs::read(png).unwrap()[..4], b"\x89PNG");
+    assert!(h.query_by_label_contains("saved ").is_some());
+
+    open_view(&mut h, "Attention");
+    let before = std::fs::read_dir(&dir).unwrap().count();
+    let csv_buttons: Vec<_> = h.query_all_by_role_and_label(Role::Button, "CSV").collect();
+    assert_eq!(csv_buttons.len(), 2, "one export row per model");
+    csv_buttons[0].click();
+    h.run_steps(2);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before + 1);
+}
+
+#[test]
+fn actions_drive_the_views() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    h.state_mut().apply(Action::SelectPreset(Preset::Gpt3_175b));
+    h.run_steps(2);
+    assert_eq!(h.state().current_view(), "params");
+    let b = Preset::Gpt3_175b.breakdown();
+    assert!(has_label(
+        &h,
+        &format!("Exact total: {} parameters", group_thousands(b.exact_total))
+    ));
+
+    h.state_mut().apply(Action::SetText("The dog sat on the mat.".into()));
+    h.state_mut().apply(Action::SelectLayerHead {
+        slot: Some(Slot::Bert),
+        layer: 1,
+        head: None,
+    });
+    settle(&mut h);
+    assert_eq!(h.state().current_view(), "attention");
+    assert!(has_label(&h, "BERT attention layer 1 mean over heads"));
+    let data = h.state_mut().shared.inspection(Slot::Bert).data().unwrap();
+    assert_eq!(data.text, "The dog sat on the mat.");
+
+    h.state_mut().apply(Action::OpenView("no-such-view".into()));
+    h.run_steps(1);
+    assert!(h.query_by_label_contains("There is no view called").is_some());
+}
+
+#[test]
+fn settings_persist_between_runs() {
+    let mut h = harness(new_app(None));
+    settle(&mut h);
+    h.state_mut().set_text("A bird sang.");
+    h.state_mut().open_view("tokens");
+    h.state_mut().dark = false;
+    h.run_steps(1);
+    let saved = h.state().persisted();
+    let json = serde_json::to_string(&saved).unwrap();
+    let restored: Persisted = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored.view, "tokens");
+    assert_eq!(restored.text, "A bird sang.");
+    assert!(!restored.dark);
+    assert_eq!(
+        restored.models.get(&Slot::Gpt),
+        Some(&ModelSource::Folder(fixture("gpt2")))
+    );
+    let app = new_app(Some(restored));
+    assert_eq!(app.current_view(), "tokens");
+    assert_eq!(app.shared.text, "A bird sang.");
+}

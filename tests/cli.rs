@@ -1,0 +1,156 @@
+//! The `glassbox` command line, run as a user would.
+
+mod common;
+
+use std::process::Command;
+
+use candle_core::Device;
+use common::{fixture, max_abs_diff, reference_tensors, temp_dir};
+
+fn glassbox(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .output()
+        .expect("glassbox runs")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn inspect_dump_reproduces_the_gpt2_fixture() {
+    let dump = temp_dir("cli-dump").join("t.safetensors");
+    let output = glassbox(&[
+        "inspect",
+        "--model",
+        fixture("gpt2").to_str().unwrap(),
+        "--text",
+        "The cat chased the mouse.",
+        "--dump",
+        dump.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let ours = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
+    let reference = reference_tensors("gpt2");
+    let mut compared = 0;
+    for (key, expected) in reference.iter().filter(|(k, _)| k.starts_with("case0.")) {
+        let name = &key["case0.".len()..];
+        let diff = max_abs_diff(&ours[name], expected);
+        assert!(diff <= 1e-4, "{name}: {diff}");
+        compared += 1;
+    }
+    assert_eq!(compared, 7); // input_ids, 3 hidden states, 2 attentions, logits
+    assert!(stdout(&output).contains("next token"));
+}
+
+#[test]
+fn inspect_bert_shows_fill_mask_and_nsp() {
+    let output = glassbox(&[
+        "inspect",
+        "--model",
+        fixture("bert").to_str().unwrap(),
+        "--text",
+        "The cat climbed the [MASK].",
+        "--pair",
+        "It was trying to catch a bird.",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let fill = &value["predictions"]["FillMask"];
+    assert_eq!(fill["masks"].as_array().unwrap().len(), 1);
+    assert_eq!(fill["masks"][0]["top"].as_array().unwrap().len(), 5);
+    let nsp = fill["is_next_prob"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&nsp));
+}
+
+#[test]
+fn inspect_classifier_shows_label_probabilities() {
+    let output = glassbox(&[
+        "inspect",
+        "--model",
+        fixture("bert-cls").to_str().unwrap(),
+        "--text",
+        "This movie was wonderful.",
+    ]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.contains("negative") && text.contains("positive"), "{text}");
+}
+
+#[test]
+fn generate_is_deterministic_for_a_seed() {
+    let run = || {
+        glassbox(&[
+            "generate",
+            "--model",
+            fixture("gpt2").to_str().unwrap(),
+            "--prompt",
+            "The cat",
+            "--max-new-tokens",
+            "8",
+            "--top-k",
+            "5",
+            "--seed",
+            "7",
+        ])
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(stdout(&first), stdout(&run()));
+    assert!(stdout(&first).starts_with("The cat"));
+}
+
+#[test]
+fn generate_refuses_a_bert_model() {
+    let output = glassbox(&[
+        "generate",
+        "--model",
+        fixture("bert").to_str().unwrap(),
+        "--prompt",
+        "hi",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GPT"));
+}
+
+#[test]
+fn tokenize_explains_bpe_merges() {
+    let output = glassbox(&[
+        "tokenize",
+        "--tokenizer",
+        fixture("gpt2").to_str().unwrap(),
+        "--text",
+        "The cat chased the mouse.",
+        "--explain",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["ids"], serde_json::json!([282, 330, 275, 72, 278, 272, 260, 281, 323, 69, 14]));
+    assert!(!value["explain"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn params_preset_prints_exact_total() {
+    let output = glassbox(&["params", "--preset", "bert-base", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = stdout(&output);
+    assert!(text.contains("109482240"), "{text}");
+}
+
+#[test]
+fn params_unknown_preset_is_a_clear_error() {
+    let output = glassbox(&["params", "--preset", "gpt5"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("gpt3-175b"));
+}
+
+#[test]
+fn missing_model_is_a_clear_error_not_a_panic() {
+    let output = glassbox(&["inspect", "--model", "/no/such/model", "--text", "hi"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/no/such/model") && !stderr.contains("panicked"), "{stderr}");
+}
