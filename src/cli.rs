@@ -18,8 +18,9 @@ pub fn params(preset: Option<String>, model: Option<PathBuf>, json: bool) -> Res
     let breakdown = match (preset, model) {
         (Some(name), _) => name.parse::<params::Preset>()?.breakdown(),
         (None, Some(dir)) => {
-            let config =
-                glassbox::model::config::ModelConfig::from_file(&dir.join(checkpoint::CONFIG_FILE))?;
+            let config = glassbox::model::config::ModelConfig::from_file(
+                &dir.join(checkpoint::CONFIG_FILE),
+            )?;
             params::breakdown_for_config(&config)
         }
         (None, None) => bail!("give --preset NAME or --model DIR"),
@@ -60,7 +61,11 @@ pub fn tokenize(path: &Path, text: &str, explain: bool, json: bool) -> Result<()
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!("{:?} tokenizer, {} tokens", tokenizer.kind(), encoded.ids.len());
+    println!(
+        "{:?} tokenizer, {} tokens",
+        tokenizer.kind(),
+        encoded.ids.len()
+    );
     for (token, id) in encoded.tokens.iter().zip(&encoded.ids) {
         println!("{id:>8}  {token}");
     }
@@ -90,8 +95,7 @@ pub fn inspect(
     let inspection = inspect_text(&loaded, text, pair, k)?;
     if let Some(path) = &dump {
         let tensors = reference_tensors(&loaded, &inspection)?;
-        write_safetensors(path, &tensors)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_safetensors(path, &tensors).with_context(|| format!("writing {}", path.display()))?;
     }
     if json {
         let value = serde_json::json!({

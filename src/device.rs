@@ -21,8 +21,9 @@ pub fn parse_device(name: &str) -> Result<Device> {
     let (kind, ordinal) = match name.split_once(':') {
         Some((k, n)) => (
             k,
-            n.parse::<usize>()
-                .map_err(|_| GlassboxError::InvalidInput(format!("bad device ordinal in {name:?}")))?,
+            n.parse::<usize>().map_err(|_| {
+                GlassboxError::InvalidInput(format!("bad device ordinal in {name:?}"))
+            })?,
         ),
         None => (name, 0),
     };

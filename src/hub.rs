@@ -32,7 +32,11 @@ pub enum HubEvent {
     /// Starting `file` of `size` bytes.
     Start { file: String, size: usize },
     /// `done` bytes of the current file so far.
-    Progress { file: String, done: usize, size: usize },
+    Progress {
+        file: String,
+        done: usize,
+        size: usize,
+    },
     /// `file` is in the cache.
     Finished { file: String },
 }

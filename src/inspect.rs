@@ -76,7 +76,9 @@ pub fn inspect(
         None => tokenizer.encode(text, true)?,
     };
     if encoded.ids.is_empty() {
-        return Err(GlassboxError::InvalidInput("the text gives no tokens".into()));
+        return Err(GlassboxError::InvalidInput(
+            "the text gives no tokens".into(),
+        ));
     }
     let max = loaded.config.max_positions();
     if encoded.ids.len() > max {
@@ -127,7 +129,9 @@ fn read_predictions(
 ) -> Result<Predictions> {
     let tokenizer = loaded.tokenizer()?;
     if let Some(class_logits) = &output.class_logits {
-        let probs = softmax_last_dim(class_logits)?.squeeze(0)?.to_vec1::<f32>()?;
+        let probs = softmax_last_dim(class_logits)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
         let labels = match &loaded.config.family {
             FamilyConfig::Bert(c) => c.labels.clone(),
             _ => Vec::new(),
@@ -136,7 +140,10 @@ fn read_predictions(
             .iter()
             .enumerate()
             .map(|(i, &p)| {
-                let name = labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
+                let name = labels
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("LABEL_{i}"));
                 (name, p)
             })
             .collect();
@@ -187,28 +194,40 @@ fn read_predictions(
 
 /// The span (start <= end, at most `max_len` tokens, inside the second segment when there is
 /// one) with the highest start + end logit.
-pub fn best_span(start: &[f32], end: &[f32], type_ids: &[u32], max_len: usize) -> (usize, usize, f32) {
-    let in_context = |i: usize| {
-        let has_pair = type_ids.iter().any(|&t| t == 1);
-        !has_pair || type_ids.get(i) == Some(&1)
-    };
+pub fn best_span(
+    start: &[f32],
+    end: &[f32],
+    type_ids: &[u32],
+    max_len: usize,
+) -> (usize, usize, f32) {
+    let has_pair = type_ids.contains(&1);
+    let in_context = |i: usize| !has_pair || type_ids.get(i) == Some(&1);
     let mut best = (0, 0, f32::NEG_INFINITY);
-    for i in 0..start.len() {
+    for (i, &start_logit) in start.iter().enumerate() {
         if !in_context(i) {
             continue;
         }
-        for j in i..start.len().min(i + max_len) {
+        for (j, &end_logit) in end
+            .iter()
+            .enumerate()
+            .take(start.len().min(i + max_len))
+            .skip(i)
+        {
             if !in_context(j) {
                 continue;
             }
-            let score = start[i] + end[j];
+            let score = start_logit + end_logit;
             if score > best.2 {
                 best = (i, j, score);
             }
         }
     }
     if best.2 == f32::NEG_INFINITY {
-        best = (0, 0, start.first().copied().unwrap_or(0.0) + end.first().copied().unwrap_or(0.0));
+        best = (
+            0,
+            0,
+            start.first().copied().unwrap_or(0.0) + end.first().copied().unwrap_or(0.0),
+        );
     }
     best
 }
@@ -226,8 +245,16 @@ pub fn reference_tensors(
     let ids: Vec<i64> = inspection.encoded.ids.iter().map(|&i| i as i64).collect();
     out.insert("input_ids".into(), Tensor::new(ids.as_slice(), device)?);
     if matches!(loaded.config.family, FamilyConfig::Bert(_)) {
-        let types: Vec<i64> = inspection.encoded.type_ids.iter().map(|&i| i as i64).collect();
-        out.insert("token_type_ids".into(), Tensor::new(types.as_slice(), device)?);
+        let types: Vec<i64> = inspection
+            .encoded
+            .type_ids
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
+        out.insert(
+            "token_type_ids".into(),
+            Tensor::new(types.as_slice(), device)?,
+        );
     }
     for (i, hidden) in inspection.trace.hidden_states.iter().enumerate() {
         out.insert(format!("hidden_states.{i}"), hidden.squeeze(0)?);
@@ -238,7 +265,11 @@ pub fn reference_tensors(
     let output = &inspection.output;
     let pretraining = output.nsp_logits.is_some();
     if let Some(logits) = &output.logits {
-        let name = if pretraining { "prediction_logits" } else { "logits" };
+        let name = if pretraining {
+            "prediction_logits"
+        } else {
+            "logits"
+        };
         out.insert(name.into(), logits.squeeze(0)?);
     }
     if let Some(nsp) = &output.nsp_logits {

@@ -7,8 +7,8 @@
 pub mod app;
 pub mod data;
 pub mod device;
-pub mod generate;
 pub mod error;
+pub mod generate;
 pub mod hub;
 pub mod inspect;
 pub mod model;

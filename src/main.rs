@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "glassbox", version, about = "Look inside small transformers while they run and while they learn")]
+#[command(
+    name = "glassbox",
+    version,
+    about = "Look inside small transformers while they run and while they learn"
+)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
@@ -96,7 +100,11 @@ fn main() {
     let args = Args::parse();
     let result = match args.command {
         None => cli::open_window(),
-        Some(Command::Params { preset, model, json }) => cli::params(preset, model, json),
+        Some(Command::Params {
+            preset,
+            model,
+            json,
+        }) => cli::params(preset, model, json),
         Some(Command::Tokenize {
             tokenizer,
             text,

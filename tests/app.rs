@@ -65,7 +65,10 @@ fn settle(h: &mut Harness<'static, GlassboxApp>) {
             idle_frames = 0;
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(Instant::now() < deadline, "the worker did not answer in time");
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not answer in time"
+        );
     }
 }
 
@@ -93,7 +96,11 @@ fn every_view_opens_through_its_label() {
             "view {title:?} shows no heading"
         );
     }
-    assert!(h.state().shared.notices.is_empty(), "{:?}", h.state().shared.notices);
+    assert!(
+        h.state().shared.notices.is_empty(),
+        "{:?}",
+        h.state().shared.notices
+    );
 }
 
 #[test]
@@ -109,15 +116,13 @@ fn model_view_shows_config_and_memory() {
         ));
         let label = format!("{memory} = parameters × 4 bytes");
         assert!(has_label(&h, &label), "missing {label:?}");
-        assert!(h
-            .query_by_label_contains(&group_thousands(breakdown.exact_total))
-            .is_some());
+        assert!(
+            h.query_by_label_contains(&group_thousands(breakdown.exact_total))
+                .is_some()
+        );
     }
     // A folder that is not there: an error banner, no panic.
-    h.state_mut()
-        .panel_mut::<ModelPanel>()
-        .unwrap()
-        .folder_text = "/no/such/model/folder".into();
+    h.state_mut().panel_mut::<ModelPanel>().unwrap().folder_text = "/no/such/model/folder".into();
     h.state_mut().panel_mut::<ModelPanel>().unwrap().kind =
         glassbox::app::panels::model::SourceKind::Folder;
     h.step();
@@ -157,17 +162,26 @@ fn tokens_view_matches_the_tokenizer() {
         .expect("comparison computed");
     let char_entry = &comparison.entries[0];
     assert_eq!(char_entry.tokens.len(), TEXT.chars().count());
-    assert!(comparison.entries.len() >= 5, "char, BPE, WordPiece, GPT, BERT");
+    assert!(
+        comparison.entries.len() >= 5,
+        "char, BPE, WordPiece, GPT, BERT"
+    );
     let bpe = comparison
         .entries
         .iter()
         .find(|e| e.tokenizer_name.starts_with("byte-level BPE"))
         .unwrap();
     let trained = Tokenizer::train_bpe(glassbox::app::worker::builtin_corpus(), 500).unwrap();
-    assert_eq!(bpe.tokens.len(), trained.encode(TEXT, true).unwrap().ids.len());
+    assert_eq!(
+        bpe.tokens.len(),
+        trained.encode(TEXT, true).unwrap().ids.len()
+    );
 
     // The vocabulary browser's filter.
-    h.state_mut().panel_mut::<TokensPanel>().unwrap().vocab_filter = "at".into();
+    h.state_mut()
+        .panel_mut::<TokensPanel>()
+        .unwrap()
+        .vocab_filter = "at".into();
     settle(&mut h);
     let vocab: Vec<glassbox::app::data::VocabEntry> = glassbox::app::data::vocabulary(&tokenizer);
     let expected = filter_vocab(&vocab, "at").len();
@@ -214,7 +228,11 @@ fn attention_hover_shows_the_traced_value() {
         .expect("hover read-out");
     assert_eq!(slot, Slot::Gpt);
     assert_eq!((readout.row, readout.col), (row, col));
-    assert!((readout.value - expected).abs() < 1e-6, "{} vs {expected}", readout.value);
+    assert!(
+        (readout.value - expected).abs() < 1e-6,
+        "{} vs {expected}",
+        readout.value
+    );
     assert_eq!(readout.row_label, inspection.encoded.tokens[row]);
     assert_eq!(readout.col_label, inspection.encoded.tokens[col]);
     // And it is on screen, exactly.
@@ -265,9 +283,10 @@ fn attention_side_by_side_and_token_selection() {
     h.run_steps(2);
     let panel = h.state().panel::<AttentionPanel>().unwrap();
     assert_eq!(panel.selected.get(&Slot::Bert), Some(&2));
-    assert!(h
-        .query_by_label_contains("attends most to (its row)")
-        .is_some());
+    assert!(
+        h.query_by_label_contains("attends most to (its row)")
+            .is_some()
+    );
 
     // Lines view.
     h.get_by_role_and_label(Role::Button, "Lines").click();
@@ -280,7 +299,12 @@ fn params_view_totals_are_the_exact_counts() {
     let mut h = harness(new_app(None));
     settle(&mut h);
     open_view(&mut h, "Parameters");
-    for preset in [Preset::BertBase, Preset::BertLarge, Preset::Gpt2, Preset::Gpt3_175b] {
+    for preset in [
+        Preset::BertBase,
+        Preset::BertLarge,
+        Preset::Gpt2,
+        Preset::Gpt3_175b,
+    ] {
         h.get_by_role_and_label(Role::Button, preset.display_name())
             .click();
         h.run_steps(2);
@@ -310,7 +334,8 @@ fn params_view_totals_are_the_exact_counts() {
     );
 
     // Custom: the sliders' config.
-    h.get_by_role_and_label(Role::Button, "Custom config").click();
+    h.get_by_role_and_label(Role::Button, "Custom config")
+        .click();
     h.run_steps(2);
     let custom = h.state().panel::<ParamsPanel>().unwrap().custom;
     let b = custom.breakdown();
@@ -336,10 +361,16 @@ fn exports_write_files() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 3, "{files:?}");
-    let csv = files.iter().find(|p| p.extension().unwrap() == "csv").unwrap();
+    let csv = files
+        .iter()
+        .find(|p| p.extension().unwrap() == "csv")
+        .unwrap();
     let text = std::fs::read_to_string(csv).unwrap();
     assert!(text.starts_with("component,group,exact formula,exact"));
-    let png = files.iter().find(|p| p.extension().unwrap() == "png").unwrap();
+    let png = files
+        .iter()
+        .find(|p| p.extension().unwrap() == "png")
+        .unwrap();
     assert_eq!(&std::fs::read(png).unwrap()[..4], b"\x89PNG");
     assert!(h.query_by_label_contains("saved ").is_some());
 
@@ -365,7 +396,8 @@ fn actions_drive_the_views() {
         &format!("Exact total: {} parameters", group_thousands(b.exact_total))
     ));
 
-    h.state_mut().apply(Action::SetText("The dog sat on the mat.".into()));
+    h.state_mut()
+        .apply(Action::SetText("The dog sat on the mat.".into()));
     h.state_mut().apply(Action::SelectLayerHead {
         slot: Some(Slot::Bert),
         layer: 1,
@@ -379,7 +411,10 @@ fn actions_drive_the_views() {
 
     h.state_mut().apply(Action::OpenView("no-such-view".into()));
     h.run_steps(1);
-    assert!(h.query_by_label_contains("There is no view called").is_some());
+    assert!(
+        h.query_by_label_contains("There is no view called")
+            .is_some()
+    );
 }
 
 #[test]

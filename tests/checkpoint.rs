@@ -32,14 +32,20 @@ fn missing_weights_file_is_named() {
     let dir = copy_fixture("gpt2", "missing-weights");
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
     let error = load_error(&dir);
-    assert!(matches!(error, GlassboxError::MissingFile { .. }), "{error}");
+    assert!(
+        matches!(error, GlassboxError::MissingFile { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("model.safetensors"), "{error}");
 }
 
 #[test]
 fn missing_folder_is_named() {
     let error = load_error(std::path::Path::new("/nonexistent/glassbox/model"));
-    assert!(error.to_string().contains("/nonexistent/glassbox/model"), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/glassbox/model"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -49,16 +55,26 @@ fn truncated_safetensors_is_reported() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let error = load_error(&dir);
-    assert!(matches!(error, GlassboxError::CorruptSafetensors { .. }), "{error}");
+    assert!(
+        matches!(error, GlassboxError::CorruptSafetensors { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("model.safetensors"), "{error}");
 }
 
 #[test]
 fn garbage_safetensors_is_reported() {
     let dir = copy_fixture("bert", "garbage");
-    std::fs::write(dir.join("model.safetensors"), b"this is not a safetensors file at all").unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        b"this is not a safetensors file at all",
+    )
+    .unwrap();
     let error = load_error(&dir);
-    assert!(matches!(error, GlassboxError::CorruptSafetensors { .. }), "{error}");
+    assert!(
+        matches!(error, GlassboxError::CorruptSafetensors { .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -87,7 +103,10 @@ fn config_with_more_layers_than_weights_is_reported() {
     let dir = copy_fixture("distilbert", "more-layers");
     edit_config(&dir, |c| c["n_layers"] = 3.into());
     let error = load_error(&dir);
-    assert!(matches!(error, GlassboxError::MissingTensor { .. }), "{error}");
+    assert!(
+        matches!(error, GlassboxError::MissingTensor { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("transformer.layer.2"), "{error}");
 }
 
@@ -108,7 +127,10 @@ fn unknown_architecture_is_reported() {
         c["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
     });
     let error = load_error(&dir);
-    assert!(matches!(error, GlassboxError::UnknownArchitecture { .. }), "{error}");
+    assert!(
+        matches!(error, GlassboxError::UnknownArchitecture { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("llama"), "{error}");
 }
 
@@ -140,7 +162,10 @@ fn pickle_is_refused_not_executed() {
     )
     .unwrap();
     let error = load_error(&dir);
-    assert!(matches!(error, GlassboxError::PickleRefused { .. }), "{error}");
+    assert!(
+        matches!(error, GlassboxError::PickleRefused { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("pytorch_model.bin"), "{error}");
     assert!(!std::path::Path::new("/tmp/glassbox-pwned").exists());
 }

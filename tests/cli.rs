@@ -30,7 +30,11 @@ fn inspect_dump_reproduces_the_gpt2_fixture() {
         "--dump",
         dump.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let ours = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
     let reference = reference_tensors("gpt2");
     let mut compared = 0;
@@ -56,7 +60,11 @@ fn inspect_bert_shows_fill_mask_and_nsp() {
         "It was trying to catch a bird.",
         "--json",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let fill = &value["predictions"]["FillMask"];
     assert_eq!(fill["masks"].as_array().unwrap().len(), 1);
@@ -76,7 +84,10 @@ fn inspect_classifier_shows_label_probabilities() {
     ]);
     assert!(output.status.success());
     let text = stdout(&output);
-    assert!(text.contains("negative") && text.contains("positive"), "{text}");
+    assert!(
+        text.contains("negative") && text.contains("positive"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -97,7 +108,11 @@ fn generate_is_deterministic_for_a_seed() {
         ])
     };
     let first = run();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert_eq!(stdout(&first), stdout(&run()));
     assert!(stdout(&first).starts_with("The cat"));
 }
@@ -126,16 +141,27 @@ fn tokenize_explains_bpe_merges() {
         "--explain",
         "--json",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(value["ids"], serde_json::json!([282, 330, 275, 72, 278, 272, 260, 281, 323, 69, 14]));
+    assert_eq!(
+        value["ids"],
+        serde_json::json!([282, 330, 275, 72, 278, 272, 260, 281, 323, 69, 14])
+    );
     assert!(!value["explain"].as_array().unwrap().is_empty());
 }
 
 #[test]
 fn params_preset_prints_exact_total() {
     let output = glassbox(&["params", "--preset", "bert-base", "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = stdout(&output);
     assert!(text.contains("109482240"), "{text}");
 }
@@ -152,5 +178,8 @@ fn missing_model_is_a_clear_error_not_a_panic() {
     let output = glassbox(&["inspect", "--model", "/no/such/model", "--text", "hi"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/no/such/model") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("/no/such/model") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }

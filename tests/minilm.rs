@@ -36,7 +36,10 @@ fn real_minilm_matches_transformers() {
         let inspection = inspect(&loaded, case["text"].as_str().unwrap(), None, 5).unwrap();
         let tokens: Vec<String> = serde_json::from_value(case["tokens"].clone()).unwrap();
         let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
-        assert_eq!(inspection.encoded.tokens, tokens, "case {index}: the tokenizer must not pad");
+        assert_eq!(
+            inspection.encoded.tokens, tokens,
+            "case {index}: the tokenizer must not pad"
+        );
         assert_eq!(inspection.encoded.ids, ids);
 
         let last = inspection.output.last_hidden_state.squeeze(0).unwrap(); // [s, 384]
@@ -60,10 +63,27 @@ fn real_minilm_matches_transformers() {
         for (j, &want) in row.iter().enumerate() {
             let a = &embeddings[i];
             let b = &embeddings[j];
-            let dot = (a * b).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-            let norm = |t: &Tensor| t.sqr().unwrap().sum(D::Minus1).unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+            let dot = (a * b)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let norm = |t: &Tensor| {
+                t.sqr()
+                    .unwrap()
+                    .sum(D::Minus1)
+                    .unwrap()
+                    .sqrt()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
             let cosine = dot / (norm(a) * norm(b));
-            assert!((cosine - want).abs() <= 1e-4, "cosine[{i}][{j}] = {cosine}, want {want}");
+            assert!(
+                (cosine - want).abs() <= 1e-4,
+                "cosine[{i}][{j}] = {cosine}, want {want}"
+            );
             worst = worst.max((cosine - want).abs());
         }
     }

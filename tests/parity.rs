@@ -22,7 +22,10 @@ fn check_fixture(name: &str) -> f32 {
         let inspection = inspect(&loaded, text, pair, 5).expect("inspect");
         if let Some(tokens) = case.get("tokens") {
             let tokens: Vec<String> = serde_json::from_value(tokens.clone()).unwrap();
-            assert_eq!(inspection.encoded.tokens, tokens, "{name} case {index} tokens");
+            assert_eq!(
+                inspection.encoded.tokens, tokens,
+                "{name} case {index} tokens"
+            );
         }
         let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         assert_eq!(inspection.encoded.ids, ids, "{name} case {index} ids");

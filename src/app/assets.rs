@@ -60,7 +60,17 @@ impl ShippedModels {
         if let Ok(cwd) = std::env::current_dir() {
             roots.push(cwd.join("assets"));
         }
-        roots.dedup();
+        let mut unique: Vec<PathBuf> = Vec::new();
+        for root in roots {
+            let key = root.canonicalize().unwrap_or_else(|_| root.clone());
+            if !unique
+                .iter()
+                .any(|u| u.canonicalize().unwrap_or_else(|_| u.clone()) == key)
+            {
+                unique.push(root);
+            }
+        }
+        let roots = unique;
         let fixtures = [
             manifest.join("tests").join("fixtures"),
             PathBuf::from("tests").join("fixtures"),

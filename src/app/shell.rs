@@ -227,7 +227,8 @@ impl GlassboxApp {
             },
             Action::OpenView(id) => {
                 if !self.open_view(id) {
-                    self.shared.error(format!("There is no view called {id:?}."));
+                    self.shared
+                        .error(format!("There is no view called {id:?}."));
                 }
             }
             Action::LoadModel(source) => {
@@ -249,6 +250,9 @@ impl GlassboxApp {
     }
 
     fn apply_style(&mut self, ctx: &egui::Context) {
+        if self.applied_style.is_none() {
+            ctx.set_fonts(fonts());
+        }
         let wanted = (self.dark, self.large_text);
         if self.applied_style != Some(wanted) {
             ctx.set_theme(if self.dark {
@@ -365,7 +369,11 @@ impl GlassboxApp {
                 );
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let theme = if self.dark { "☀ Light theme" } else { "🌙 Dark theme" };
+                let theme = if self.dark {
+                    "Light theme"
+                } else {
+                    "Dark theme"
+                };
                 if ui.button(theme).clicked() {
                     self.dark = !self.dark;
                 }
@@ -439,13 +447,13 @@ impl GlassboxApp {
                 .show(ui, |ui| {
                     ui.horizontal(|ui| {
                         if ui
-                            .small_button("✕")
+                            .small_button("×")
                             .on_hover_text("Dismiss this message")
                             .clicked()
                         {
                             dismiss = Some(i);
                         }
-                        let icon = if notice.is_error { "⚠" } else { "ℹ" };
+                        let icon = if notice.is_error { "Error:" } else { "Note:" };
                         ui.add(
                             egui::Label::new(
                                 RichText::new(format!("{icon} {}", notice.message)).color(ink),
@@ -495,11 +503,26 @@ impl GlassboxApp {
                     ui.weak(format!("UI frame {median:.1} ms (worst {worst:.1})"));
                 }
                 if let Some(first) = self.first_frame {
-                    ui.weak(format!("first frame {:.0} ms", first.as_secs_f64() * 1000.0));
+                    ui.weak(format!(
+                        "first frame {:.0} ms",
+                        first.as_secs_f64() * 1000.0
+                    ));
                 }
             });
         });
     }
+}
+
+/// egui's default fonts, with Hack (the monospace font) as a fallback for proportional text too:
+/// it has the arrows, bullets and box-drawing symbols Ubuntu-Light lacks.
+pub fn fonts() -> egui::FontDefinitions {
+    let mut fonts = egui::FontDefinitions::default();
+    if let Some(family) = fonts.families.get_mut(&egui::FontFamily::Proportional)
+        && !family.iter().any(|f| f == "Hack")
+    {
+        family.push("Hack".to_string());
+    }
+    fonts
 }
 
 impl eframe::App for GlassboxApp {

@@ -456,7 +456,12 @@ impl Worker {
                     }
                 });
                 let dir = match dir {
-                    Ok(_) if cancelled.lock().map(|s| s.contains(&request)).unwrap_or(false) => {
+                    Ok(_)
+                        if cancelled
+                            .lock()
+                            .map(|s| s.contains(&request))
+                            .unwrap_or(false) =>
+                    {
                         Err(GlassboxError::Hub("download cancelled".into()))
                     }
                     other => other,
@@ -488,7 +493,11 @@ impl Worker {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         // A causal model reads one text; the pair is for BERT's two segments.
-        let pair = if loaded.config.is_causal() { None } else { pair };
+        let pair = if loaded.config.is_causal() {
+            None
+        } else {
+            pair
+        };
         let inspection = inspect::inspect(loaded, text, pair, top_k)?;
         let data = InspectionData::from_inspection(
             loaded,
@@ -519,7 +528,10 @@ impl Worker {
             self.models.trained.entry(vocab_size)
         {
             let trained = vec![
-                ("character-level".to_string(), Tokenizer::train_char(corpus)?),
+                (
+                    "character-level".to_string(),
+                    Tokenizer::train_char(corpus)?,
+                ),
                 (
                     format!("byte-level BPE ({vocab_size})"),
                     Tokenizer::train_bpe(corpus, vocab_size)?,
@@ -538,7 +550,8 @@ impl Worker {
             }
         }
         for slot in Slot::ALL {
-            if let (Some(loaded), Some(summary)) = (self.models.get(slot), self.models.summary(slot))
+            if let (Some(loaded), Some(summary)) =
+                (self.models.get(slot), self.models.summary(slot))
                 && let Some(tokenizer) = &loaded.tokenizer
             {
                 let name = format!("{} ({})", summary.name, slot.short());
@@ -559,9 +572,9 @@ impl Worker {
 
 /// Whether a later inspection of `slot` is already queued.
 fn superseded(slot: Slot, queue: &VecDeque<Message>) -> bool {
-    queue.iter().any(|m| {
-        matches!(m, Message::Request(_, Command::Inspect { slot: s, .. }) if *s == slot)
-    })
+    queue
+        .iter()
+        .any(|m| matches!(m, Message::Request(_, Command::Inspect { slot: s, .. }) if *s == slot))
 }
 
 fn mb(bytes: usize) -> String {

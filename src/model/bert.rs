@@ -56,7 +56,12 @@ impl BertLayer {
             )?,
             intermediate: Linear::new(vb.pp("intermediate.dense"), h, c.intermediate_size, true)?,
             output: Linear::new(vb.pp("output.dense"), c.intermediate_size, h, true)?,
-            output_layer_norm: LayerNorm::new(vb.pp("output.LayerNorm"), h, c.layer_norm_eps, true)?,
+            output_layer_norm: LayerNorm::new(
+                vb.pp("output.LayerNorm"),
+                h,
+                c.layer_norm_eps,
+                true,
+            )?,
             activation: Activation::from_hf(&c.hidden_act),
             heads: c.num_attention_heads,
         })
@@ -135,7 +140,12 @@ impl Bert {
                 config.type_vocab_size,
                 h,
             )?,
-            embeddings_layer_norm: LayerNorm::new(e.pp("LayerNorm"), h, config.layer_norm_eps, true)?,
+            embeddings_layer_norm: LayerNorm::new(
+                e.pp("LayerNorm"),
+                h,
+                config.layer_norm_eps,
+                true,
+            )?,
             layers,
             pooler,
         })

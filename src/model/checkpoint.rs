@@ -24,6 +24,9 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 const PICKLE_FILES: [&str; 2] = ["pytorch_model.bin", "model.bin"];
 
+/// Every tensor of a weights file: name and shape.
+pub type TensorShapes = Vec<(String, Vec<usize>)>;
+
 /// A model loaded from a folder, with what it was loaded from.
 #[derive(Debug, Clone)]
 pub struct LoadedModel {
@@ -32,7 +35,7 @@ pub struct LoadedModel {
     pub tokenizer: Option<Tokenizer>,
     pub dir: PathBuf,
     /// Every tensor in the weights file (name, shape), for the parameter view.
-    pub tensor_shapes: Vec<(String, Vec<usize>)>,
+    pub tensor_shapes: TensorShapes,
     pub device: Device,
 }
 
@@ -46,9 +49,11 @@ impl LoadedModel {
     }
 
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer.as_ref().ok_or_else(|| GlassboxError::MissingFile {
-            path: self.dir.join(TOKENIZER_FILE),
-        })
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| GlassboxError::MissingFile {
+                path: self.dir.join(TOKENIZER_FILE),
+            })
     }
 }
 
@@ -62,7 +67,11 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);
     if !weights.is_file() {
-        if let Some(pickle) = PICKLE_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
+        if let Some(pickle) = PICKLE_FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+        {
             return Err(GlassboxError::PickleRefused { path: pickle });
         }
         return Err(GlassboxError::MissingFile { path: weights });
@@ -147,7 +156,7 @@ pub fn load_weights(
     mut config: ModelConfig,
     weights: &Path,
     device: &Device,
-) -> Result<(ModelConfig, Model, Vec<(String, Vec<usize>)>)> {
+) -> Result<(ModelConfig, Model, TensorShapes)> {
     let header = read_header(weights)?;
     // Weights run in f32 whatever they are stored in.
     let elements: u64 = header
@@ -318,7 +327,12 @@ impl SimpleBackend for CheckedTensors {
         tensor.to_dtype(dtype)?.to_device(device)
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         match self.tensors.get(name) {
             Some(t) => t.to_dtype(dtype)?.to_device(device),
             None => Err(self.fail(GlassboxError::MissingTensor {
@@ -353,6 +367,13 @@ pub fn save_dir(
     write_atomic(&dir.join(CONFIG_FILE), config_json.as_bytes())?;
     if let Some(tokenizer) = tokenizer {
         tokenizer.save(&dir.join(TOKENIZER_FILE))?;
+        // transformers' AutoTokenizer reads the special tokens from here.
+        let tokenizer_config = serde_json::to_string_pretty(&tokenizer.tokenizer_config())
+            .map_err(|e| GlassboxError::Tokenizer(e.to_string()))?;
+        write_atomic(
+            &dir.join("tokenizer_config.json"),
+            tokenizer_config.as_bytes(),
+        )?;
     }
     Ok(())
 }
@@ -364,10 +385,12 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Res
         .map(|(name, t)| Ok((name.as_str(), t.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(cpu.iter().map(|(n, t)| (*n, t)), Some(metadata))
-        .map_err(|e| GlassboxError::CorruptSafetensors {
-            path: path.to_path_buf(),
-            message: format!("cannot serialise: {e}"),
+    let bytes =
+        safetensors::serialize(cpu.iter().map(|(n, t)| (*n, t)), Some(metadata)).map_err(|e| {
+            GlassboxError::CorruptSafetensors {
+                path: path.to_path_buf(),
+                message: format!("cannot serialise: {e}"),
+            }
         })?;
     write_atomic(path, &bytes)
 }

@@ -291,7 +291,10 @@ impl ModelConfig {
                     pad_token_id: f.usize_or("pad_token_id", 0)?,
                 };
                 check_activation(&config.activation)?;
-                (FamilyConfig::DistilBert(config), Architecture::DistilBertModel)
+                (
+                    FamilyConfig::DistilBert(config),
+                    Architecture::DistilBertModel,
+                )
             }
             other => {
                 return Err(ConfigProblem::Unknown(format!(
@@ -423,7 +426,7 @@ pub enum ConfigProblem {
 }
 
 fn check_heads(width: usize, heads: usize) -> std::result::Result<(), ConfigProblem> {
-    if heads == 0 || width == 0 || width % heads != 0 {
+    if heads == 0 || width == 0 || !width.is_multiple_of(heads) {
         return Err(ConfigProblem::Bad(format!(
             "hidden width {width} is not divisible by the number of heads {heads}"
         )));
@@ -509,9 +512,9 @@ impl Fields<'_> {
     fn bool_or(&self, key: &str, default: bool) -> std::result::Result<bool, ConfigProblem> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| ConfigProblem::Bad(format!("\"{key}\" must be true or false, got {v}"))),
+            Some(v) => v.as_bool().ok_or_else(|| {
+                ConfigProblem::Bad(format!("\"{key}\" must be true or false, got {v}"))
+            }),
         }
     }
 }

@@ -188,7 +188,7 @@ impl Gpt2 {
             }
         }
         let final_norm = self.ln_f.forward(&x)?;
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             // transformers reports the last hidden state after ln_f.
             t.hidden_states.push(final_norm.clone());
             t.final_norm = Some(final_norm.clone());

@@ -53,9 +53,11 @@ impl MlmHead {
 
     /// `[b, s, h] -> [b, s, vocab]`
     pub fn forward(&self, sequence_output: &Tensor) -> Result<Tensor> {
-        let transformed = self
-            .layer_norm
-            .forward(&self.activation.forward(&self.dense.forward(sequence_output)?)?)?;
+        let transformed = self.layer_norm.forward(
+            &self
+                .activation
+                .forward(&self.dense.forward(sequence_output)?)?,
+        )?;
         project_to_vocab(&transformed, &self.decoder_weight, &self.bias)
     }
 }

@@ -11,7 +11,10 @@ use super::trace::LayerTrace;
 pub const INIT_STD: f64 = 0.02;
 
 fn normal_init(std: f64) -> Init {
-    Init::Randn { mean: 0.0, stdev: std }
+    Init::Randn {
+        mean: 0.0,
+        stdev: std,
+    }
 }
 
 /// A fully connected layer. `transposed` weights are stored `[in, out]` (GPT-2's Conv1D);
@@ -256,7 +259,7 @@ pub fn scaled_dot_product_attention(
     value: &Tensor,
     heads: usize,
     mask: Option<&AttentionMask>,
-    mut trace: Option<&mut LayerTrace>,
+    trace: Option<&mut LayerTrace>,
 ) -> Result<Tensor> {
     let q = split_heads(query, heads)?; // [b, nh, s, d]
     let k = split_heads(key, heads)?;
@@ -271,7 +274,7 @@ pub fn scaled_dot_product_attention(
     let attention_probs = softmax_last_dim(&masked_scores)?; // each row sums to 1
     let weighted = attention_probs.matmul(&v)?; // [b, nh, s, d]
     let context = merge_heads(&weighted)?; // [b, s, h]
-    if let Some(t) = trace.as_deref_mut() {
+    if let Some(t) = trace {
         t.q = Some(q);
         t.k = Some(k);
         t.v = Some(v);

@@ -6,6 +6,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
+pub mod fused;
 pub mod gpt;
 pub mod heads;
 pub mod layers;
@@ -182,7 +183,8 @@ impl Model {
     ) -> Result<ModelOutput> {
         let output = match self {
             Model::Gpt2(gpt) => {
-                let hidden = gpt.hidden_states(input.input_ids, input.padding, trace.as_deref_mut())?;
+                let hidden =
+                    gpt.hidden_states(input.input_ids, input.padding, trace.as_deref_mut())?;
                 let logits = gpt.lm_head(&hidden)?;
                 ModelOutput::new(hidden).with_logits(logits)
             }
@@ -219,7 +221,8 @@ impl Model {
                 out
             }
             Model::DistilBert { encoder, mlm } => {
-                let hidden = encoder.forward(input.input_ids, input.padding, trace.as_deref_mut())?;
+                let hidden =
+                    encoder.forward(input.input_ids, input.padding, trace.as_deref_mut())?;
                 let mut out = ModelOutput::new(hidden.clone());
                 if let Some(head) = mlm {
                     out = out.with_logits(head.forward(&hidden)?);

@@ -276,7 +276,10 @@ fn drive(run: TrainingRun, quiet: bool, out_dir: &std::path::Path) -> Result<()>
                         eprintln!("resuming at step {}", info.start_step);
                     }
                     if !info.fresh_tensors.is_empty() {
-                        eprintln!("new (freshly initialised): {}", info.fresh_tensors.join(", "));
+                        eprintln!(
+                            "new (freshly initialised): {}",
+                            info.fresh_tensors.join(", ")
+                        );
                     }
                     eprintln!("output: {}", out_dir.display());
                 }
@@ -297,7 +300,10 @@ fn drive(run: TrainingRun, quiet: bool, out_dir: &std::path::Path) -> Result<()>
                 ));
             }
             TrainEvent::Probe(probe) => {
-                progress.line(&format!("probe @ step {}: {:?} → {}", probe.step, probe.text, probe.output));
+                progress.line(&format!(
+                    "probe @ step {}: {:?} → {}",
+                    probe.step, probe.text, probe.output
+                ));
             }
             TrainEvent::Saved { step, path } => {
                 progress.line(&format!("saved step {step} to {}", path.display()));

@@ -369,7 +369,10 @@ impl TrainConfig {
             return bad("training.seq_len must be at least 1".into());
         }
         if !(o.lr.is_finite() && o.lr > 0.0) {
-            return bad(format!("optimizer.lr must be a positive number, got {}", o.lr));
+            return bad(format!(
+                "optimizer.lr must be a positive number, got {}",
+                o.lr
+            ));
         }
         if !(o.min_lr().is_finite() && o.min_lr() >= 0.0) {
             return bad(format!("optimizer.min_lr must be ≥ 0, got {}", o.min_lr()));
@@ -397,7 +400,9 @@ impl TrainConfig {
                 ));
             }
             if m.n_layer == 0 || m.n_head == 0 || m.n_embd == 0 || m.n_positions == 0 {
-                return bad("model.n_layer, n_head, n_embd and n_positions must be at least 1".into());
+                return bad(
+                    "model.n_layer, n_head, n_embd and n_positions must be at least 1".into(),
+                );
             }
             if m.n_embd % m.n_head != 0 {
                 return bad(format!(

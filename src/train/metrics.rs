@@ -176,7 +176,11 @@ impl MetricsLog {
     /// Opens the log in `dir`. With `keep_through_step`, existing records up to that step are kept
     /// and later ones dropped (a resumed run continues the curve where its checkpoint was);
     /// without it the files start empty.
-    pub fn open(dir: &Path, metric_names: &[&str], keep_through_step: Option<usize>) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        metric_names: &[&str],
+        keep_through_step: Option<usize>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| GlassboxError::io(dir, e))?;
         let log = Self {
             jsonl_path: dir.join(METRICS_JSONL),
@@ -260,10 +264,9 @@ impl MetricsLog {
         };
         for name in &self.metric_names {
             cells.push(match record {
-                MetricsRecord::Eval { metrics, .. } => metrics
-                    .get(name)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
+                MetricsRecord::Eval { metrics, .. } => {
+                    metrics.get(name).map(|v| v.to_string()).unwrap_or_default()
+                }
                 MetricsRecord::Step { .. } => String::new(),
             });
         }

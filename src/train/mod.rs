@@ -70,11 +70,21 @@ pub enum TrainEvent {
     Step(StepReport),
     Eval(EvalReport),
     Probe(ProbeReport),
-    Saved { step: usize, path: PathBuf },
-    Paused { step: usize },
-    Resumed { step: usize },
+    Saved {
+        step: usize,
+        path: PathBuf,
+    },
+    Paused {
+        step: usize,
+    },
+    Resumed {
+        step: usize,
+    },
     /// Something went wrong that did not end the run (e.g. a save that could not be written).
-    Warning { step: usize, message: String },
+    Warning {
+        step: usize,
+        message: String,
+    },
     Finished(RunSummary),
     /// The run ended with an error (bad data, divergence, ...). `last_checkpoint` is the last
     /// good one, if any was saved.
@@ -138,7 +148,9 @@ impl TrainingRun {
                     });
                 }
             })
-            .map_err(|e| GlassboxError::Training(format!("cannot start the training thread: {e}")))?;
+            .map_err(|e| {
+                GlassboxError::Training(format!("cannot start the training thread: {e}"))
+            })?;
         Ok(Self {
             commands: command_tx,
             events: event_rx,

@@ -79,8 +79,14 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(params: Vec<Param>, settings: AdamWSettings) -> Result<Self> {
         let zeros = |p: &Param| p.var.as_tensor().zeros_like();
-        let first_moments = params.iter().map(zeros).collect::<candle_core::Result<_>>()?;
-        let second_moments = params.iter().map(zeros).collect::<candle_core::Result<_>>()?;
+        let first_moments = params
+            .iter()
+            .map(zeros)
+            .collect::<candle_core::Result<_>>()?;
+        let second_moments = params
+            .iter()
+            .map(zeros)
+            .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             params,
             first_moments,
@@ -146,7 +152,10 @@ impl AdamW {
         let mut out = BTreeMap::new();
         for (i, p) in self.params.iter().enumerate() {
             out.insert(format!("exp_avg.{}", p.name), self.first_moments[i].clone());
-            out.insert(format!("exp_avg_sq.{}", p.name), self.second_moments[i].clone());
+            out.insert(
+                format!("exp_avg_sq.{}", p.name),
+                self.second_moments[i].clone(),
+            );
         }
         out
     }
@@ -239,7 +248,10 @@ mod tests {
             weight_decay: 0.1,
         };
         let mut opt = AdamW::new(
-            vec![Param::new("w".into(), w.clone()), Param::new("b".into(), b.clone())],
+            vec![
+                Param::new("w".into(), w.clone()),
+                Param::new("b".into(), b.clone()),
+            ],
             settings,
         )?;
         let gw = Tensor::new(&[[0.1f32, 0.2]], &device)?;
@@ -250,7 +262,10 @@ mod tests {
         assert!((w_new[0][0] - (1.0 * (1.0 - 0.001) - 0.01)).abs() < 1e-6);
         assert!((w_new[0][1] - (-2.0 * (1.0 - 0.001) - 0.01)).abs() < 1e-6);
         let b_new = b.as_tensor().to_vec1::<f32>()?;
-        assert!((b_new[0] - (0.5 + 0.01)).abs() < 1e-6, "bias is not decayed");
+        assert!(
+            (b_new[0] - (0.5 + 0.01)).abs() < 1e-6,
+            "bias is not decayed"
+        );
         Ok(())
     }
 

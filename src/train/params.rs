@@ -76,7 +76,9 @@ impl ParamStore {
 
     /// The typed error behind a failed `Model::new`, if the store recorded one.
     pub fn take_error(&self) -> Option<GlassboxError> {
-        self.lock().ok().and_then(|mut inner| inner.first_error.take())
+        self.lock()
+            .ok()
+            .and_then(|mut inner| inner.first_error.take())
     }
 
     /// All variables by name, in name order (so the optimizer's order is fixed).
@@ -101,7 +103,9 @@ impl ParamStore {
 
     /// Names initialised fresh rather than loaded from the checkpoint.
     pub fn fresh_names(&self) -> Result<Vec<String>> {
-        Ok(self.lock()?.fresh.clone())
+        let mut names = self.lock()?.fresh.clone();
+        names.sort();
+        Ok(names)
     }
 
     fn fail(&self, error: GlassboxError) -> candle_core::Error {
@@ -166,7 +170,12 @@ impl SimpleBackend for ParamStore {
         Ok(tensor)
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let inner = self
             .inner
             .lock()

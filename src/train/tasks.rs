@@ -157,17 +157,32 @@ pub(crate) fn batch_loss(model: &Model, batch: &Batch) -> Result<LossBreakdown> 
     };
     let mut parts: Vec<(&'static str, Tensor)> = Vec::new();
     if let Some(targets) = &batch.token_targets {
-        let logits = output.logits.as_ref().ok_or_else(|| missing("language-model"))?;
+        let logits = output
+            .logits
+            .as_ref()
+            .ok_or_else(|| missing("language-model"))?;
         let (rows, targets) = targets.select(logits)?;
-        parts.push(("token_loss", candle_nn::loss::cross_entropy(&rows, &targets)?));
+        parts.push((
+            "token_loss",
+            candle_nn::loss::cross_entropy(&rows, &targets)?,
+        ));
     }
     if let Some(labels) = &batch.nsp_labels {
-        let logits = output.nsp_logits.as_ref().ok_or_else(|| missing("next-sentence"))?;
+        let logits = output
+            .nsp_logits
+            .as_ref()
+            .ok_or_else(|| missing("next-sentence"))?;
         parts.push(("nsp_loss", candle_nn::loss::cross_entropy(logits, labels)?));
     }
     if let Some(labels) = &batch.class_labels {
-        let logits = output.class_logits.as_ref().ok_or_else(|| missing("classifier"))?;
-        parts.push(("class_loss", candle_nn::loss::cross_entropy(logits, labels)?));
+        let logits = output
+            .class_logits
+            .as_ref()
+            .ok_or_else(|| missing("classifier"))?;
+        parts.push((
+            "class_loss",
+            candle_nn::loss::cross_entropy(logits, labels)?,
+        ));
     }
     if let Some((start, end)) = &batch.spans {
         let start_logits = output.start_logits.as_ref().ok_or_else(|| missing("QA"))?;
@@ -520,8 +535,7 @@ impl BertSpecials {
             cls: required_token(tokenizer.cls_token(), "[CLS]", objective)?,
             sep: required_token(tokenizer.sep_token(), "[SEP]", objective)?,
             pad: required_token(tokenizer.pad_token(), "[PAD]", objective)?,
-            mask: required_token(tokenizer.mask_token(), "[MASK]", objective)
-                .unwrap_or(u32::MAX),
+            mask: required_token(tokenizer.mask_token(), "[MASK]", objective).unwrap_or(u32::MAX),
         })
     }
 }
@@ -728,7 +742,11 @@ impl MaskedLmTask {
                 nsp_labels.push(if pair.is_next { 0u32 } else { 1 });
             }
         } else {
-            let window = self.seq_len.saturating_sub(2).max(1).min(stream.len().saturating_sub(1));
+            let window = self
+                .seq_len
+                .saturating_sub(2)
+                .max(1)
+                .min(stream.len().saturating_sub(1));
             let (windows, _) = stream.random_batch(self.batch_size, window, rng)?;
             for w in windows {
                 rows.push(bert_row(&w, None, self.specials, self.seq_len));
@@ -1007,7 +1025,10 @@ fn qa_feature(
     let context = tokenizer.encode(&example.context, false)?;
     // [CLS] question [SEP] context [SEP]; the context is what gets cut when too long.
     let question_len = question.ids.len().min(seq_len.saturating_sub(4) / 2);
-    let context_len = context.ids.len().min(seq_len.saturating_sub(question_len + 3));
+    let context_len = context
+        .ids
+        .len()
+        .min(seq_len.saturating_sub(question_len + 3));
     let context_start = question_len + 2;
     let mut ids = vec![specials.cls];
     ids.extend(&question.ids[..question_len]);
@@ -1021,7 +1042,9 @@ fn qa_feature(
     // Answer byte range → first token ending after its start, last token starting before its end.
     let answer_start = example.answer_start;
     let answer_end = answer_start + example.answer.len();
-    let first = context_offsets.iter().position(|&(_, end)| end > answer_start);
+    let first = context_offsets
+        .iter()
+        .position(|&(_, end)| end > answer_start);
     let last = context_offsets
         .iter()
         .rposition(|&(start, _)| start < answer_end);
@@ -1054,7 +1077,8 @@ fn best_span(start_logits: &[f32], end_logits: &[f32], feature: &QaFeature) -> (
     let mut best_score = f32::NEG_INFINITY;
     for i in 0..n {
         for j in i..n.min(i + MAX_ANSWER_TOKENS) {
-            let score = start_logits[feature.context_start + i] + end_logits[feature.context_start + j];
+            let score =
+                start_logits[feature.context_start + i] + end_logits[feature.context_start + j];
             if score > best_score {
                 best_score = score;
                 best = (i, j);
@@ -1067,8 +1091,7 @@ fn best_span(start_logits: &[f32], end_logits: &[f32], feature: &QaFeature) -> (
 impl QaTask {
     fn prepare(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Tokenizer)> {
         let config = setup.config;
-        let (train, val, source) =
-            load_split(config, data::read_qa, data::qa_dataset, "QA set")?;
+        let (train, val, source) = load_split(config, data::read_qa, data::qa_dataset, "QA set")?;
         let tokenizer = setup.tokenizer.ok_or_else(|| {
             GlassboxError::InvalidInput("QA needs the checkpoint's tokenizer".into())
         })?;
@@ -1080,8 +1103,10 @@ impl QaTask {
                 .collect()
         };
         // Training only learns from answers that survived truncation; evaluation keeps all.
-        let train_features: Vec<QaFeature> =
-            features(&train)?.into_iter().filter(|f| f.answerable).collect();
+        let train_features: Vec<QaFeature> = features(&train)?
+            .into_iter()
+            .filter(|f| f.answerable)
+            .collect();
         if train_features.is_empty() {
             return Err(GlassboxError::InvalidInput(format!(
                 "{source}: no training example has its answer within {} tokens; raise \
@@ -1120,10 +1145,11 @@ impl QaTask {
 
 impl Task for QaTask {
     fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
-        let picked: Vec<&QaFeature> = epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
-            .into_iter()
-            .map(|i| &self.train[i])
-            .collect();
+        let picked: Vec<&QaFeature> =
+            epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
+                .into_iter()
+                .map(|i| &self.train[i])
+                .collect();
         self.batch_of(&picked, device)
     }
 
@@ -1142,8 +1168,13 @@ impl Task for QaTask {
             let ends = ends.to_vec2::<f32>()?;
             for (row, feature) in chunk.iter().enumerate() {
                 let (i, j) = best_span(&starts[row], &ends[row], feature);
-                let predicted = match (feature.context_offsets.get(i), feature.context_offsets.get(j)) {
-                    (Some(&(from, _)), Some(&(_, to))) => feature.context.get(from..to).unwrap_or(""),
+                let predicted = match (
+                    feature.context_offsets.get(i),
+                    feature.context_offsets.get(j),
+                ) {
+                    (Some(&(from, _)), Some(&(_, to))) => {
+                        feature.context.get(from..to).unwrap_or("")
+                    }
                     _ => "",
                 };
                 em_sum += exact_match(predicted, &feature.answer);

@@ -17,10 +17,10 @@ use super::optim::{AdamW, AdamWSettings, LrSchedule, Param, clip_grads, global_g
 use super::params::{ParamStore, Pretrained};
 use super::tasks::{self, DataSummary, Task, TaskSetup};
 use crate::error::{GlassboxError, Result};
-use crate::model::checkpoint::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, save_dir, write_safetensors};
-use crate::model::config::{
-    Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig,
+use crate::model::checkpoint::{
+    CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, save_dir, write_safetensors,
 };
+use crate::model::config::{Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig};
 use crate::model::trace::Trace;
 use crate::model::{Model, ModelInput, Prefix};
 use crate::tokenizer::Tokenizer;
@@ -178,7 +178,11 @@ impl Trainer {
         Self::build(config, WeightsSource::Resume(checkpoint), Some(state))
     }
 
-    fn build(config: TrainConfig, source: WeightsSource, state: Option<TrainerState>) -> Result<Self> {
+    fn build(
+        config: TrainConfig,
+        source: WeightsSource,
+        state: Option<TrainerState>,
+    ) -> Result<Self> {
         let device = crate::device::parse_device(&config.device)?;
 
         // The starting checkpoint, if any: its config, tokenizer and tensors.
@@ -269,7 +273,10 @@ impl Trainer {
             Some(dir) => {
                 let keep = if step > 0 { Some(step) } else { None };
                 let log = MetricsLog::open(dir, &task.metric_names(), keep)?;
-                crate::util::write_atomic(&dir.join(RECIPE_FILE), config.to_toml_string()?.as_bytes())?;
+                crate::util::write_atomic(
+                    &dir.join(RECIPE_FILE),
+                    config.to_toml_string()?.as_bytes(),
+                )?;
                 Some(log)
             }
             None => None,
@@ -624,8 +631,14 @@ impl Trainer {
             FamilyConfig::Bert(c) => c.labels.clone(),
             _ => Vec::new(),
         };
-        let name = labels.get(best).cloned().unwrap_or_else(|| best.to_string());
-        Ok(format!("{name} ({:.2})", probs.get(best).copied().unwrap_or(0.0)))
+        let name = labels
+            .get(best)
+            .cloned()
+            .unwrap_or_else(|| best.to_string());
+        Ok(format!(
+            "{name} ({:.2})",
+            probs.get(best).copied().unwrap_or(0.0)
+        ))
     }
 
     /// Writes `OUT_DIR/checkpoint/` (weights, config, tokenizer, optimizer moments, state). The
@@ -645,7 +658,10 @@ impl Trainer {
             &self.store.tensors()?,
             Some(&self.tokenizer),
         )?;
-        write_safetensors(&staging.join(OPTIMIZER_FILE), &self.optimizer.state_tensors())?;
+        write_safetensors(
+            &staging.join(OPTIMIZER_FILE),
+            &self.optimizer.state_tensors(),
+        )?;
         let state = TrainerState {
             step: self.step,
             seed: self.config.seed,
@@ -654,8 +670,9 @@ impl Trainer {
             config: self.config.clone(),
             glassbox_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let state_json = serde_json::to_string_pretty(&state)
-            .map_err(|e| GlassboxError::Training(format!("cannot encode the trainer state: {e}")))?;
+        let state_json = serde_json::to_string_pretty(&state).map_err(|e| {
+            GlassboxError::Training(format!("cannot encode the trainer state: {e}"))
+        })?;
         crate::util::write_atomic(&staging.join(TRAINER_STATE_FILE), state_json.as_bytes())?;
 
         remove_dir_if_present(&previous)?;

@@ -13,7 +13,8 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub fn reference_json(name: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(fixture(name).join("reference.json")).expect("reference.json");
+    let text =
+        std::fs::read_to_string(fixture(name).join("reference.json")).expect("reference.json");
     serde_json::from_str(&text).expect("valid reference.json")
 }
 

@@ -219,7 +219,11 @@ impl AttentionPanel {
     fn controls(&mut self, ui: &mut Ui, max_layers: usize, max_heads: usize) {
         ui.horizontal_wrapped(|ui| {
             ui.label("Models:");
-            ui.selectable_value(&mut self.models, Models::SideBySide, "GPT and BERT side by side");
+            ui.selectable_value(
+                &mut self.models,
+                Models::SideBySide,
+                "GPT and BERT side by side",
+            );
             ui.selectable_value(&mut self.models, Models::Only(Slot::Gpt), "GPT only");
             ui.selectable_value(&mut self.models, Models::Only(Slot::Bert), "BERT only");
             ui.separator();
@@ -507,7 +511,10 @@ fn lines_view(
                 base
             };
             painter.line_segment(
-                [Pos2::new(left_x + 4.0, y(r)), Pos2::new(right_x - 4.0, y(c))],
+                [
+                    Pos2::new(left_x + 4.0, y(r)),
+                    Pos2::new(right_x - 4.0, y(c)),
+                ],
                 Stroke::new(1.0 + 4.0 * w, color.gamma_multiply(alpha)),
             );
         }
@@ -531,6 +538,8 @@ fn lines_view(
         );
     }
     ui.horizontal(|ui| {
-        ui.weak("Left: the token that looks. Right: the token looked at. Thicker = more attention.");
+        ui.weak(
+            "Left: the token that looks. Right: the token looked at. Thicker = more attention.",
+        );
     });
 }

@@ -37,7 +37,10 @@ pub enum Action {
         head: Option<usize>,
     },
     /// Attention view: select a token (its row and column are highlighted) in `slot`'s map.
-    SelectToken { slot: Slot, index: Option<usize> },
+    SelectToken {
+        slot: Slot,
+        index: Option<usize>,
+    },
     /// Parameter view: show a preset.
     SelectPreset(Preset),
     /// Parameter view: show the loaded model of a slot.

@@ -163,13 +163,15 @@ fn slot_card(ui: &mut Ui, shared: &mut Shared, slot: Slot) {
         egui::CollapsingHeader::new("config (every field)")
             .id_salt(("config", slot))
             .show(ui, |ui| {
-                Grid::new(("config_grid", slot)).striped(true).show(ui, |ui| {
-                    for (key, value) in &model.config_fields {
-                        ui.monospace(key);
-                        ui.monospace(value);
-                        ui.end_row();
-                    }
-                });
+                Grid::new(("config_grid", slot))
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (key, value) in &model.config_fields {
+                            ui.monospace(key);
+                            ui.monospace(value);
+                            ui.end_row();
+                        }
+                    });
             });
         egui::CollapsingHeader::new(format!("tensors ({})", model.tensor_shapes.len()))
             .id_salt(("tensors", slot))
@@ -178,13 +180,15 @@ fn slot_card(ui: &mut Ui, shared: &mut Shared, slot: Slot) {
                     .max_height(220.0)
                     .id_salt(("tensor_scroll", slot))
                     .show(ui, |ui| {
-                        Grid::new(("tensor_grid", slot)).striped(true).show(ui, |ui| {
-                            for (name, shape) in &model.tensor_shapes {
-                                ui.monospace(name);
-                                ui.monospace(format!("{shape:?}"));
-                                ui.end_row();
-                            }
-                        });
+                        Grid::new(("tensor_grid", slot))
+                            .striped(true)
+                            .show(ui, |ui| {
+                                for (name, shape) in &model.tensor_shapes {
+                                    ui.monospace(name);
+                                    ui.monospace(format!("{shape:?}"));
+                                    ui.end_row();
+                                }
+                            });
                     });
             });
     });
@@ -202,7 +206,11 @@ fn summary_grid(ui: &mut Ui, model: &ModelSummary) {
             };
             row(ui, "Name", model.name.clone());
             row(ui, "Folder", model.dir.display().to_string());
-            row(ui, "Architecture", config.architecture.hf_name().to_string());
+            row(
+                ui,
+                "Architecture",
+                config.architecture.hf_name().to_string(),
+            );
             row(
                 ui,
                 "Shape",
@@ -261,10 +269,7 @@ fn loads_in_progress(ui: &mut Ui, shared: &mut Shared) {
                 .show_percentage();
             ui.add(bar);
         } else {
-            ui.weak(format!(
-                "{:.1} s",
-                job.started.elapsed().as_secs_f32()
-            ));
+            ui.weak(format!("{:.1} s", job.started.elapsed().as_secs_f32()));
         }
     }
     if let Some(request) = cancel {
@@ -347,7 +352,7 @@ impl ModelPanel {
             for id in crate::hub::SUGGESTED_MODELS {
                 let cached = crate::hub::cached_model_dir(id).is_some();
                 let text = if cached {
-                    format!("{id} ✔")
+                    format!("{id} (cached)")
                 } else {
                     id.to_string()
                 };

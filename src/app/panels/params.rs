@@ -357,9 +357,12 @@ fn totals(ui: &mut Ui, b: &ParamBreakdown) {
     ui.label(RichText::new(&b.name).strong());
     ui.horizontal_wrapped(|ui| {
         ui.label(
-            RichText::new(format!("Exact total: {} parameters", group_thousands(b.exact_total)))
-                .strong()
-                .size(18.0),
+            RichText::new(format!(
+                "Exact total: {} parameters",
+                group_thousands(b.exact_total)
+            ))
+            .strong()
+            .size(18.0),
         );
         ui.separator();
         ui.label(

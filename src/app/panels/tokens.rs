@@ -246,16 +246,16 @@ impl TokensPanel {
             )
             .labelled_by(label.id);
         });
-        let key = (self.vocab_filter.clone(), vocab.len(), Arc::as_ptr(&vocab) as usize);
+        let key = (
+            self.vocab_filter.clone(),
+            vocab.len(),
+            Arc::as_ptr(&vocab) as usize,
+        );
         if self.filter_key.as_ref() != Some(&key) {
             self.filtered = filter_vocab(&vocab, &self.vocab_filter);
             self.filter_key = Some(key);
         }
-        ui.label(format!(
-            "{} of {} tokens",
-            self.filtered.len(),
-            vocab.len()
-        ));
+        ui.label(format!("{} of {} tokens", self.filtered.len(), vocab.len()));
         let row_height = ui.text_style_height(&egui::TextStyle::Monospace) + 4.0;
         let filtered = &self.filtered;
         ScrollArea::vertical()
@@ -303,7 +303,11 @@ pub fn filter_vocab(vocab: &[VocabEntry], filter: &str) -> Vec<usize> {
 
 fn token_details(ui: &mut Ui, token: &TokenInfo) {
     ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(format!("{:?}", token.text)).monospace().strong());
+        ui.label(
+            RichText::new(format!("{:?}", token.text))
+                .monospace()
+                .strong(),
+        );
         ui.label(format!("id {}", token.id));
         ui.label(format!(
             "bytes {} ({})",
@@ -313,7 +317,10 @@ fn token_details(ui: &mut Ui, token: &TokenInfo) {
         if token.special {
             ui.label("special token");
         } else {
-            ui.label(format!("text bytes {}..{}", token.offsets.0, token.offsets.1));
+            ui.label(format!(
+                "text bytes {}..{}",
+                token.offsets.0, token.offsets.1
+            ));
         }
     });
 }

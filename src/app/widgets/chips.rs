@@ -26,7 +26,7 @@ pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) 
     let text_font = FontId::monospace(14.0);
     let id_font = FontId::proportional(10.0);
     let shown = if token.text.is_empty() {
-        "∅".to_string()
+        "(empty)".to_string()
     } else {
         token.text.clone()
     };

@@ -89,7 +89,9 @@ const VIRIDIS: [[u8; 3]; 9] = [
 ];
 
 fn lerp_u8(a: u8, b: u8, t: f32) -> u8 {
-    (a as f32 + (b as f32 - a as f32) * t).round().clamp(0.0, 255.0) as u8
+    (a as f32 + (b as f32 - a as f32) * t)
+        .round()
+        .clamp(0.0, 255.0) as u8
 }
 
 fn lerp_table(table: &[[u8; 3]], t: f32) -> Color32 {

@@ -186,7 +186,8 @@ pub fn table_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A matrix as CSV with row and column labels (exact values, full precision).
 pub fn matrix_csv(matrix: &Matrix, row_labels: &[String], col_labels: &[String]) -> String {
-    let label = |labels: &[String], i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let label =
+        |labels: &[String], i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
     let mut headers = vec![String::new()];
     headers.extend((0..matrix.cols).map(|c| label(col_labels, c)));
     let rows: Vec<Vec<String>> = (0..matrix.rows)

@@ -86,7 +86,7 @@ impl FolderBrowser {
             .collapsible(false)
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
-                    if ui.button("⬆ Up").on_hover_text("Parent folder").clicked()
+                    if ui.button("Up").on_hover_text("Parent folder").clicked()
                         && let Some(parent) = self.current.parent()
                     {
                         go_to = Some(parent.to_path_buf());
@@ -108,26 +108,24 @@ impl FolderBrowser {
                 }
                 let here_is_model = is_model_dir(&self.current);
                 ui.horizontal(|ui| {
-                    let choose = ui.add_enabled(
-                        here_is_model,
-                        egui::Button::new("Choose this folder"),
-                    );
+                    let choose =
+                        ui.add_enabled(here_is_model, egui::Button::new("Choose this folder"));
                     if choose.clicked() {
                         chosen = Some(self.current.clone());
                     }
                     if here_is_model {
                         ui.label("this is a model folder (has config.json)");
                     } else {
-                        ui.weak("model folders (with config.json) are marked ✔");
+                        ui.weak("model folders (with config.json) are marked ●");
                     }
                 });
                 ui.separator();
                 ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
                     for entry in &self.entries {
                         let text = if entry.is_model {
-                            format!("✔ {}", entry.name)
+                            format!("● {}", entry.name)
                         } else {
-                            format!("📂 {}", entry.name)
+                            format!("▸ {}", entry.name)
                         };
                         let response = ui.selectable_label(false, text);
                         if response.double_clicked() && entry.is_model {

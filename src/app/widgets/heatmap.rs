@@ -249,10 +249,8 @@ impl<'a> Heatmap<'a> {
         let (rect, response) = ui.allocate_exact_size(total, Sense::click());
         let label = self.label.clone();
         response.widget_info(|| WidgetInfo::labeled(Role::Image, true, &label));
-        let grid_rect = Rect::from_min_size(
-            rect.min + Vec2::new(row_label_w, col_label_h),
-            grid_size,
-        );
+        let grid_rect =
+            Rect::from_min_size(rect.min + Vec2::new(row_label_w, col_label_h), grid_size);
         let painter = ui.painter_at(rect.expand(2.0));
         let visuals = ui.visuals().clone();
         let text_color = visuals.text_color();
@@ -323,7 +321,8 @@ impl<'a> Heatmap<'a> {
                 } else {
                     text_color
                 };
-                let galley = painter.layout_no_wrap(label_text(self.col_labels, c), font.clone(), color);
+                let galley =
+                    painter.layout_no_wrap(label_text(self.col_labels, c), font.clone(), color);
                 let h = galley.size().y;
                 // Written bottom-up, ending just above the grid.
                 let pos = Pos2::new(x - h / 2.0, grid_rect.min.y - 4.0);
@@ -446,10 +445,12 @@ impl<'a> Heatmap<'a> {
         {
             if let Some(cell) = cell_at(pos) {
                 clicked_cell = Some(cell);
-            } else if pos.x < grid_rect.min.x && pos.y >= grid_rect.min.y && pos.y < grid_rect.max.y {
+            } else if pos.x < grid_rect.min.x && pos.y >= grid_rect.min.y && pos.y < grid_rect.max.y
+            {
                 let r = ((pos.y - grid_rect.min.y) / cell.y).floor() as usize;
                 clicked_row = (r < m.rows).then_some(r);
-            } else if pos.y < grid_rect.min.y && pos.x >= grid_rect.min.x && pos.x < grid_rect.max.x {
+            } else if pos.y < grid_rect.min.y && pos.x >= grid_rect.min.x && pos.x < grid_rect.max.x
+            {
                 let c = ((pos.x - grid_rect.min.x) / cell.x).floor() as usize;
                 clicked_col = (c < m.cols).then_some(c);
             }

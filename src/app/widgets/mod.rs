@@ -50,5 +50,5 @@ pub fn fetch_status<T: Clone>(ui: &mut Ui, slot: Slot, fetch: &Fetch<T>) -> Opti
 
 /// An error in the panel's own area, in the theme's error colour.
 pub fn error_label(ui: &mut Ui, message: &str) {
-    ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {message}"));
+    ui.colored_label(ui.visuals().error_fg_color, format!("Error: {message}"));
 }

@@ -1,0 +1,172 @@
+//! Training-step profile of the nanoGPT character-level CPU configuration (4 layers, 4 heads,
+//! width 128, context 64, batch 12, no biases, AdamW): forward + loss, backward and the optimizer
+//! timed separately, median over the measured steps.
+//!
+//! `cargo bench --bench step_profile -- [--steps N] [--warmup N] [--stock]`
+//! `--stock` runs candle's plain ops (the unfused reference path) for comparison.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use glassbox::model::config::{Architecture, FamilyConfig, GptConfig, ModelConfig};
+use glassbox::model::{Model, ModelInput, Prefix};
+use glassbox::train::optim::{AdamW, AdamWSettings, Param, clip_grads, global_grad_norm};
+use rand::{Rng, SeedableRng};
+
+const BATCH: usize = 12;
+const CONTEXT: usize = 64;
+const VOCAB: usize = 65;
+
+struct Args {
+    steps: usize,
+    warmup: usize,
+    stock: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        steps: 30,
+        warmup: 5,
+        stock: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--steps" => args.steps = it.next().unwrap_or_default().parse()?,
+            "--warmup" => args.warmup = it.next().unwrap_or_default().parse()?,
+            "--stock" => args.stock = true,
+            // `cargo bench` passes `--bench`; ignore anything else.
+            _ => {}
+        }
+    }
+    args.steps = args.steps.max(1);
+    Ok(args)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    glassbox::model::fused::set_enabled(!args.stock);
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let config = ModelConfig {
+        family: FamilyConfig::Gpt2(GptConfig {
+            vocab_size: VOCAB,
+            n_positions: CONTEXT,
+            n_embd: 128,
+            n_layer: 4,
+            n_head: 4,
+            n_inner: None,
+            layer_norm_epsilon: 1e-5,
+            activation_function: "gelu_new".into(),
+            bias: false,
+        }),
+        architecture: Architecture::Gpt2LmHead,
+    };
+    let model = Model::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        &config,
+        Prefix::Standard,
+    )?;
+    let mut named: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let params: Vec<Param> = named.into_iter().map(|(n, v)| Param::new(n, v)).collect();
+    let vars: Vec<candle_core::Var> = params.iter().map(|p| p.var.clone()).collect();
+    let settings = AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let mut optimizer = AdamW::new(params.clone(), settings)?;
+    let mut fused_adamw = glassbox::model::fused::AdamW::new(
+        vars.clone(),
+        glassbox::model::fused::AdamWConfig {
+            beta1: settings.beta1,
+            beta2: settings.beta2,
+            eps: settings.eps,
+            weight_decay: settings.weight_decay,
+        },
+    )?;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1337);
+    let mut fwd = Vec::new();
+    let mut bwd = Vec::new();
+    let mut opt = Vec::new();
+    let mut total = Vec::new();
+    let mut last_loss = 0f32;
+    for step in 0..args.warmup + args.steps {
+        let ids: Vec<u32> = (0..BATCH * (CONTEXT + 1))
+            .map(|_| rng.random_range(0..VOCAB as u32))
+            .collect();
+        let data = Tensor::from_vec(ids, (BATCH, CONTEXT + 1), &device)?;
+        let input_ids = data.narrow(1, 0, CONTEXT)?.contiguous()?;
+        let targets = data.narrow(1, 1, CONTEXT)?.flatten_all()?.contiguous()?;
+
+        let t0 = Instant::now();
+        let output = model.forward(ModelInput::new(&input_ids), None)?;
+        let logits = output
+            .logits
+            .ok_or_else(|| anyhow::anyhow!("no logits"))?
+            .reshape((BATCH * CONTEXT, VOCAB))?;
+        let loss = if args.stock {
+            candle_nn::loss::cross_entropy(&logits, &targets)?
+        } else {
+            glassbox::model::fused::cross_entropy(&logits, &targets)?
+        };
+        last_loss = loss.to_scalar::<f32>()?;
+        let t1 = Instant::now();
+        let mut store = loss.backward()?;
+        let mut grads: Vec<Option<Tensor>> = params
+            .iter()
+            .map(|p| store.remove(p.var.as_tensor()))
+            .collect();
+        let t2 = Instant::now();
+        if args.stock {
+            let norm = global_grad_norm(&grads)?;
+            clip_grads(&mut grads, norm, 1.0)?;
+            optimizer.step(&grads, 1e-3)?;
+        } else {
+            fused_adamw.step(&grads, 1e-3, Some(1.0))?;
+        }
+        let t3 = Instant::now();
+        if step >= args.warmup {
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            fwd.push(ms(t0, t1));
+            bwd.push(ms(t1, t2));
+            opt.push(ms(t2, t3));
+            total.push(ms(t0, t3));
+        }
+    }
+    println!(
+        "step_profile ({}) threads={} steps={} loss={last_loss:.4}",
+        if args.stock { "stock" } else { "fused" },
+        candle_core::utils::get_num_threads(),
+        args.steps
+    );
+    println!(
+        "  forward+loss {:7.2} ms\n  backward     {:7.2} ms\n  optimizer    {:7.2} ms\n  total        {:7.2} ms/step (median; min {:.2})",
+        median(&mut fwd),
+        median(&mut bwd),
+        median(&mut opt),
+        median(&mut total.clone()),
+        total.iter().copied().fold(f64::INFINITY, f64::min),
+    );
+    Ok(())
+}
