@@ -207,11 +207,27 @@ fn save_then_load_round_trips_exactly() {
     }
 }
 
+// One test for everything that sets HF_HOME: the variable is process-wide.
 #[test]
-fn hub_without_network_fails_fast_with_a_clear_message() {
+fn hub_uses_the_cache_and_fails_fast_without_network() {
     let cache = temp_dir("hub-cache");
-    // SAFETY: tests in this file do not read HF_HOME concurrently except this one.
+    // SAFETY: no other test in this binary reads or writes HF_HOME.
     unsafe { std::env::set_var("HF_HOME", &cache) };
+
+    // A model already in the Hugging Face cache layout loads without any network.
+    let repo = cache.join("hub/models--glassbox-test--cached-gpt2");
+    let snapshot = repo.join("snapshots/0123456789abcdef");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("gpt2").join(file), snapshot.join(file)).unwrap();
+    }
+    let dir = glassbox::hub::fetch_model("glassbox-test/cached-gpt2", |_| {}).unwrap();
+    assert_eq!(dir, snapshot);
+    load_dir(&dir, &Device::Cpu).unwrap();
+
+    // A model that is not cached needs the network; without one the error is quick and clear.
     let started = Instant::now();
     let result = glassbox::hub::fetch_model("glassbox-test/does-not-exist", |_| {});
     let elapsed = started.elapsed();

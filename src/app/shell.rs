@@ -377,7 +377,7 @@ impl GlassboxApp {
                 if ui.button(theme).clicked() {
                     self.dark = !self.dark;
                 }
-                ui.toggle_value(&mut self.large_text, "Large text")
+                ui.checkbox(&mut self.large_text, "Large text")
                     .on_hover_text("Bigger everything, for projectors");
             });
         });

@@ -139,6 +139,15 @@ impl BertConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
+
+    /// Outputs of a sequence classifier: one per label, 2 when none are named (as transformers).
+    pub fn num_labels(&self) -> usize {
+        if self.labels.is_empty() {
+            2
+        } else {
+            self.labels.len()
+        }
+    }
 }
 
 impl DistilBertConfig {

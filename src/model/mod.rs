@@ -133,11 +133,9 @@ impl Model {
                     _ => None,
                 };
                 let classifier = match arch {
-                    Architecture::BertForSequenceClassification => Some(LinearHead::new(
-                        vb.pp("classifier"),
-                        h,
-                        c.labels.len().max(1),
-                    )?),
+                    Architecture::BertForSequenceClassification => {
+                        Some(LinearHead::new(vb.pp("classifier"), h, c.num_labels())?)
+                    }
                     _ => None,
                 };
                 let qa = match arch {

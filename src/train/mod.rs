@@ -42,7 +42,9 @@ use serde::{Deserialize, Serialize};
 pub use config::{Objective, TrainConfig};
 pub use metrics::ConfusionMatrix;
 pub use tasks::DataSummary;
-pub use trainer::{EvalReport, ProbeReport, RunInfo, StepReport, Trainer, TrainerState};
+pub use trainer::{
+    EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer, TrainerState,
+};
 
 use crate::error::{GlassboxError, Result};
 

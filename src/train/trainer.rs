@@ -73,6 +73,21 @@ pub struct StepReport {
     pub elapsed_secs: f64,
     /// Estimated time to the last step.
     pub eta_secs: f64,
+    /// Where the step's time went.
+    pub timings: StepTimings,
+}
+
+/// Milliseconds of one step by phase (summed over micro-batches).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepTimings {
+    /// Drawing the batch and building its tensors.
+    pub data_ms: f64,
+    /// Forward pass and loss.
+    pub forward_ms: f64,
+    /// Backward pass and summing gradients.
+    pub backward_ms: f64,
+    /// Gradient norm, clipping and the AdamW update.
+    pub optimizer_ms: f64,
 }
 
 /// One evaluation on the held-out split.
@@ -387,16 +402,25 @@ impl Trainer {
         let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
         let mut loss_sum = 0f32;
         let mut tokens = 0usize;
+        let mut timings = StepTimings::default();
+        let ms_since = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
         for micro in 0..accumulation {
+            let phase = Instant::now();
             let draw = (self.step * accumulation + micro) as u64;
             let batch = self.task.train_batch(draw, &self.device)?;
             tokens += batch.tokens;
+            timings.data_ms += ms_since(phase);
+
+            let phase = Instant::now();
             let loss = tasks::batch_loss(&self.model, &batch)?.total;
             let loss_value = loss.to_scalar::<f32>()?;
+            timings.forward_ms += ms_since(phase);
             if !loss_value.is_finite() {
                 return Err(self.diverged("loss", loss_value, lr));
             }
             loss_sum += loss_value;
+
+            let phase = Instant::now();
             // Mean over micro-batches: each contributes 1/accumulation of the gradient.
             let loss = if accumulation > 1 {
                 (loss / accumulation as f64)?
@@ -412,13 +436,16 @@ impl Trainer {
                     });
                 }
             }
+            timings.backward_ms += ms_since(phase);
         }
+        let phase = Instant::now();
         let grad_norm = global_grad_norm(&grads)?;
         if !grad_norm.is_finite() {
             return Err(self.diverged("gradient norm", grad_norm, lr));
         }
         clip_grads(&mut grads, grad_norm, self.config.optimizer.grad_clip)?;
         self.optimizer.step(&grads, lr)?;
+        timings.optimizer_ms = ms_since(phase);
         self.step += 1;
 
         let step_time = started.elapsed();
@@ -442,6 +469,7 @@ impl Trainer {
             step_ms: step_secs * 1000.0,
             elapsed_secs: self.elapsed.as_secs_f64(),
             eta_secs: smoothed * remaining as f64,
+            timings,
         };
         if let Some(log) = &mut self.metrics_log {
             log.append(&MetricsRecord::Step {

@@ -11,7 +11,7 @@ use super::{Action, Panel};
 use crate::app::assets;
 use crate::app::data::{ModelSource, ModelSummary, Slot};
 use crate::app::state::Shared;
-use crate::app::widgets::{FolderBrowser, error_label};
+use crate::app::widgets::FolderBrowser;
 use crate::model::params::{format_bytes, group_thousands};
 
 /// Where the next model comes from.
@@ -310,7 +310,7 @@ fn shipped_ui(ui: &mut Ui, shared: &mut Shared) {
         });
     }
     if let Some(message) = shared.shipped.message.clone() {
-        error_label(ui, &message);
+        ui.colored_label(ui.visuals().warn_fg_color, message);
     }
 }
 

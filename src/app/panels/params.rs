@@ -406,19 +406,26 @@ fn table(ui: &mut Ui, b: &ParamBreakdown) {
                     for row in &b.rows {
                         ui.label(&row.component);
                         ui.monospace(&row.formula);
-                        ui.monospace(group_thousands(row.exact));
+                        number(ui, RichText::new(group_thousands(row.exact)).monospace());
                         ui.monospace(&row.textbook_formula);
-                        ui.monospace(group_thousands(row.textbook));
+                        number(ui, RichText::new(group_thousands(row.textbook)).monospace());
                         ui.end_row();
                     }
                     ui.strong("Total");
                     ui.label("");
-                    ui.strong(group_thousands(b.exact_total));
+                    number(ui, RichText::new(group_thousands(b.exact_total)).strong());
                     ui.label("");
-                    ui.strong(group_thousands(b.textbook_total));
+                    number(ui, RichText::new(group_thousands(b.textbook_total)).strong());
                     ui.end_row();
                 });
         });
+}
+
+/// A right-aligned number in a grid cell.
+fn number(ui: &mut Ui, text: RichText) {
+    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+        ui.label(text);
+    });
 }
 
 const TEXTBOOK_COLOR: Color32 = Color32::from_rgb(90, 150, 220);
@@ -433,6 +440,7 @@ fn chart(ui: &mut Ui, b: &ParamBreakdown) {
         .map(|(i, g)| {
             Bar::new(i as f64 - 0.18, g.textbook as f64)
                 .width(0.34)
+                .fill(TEXTBOOK_COLOR)
                 .name(format!("{} textbook", g.group.label()))
         })
         .collect();
@@ -442,6 +450,7 @@ fn chart(ui: &mut Ui, b: &ParamBreakdown) {
         .map(|(i, g)| {
             Bar::new(i as f64 + 0.18, g.exact as f64)
                 .width(0.34)
+                .fill(EXACT_COLOR)
                 .name(format!("{} exact", g.group.label()))
         })
         .collect();

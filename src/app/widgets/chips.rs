@@ -25,11 +25,7 @@ pub fn token_chips(ui: &mut Ui, tokens: &[TokenInfo], selected: Option<usize>) -
 pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) -> egui::Response {
     let text_font = FontId::monospace(14.0);
     let id_font = FontId::proportional(10.0);
-    let shown = if token.text.is_empty() {
-        "(empty)".to_string()
-    } else {
-        token.text.clone()
-    };
+    let shown = chip_text(&token.text);
     let fill = if token.special {
         Color32::from_gray(190)
     } else {
@@ -102,4 +98,20 @@ pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) 
             ui.label(format!("segment {}", token.type_id));
         }
     })
+}
+
+/// The token as shown on a chip: whitespace made visible (space `·`, newline `↵`, tab `→`).
+pub fn chip_text(token: &str) -> String {
+    if token.is_empty() {
+        return "(empty)".to_string();
+    }
+    token
+        .chars()
+        .map(|c| match c {
+            ' ' => '·',
+            '\n' => '↵',
+            '\t' => '→',
+            c => c,
+        })
+        .collect()
 }

@@ -1,0 +1,226 @@
+//! The model families beyond parity: every head builds, the trace records every stage, and the
+//! trace changes nothing.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use common::{fixture, max_abs_diff};
+use glassbox::model::checkpoint::load_dir;
+use glassbox::model::config::{Architecture, ModelConfig};
+use glassbox::model::trace::Trace;
+use glassbox::model::{Model, ModelInput, Prefix};
+
+fn ids(values: &[u32]) -> Tensor {
+    Tensor::new(values, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+#[test]
+fn trace_records_every_stage_and_changes_nothing() {
+    for name in ["gpt2", "bert", "distilbert"] {
+        let loaded = load_dir(&fixture(name), &Device::Cpu).unwrap();
+        let input_ids = ids(&[2, 17, 202, 4, 80, 3]);
+        let plain = loaded
+            .model
+            .forward(ModelInput::new(&input_ids), None)
+            .unwrap();
+        let mut trace = Trace::default();
+        let traced = loaded
+            .model
+            .forward(ModelInput::new(&input_ids), Some(&mut trace))
+            .unwrap();
+        let logits = plain.logits.unwrap();
+        assert_eq!(
+            max_abs_diff(&logits, &traced.logits.unwrap()),
+            0.0,
+            "{name}"
+        );
+        assert!(trace.token_embeddings.is_some() && trace.position_embeddings.is_some());
+        assert!(trace.embedding_sum.is_some(), "{name}");
+        assert_eq!(trace.segment_embeddings.is_some(), name == "bert");
+        assert_eq!(trace.layers.len(), 2);
+        assert_eq!(trace.hidden_states.len(), 3);
+        for layer in &trace.layers {
+            let required = [
+                &layer.input,
+                &layer.q,
+                &layer.k,
+                &layer.v,
+                &layer.scores,
+                &layer.scaled_scores,
+                &layer.masked_scores,
+                &layer.attention_probs,
+                &layer.context,
+                &layer.attention_output,
+                &layer.residual_after_attention,
+                &layer.mlp_hidden,
+                &layer.mlp_output,
+                &layer.output,
+            ];
+            assert!(
+                required.iter().all(|t| t.is_some()),
+                "{name}: a stage is missing"
+            );
+            assert_eq!(layer.q.as_ref().unwrap().dims(), &[1, 4, 6, 8]);
+            assert_eq!(
+                layer.mlp_hidden.as_ref().unwrap().dims()[2],
+                if name == "gpt2" { 128 } else { 64 }
+            );
+            // Pre-LN (GPT) records its LayerNorms; post-LN families fold them into the residual.
+            assert_eq!(layer.ln_attention.is_some(), name == "gpt2");
+            // Causal: the mask is drawn; bidirectional without padding: nothing is blocked.
+            assert_eq!(layer.mask.is_some(), name == "gpt2");
+        }
+        assert_eq!(trace.final_norm.is_some(), name == "gpt2");
+        assert_eq!(max_abs_diff(trace.logits.as_ref().unwrap(), &logits), 0.0);
+    }
+}
+
+#[test]
+fn causal_attention_never_looks_ahead() {
+    let loaded = load_dir(&fixture("gpt2"), &Device::Cpu).unwrap();
+    let mut trace = Trace::default();
+    loaded
+        .model
+        .forward(
+            ModelInput::new(&ids(&[10, 20, 30, 40, 50])),
+            Some(&mut trace),
+        )
+        .unwrap();
+    let probs: Vec<Vec<Vec<f32>>> = trace.layers[0]
+        .attention_probs
+        .as_ref()
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec3()
+        .unwrap();
+    for head in &probs {
+        for (query, row) in head.iter().enumerate() {
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5);
+            assert!(
+                row[query + 1..].iter().all(|&p| p == 0.0),
+                "query {query} looks ahead"
+            );
+        }
+    }
+}
+
+#[test]
+fn padding_is_masked_for_bert() {
+    let loaded = load_dir(&fixture("bert"), &Device::Cpu).unwrap();
+    let input_ids = ids(&[2, 17, 202, 3, 0, 0]);
+    let padding = vec![vec![1, 1, 1, 1, 0, 0]];
+    let mut trace = Trace::default();
+    let padded = loaded
+        .model
+        .forward(
+            ModelInput {
+                input_ids: &input_ids,
+                token_type_ids: None,
+                padding: Some(&padding),
+            },
+            Some(&mut trace),
+        )
+        .unwrap();
+    let unpadded = loaded
+        .model
+        .forward(ModelInput::new(&ids(&[2, 17, 202, 3])), None)
+        .unwrap();
+    // Real tokens see the same thing with or without padding after them.
+    let a = padded.last_hidden_state.narrow(1, 0, 4).unwrap();
+    assert!(max_abs_diff(&a, &unpadded.last_hidden_state) < 1e-5);
+    let probs: Vec<Vec<Vec<f32>>> = trace.layers[1]
+        .attention_probs
+        .as_ref()
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec3()
+        .unwrap();
+    assert!(
+        probs
+            .iter()
+            .flatten()
+            .all(|row| row[4] == 0.0 && row[5] == 0.0)
+    );
+}
+
+#[test]
+fn every_bert_head_builds_from_scratch_and_has_the_right_shape() {
+    let base = ModelConfig::from_file(&fixture("bert").join("config.json")).unwrap();
+    let input_ids = ids(&[2, 17, 202, 4, 80, 3]);
+    for architecture in [
+        Architecture::BertModel,
+        Architecture::BertForPreTraining,
+        Architecture::BertForMaskedLm,
+        Architecture::BertForSequenceClassification,
+        Architecture::BertForQuestionAnswering,
+    ] {
+        let config = ModelConfig {
+            architecture,
+            ..base.clone()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Model::new(vb, &config, Prefix::Standard).unwrap();
+        let out = model.forward(ModelInput::new(&input_ids), None).unwrap();
+        assert_eq!(out.last_hidden_state.dims(), &[1, 6, 32]);
+        let has_mlm = matches!(
+            architecture,
+            Architecture::BertForPreTraining | Architecture::BertForMaskedLm
+        );
+        assert_eq!(
+            out.logits.as_ref().map(|t| t.dims().to_vec()),
+            has_mlm.then(|| vec![1, 6, 400])
+        );
+        assert_eq!(
+            out.nsp_logits.is_some(),
+            architecture == Architecture::BertForPreTraining
+        );
+        assert_eq!(
+            out.class_logits.as_ref().map(|t| t.dims().to_vec()),
+            (architecture == Architecture::BertForSequenceClassification).then(|| vec![1, 2])
+        );
+        if architecture == Architecture::BertForQuestionAnswering {
+            assert_eq!(out.start_logits.unwrap().dims(), &[1, 6]);
+            assert_eq!(out.end_logits.unwrap().dims(), &[1, 6]);
+            assert!(out.pooled.is_none(), "transformers' QA model has no pooler");
+        }
+        // Parameter count of the fresh model equals the analytic exact count.
+        let actual: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        let analytic = glassbox::model::params::breakdown_for_config(&config).exact_total;
+        assert_eq!(actual as u64, analytic, "{architecture:?}");
+    }
+}
+
+#[test]
+fn gradients_flow_through_every_parameter() {
+    // LayerNorm and softmax are written with differentiable ops: every weight gets a gradient.
+    for name in ["gpt2", "bert"] {
+        let config = ModelConfig::from_file(&fixture(name).join("config.json")).unwrap();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Model::new(vb, &config, Prefix::Standard).unwrap();
+        let out = model
+            .forward(ModelInput::new(&ids(&[2, 17, 202, 4, 80, 3])), None)
+            .unwrap();
+        let mut loss = out.logits.unwrap().sqr().unwrap().mean_all().unwrap();
+        if let Some(nsp) = out.nsp_logits {
+            loss = (loss + nsp.sqr().unwrap().mean_all().unwrap()).unwrap();
+        }
+        let grads = loss.backward().unwrap();
+        for var in varmap.all_vars() {
+            let grad = grads.get(var.as_tensor());
+            assert!(
+                grad.is_some(),
+                "{name}: a parameter of shape {:?} got no gradient",
+                var.dims()
+            );
+        }
+    }
+}
