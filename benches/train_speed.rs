@@ -22,6 +22,8 @@ struct Options {
     eval_batches: usize,
     torch: bool,
     data: Option<PathBuf>,
+    /// Another recipe to time instead (Glassbox only).
+    recipe: Option<PathBuf>,
 }
 
 fn parse_options() -> Options {
@@ -30,6 +32,7 @@ fn parse_options() -> Options {
         eval_batches: 50,
         torch: true,
         data: None,
+        recipe: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -40,6 +43,7 @@ fn parse_options() -> Options {
             }
             "--no-torch" => options.torch = false,
             "--data" => options.data = args.next().map(PathBuf::from),
+            "--recipe" => options.recipe = args.next().map(PathBuf::from),
             // `cargo bench` passes --bench; anything else unknown is ignored too.
             _ => {}
         }
@@ -55,7 +59,10 @@ fn median(values: &mut [f64]) -> f64 {
 fn main() -> anyhow::Result<()> {
     let options = parse_options();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let recipe = root.join("assets/recipes/shakespeare-char.toml");
+    let recipe = options
+        .recipe
+        .clone()
+        .unwrap_or_else(|| root.join("assets/recipes/shakespeare-char.toml"));
     let shakespeare = options
         .data
         .clone()
@@ -67,7 +74,9 @@ fn main() -> anyhow::Result<()> {
         "training.save_every=0".to_string(),
         format!("training.eval_batches={}", options.eval_batches),
     ];
-    let data_note = if shakespeare.is_file() {
+    let data_note = if options.recipe.is_some() {
+        "the recipe's".to_string()
+    } else if shakespeare.is_file() {
         overrides.push(format!("data.path=\"{}\"", shakespeare.display()));
         shakespeare.display().to_string()
     } else {
@@ -75,7 +84,8 @@ fn main() -> anyhow::Result<()> {
     };
     let mut config = TrainConfig::parse_file(&recipe, &overrides)?;
     config.out_dir = None;
-    if !shakespeare.is_file() {
+    config.export_dir = None;
+    if options.recipe.is_none() && !shakespeare.is_file() {
         config.data.path = None;
         config.data.builtin_size = 40_000;
     }
@@ -132,7 +142,7 @@ fn main() -> anyhow::Result<()> {
         phases.optimizer_ms / timed
     );
 
-    if !options.torch {
+    if !options.torch || options.recipe.is_some() {
         return Ok(());
     }
     if !shakespeare.is_file() {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod inspect;
+pub mod lessons;
 pub mod model;
 pub mod tokenizer;
 pub mod train;

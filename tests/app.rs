@@ -1,75 +1,36 @@
 //! The desktop app in an egui_kittest harness: every view opened through its accessible label,
 //! and what it shows checked against the library.
 
-mod common;
+mod app_support;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use eframe::egui;
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use glassbox::app::assets::ShippedModels;
 use glassbox::app::data::{ModelSource, Slot};
 use glassbox::app::panels::attention::{AttentionPanel, Models};
 use glassbox::app::panels::model::ModelPanel;
 use glassbox::app::panels::params::ParamsPanel;
 use glassbox::app::panels::tokens::{TokensPanel, filter_vocab};
 use glassbox::app::widgets::format_value;
-use glassbox::app::{Action, AppOptions, GlassboxApp, Persisted};
+use glassbox::app::{Action, GlassboxApp, Persisted};
 use glassbox::inspect::inspect;
 use glassbox::model::checkpoint::load_dir;
 use glassbox::model::params::{Preset, format_bytes, group_thousands};
 use glassbox::tokenizer::Tokenizer;
 
-use common::{fixture, temp_dir};
+use app_support::{fixture, harness, harness_sized, new_app, settle};
 
 const TEXT: &str = "The cat chased the mouse.";
 
-fn fixtures() -> ShippedModels {
-    ShippedModels {
-        gpt: Some(fixture("gpt2")),
-        bert: Some(fixture("bert")),
-        message: None,
-        searched: Vec::new(),
-    }
-}
-
-fn new_app(persisted: Option<Persisted>) -> GlassboxApp {
-    GlassboxApp::new(AppOptions {
-        persisted,
-        load_models: true,
-        initial_view: None,
-        shipped: Some(fixtures()),
-        started: Instant::now(),
-    })
-}
-
-fn harness(app: GlassboxApp) -> Harness<'static, GlassboxApp> {
-    Harness::builder()
-        .with_size([1500.0, 1100.0])
-        .build_ui_state(|ui, app: &mut GlassboxApp| app.ui(ui), app)
-}
-
-/// Steps frames until the worker has answered everything the views asked for (bounded).
-fn settle(h: &mut Harness<'static, GlassboxApp>) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut idle_frames = 0;
-    while idle_frames < 3 {
-        h.step();
-        if h.state().is_idle() {
-            idle_frames += 1;
-        } else {
-            idle_frames = 0;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not answer in time"
-        );
-    }
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("glassbox-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 fn open_view(h: &mut Harness<'static, GlassboxApp>, title: &str) {
@@ -151,8 +112,9 @@ fn tokens_view_matches_the_tokenizer() {
         "no {count_label:?}"
     );
     for (i, (token, id)) in encoded.tokens.iter().zip(&encoded.ids).enumerate() {
+        // In the strip, and again in the side-by-side table's gpt2 row.
         let chip = format!("token {i}: {token} (id {id})");
-        assert!(h.query_by_label(&chip).is_some(), "no chip {chip:?}");
+        assert!(h.query_all_by_label(&chip).count() >= 1, "no chip {chip:?}");
     }
     // Side by side: the char tokenizer gives one token per character.
     let comparison = h
@@ -255,7 +217,8 @@ fn attention_hover_shows_the_traced_value() {
 
 #[test]
 fn attention_side_by_side_and_token_selection() {
-    let mut h = harness(new_app(None));
+    // Tall enough that the layer × head grid is on screen below the two large maps.
+    let mut h = harness_sized(new_app(None), [1500.0, 2400.0]);
     settle(&mut h);
     open_view(&mut h, "Attention");
     assert!(has_label(&h, "GPT attention layer 0 head 0"));

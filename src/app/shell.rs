@@ -88,6 +88,8 @@ pub struct GlassboxApp {
     current: usize,
     pub dark: bool,
     pub large_text: bool,
+    /// Show start-up and frame times in the status bar (off for snapshot tests).
+    pub show_timings: bool,
     applied_style: Option<(bool, bool)>,
     started: Instant,
     /// Time from start to the end of the first frame.
@@ -119,6 +121,7 @@ impl GlassboxApp {
             current: 0,
             dark: persisted.dark,
             large_text: persisted.large_text,
+            show_timings: true,
             applied_style: None,
             started: options.started,
             first_frame: None,
@@ -494,6 +497,9 @@ impl GlassboxApp {
                 None => {
                     ui.colored_label(Color32::from_rgb(90, 180, 90), "● idle");
                 }
+            }
+            if !self.show_timings {
+                return;
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let mut sorted: Vec<f32> = self.frame_times.iter().copied().collect();

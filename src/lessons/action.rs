@@ -46,6 +46,13 @@ pub enum ActionCommand {
     },
     /// `token:` — select (highlight) a token in the attention view.
     SelectToken { side: Option<Side>, token: TokenRef },
+    /// `word:` + `sentence-a:` + `sentence-b:` — the Embeddings view compares the same word in
+    /// two sentences, layer by layer.
+    CompareWord {
+        word: String,
+        sentence_a: String,
+        sentence_b: String,
+    },
     /// `mask:` — replace a token of the text by `[MASK]` in BERT's fill-mask (Predict view).
     MaskToken(TokenRef),
     /// `preset:` — the parameter view shows a preset.
@@ -54,8 +61,9 @@ pub enum ActionCommand {
     SelectLoadedParams(Side),
     /// `custom:` — the parameter view shows a custom configuration.
     SetCustomConfig(ArchSpec),
-    /// `stage:` — the step-through view jumps to a stage of the forward pass.
-    StepThrough(Stage),
+    /// `stage:` — the step-through view jumps to a stage of the forward pass (of one side with
+    /// `side:`; with `layer:`, in that layer).
+    StepThrough { side: Option<Side>, stage: Stage },
     /// `temperature:`, `top-k:`, `top-p:` — the Predict view's sampling settings.
     SetSampling(Sampling),
     /// `generate:` — generate this many tokens after the text (GPT, Predict view).
@@ -87,6 +95,9 @@ impl ActionCommand {
                 format!("show layer {layer}, {head}{side}")
             }
             ActionCommand::SelectToken { token, .. } => format!("select token {token}"),
+            ActionCommand::CompareWord { word, .. } => {
+                format!("compare {word:?} in two sentences")
+            }
             ActionCommand::MaskToken(token) => format!("mask token {token}"),
             ActionCommand::SelectPreset(preset) => {
                 format!("show the parameters of {}", preset.display_name())
@@ -97,7 +108,9 @@ impl ActionCommand {
             ActionCommand::SetCustomConfig(spec) => {
                 format!("show the parameters of a custom {}", spec.summary())
             }
-            ActionCommand::StepThrough(stage) => format!("step through to {}", stage.title()),
+            ActionCommand::StepThrough { stage, .. } => {
+                format!("step through to {}", stage.title())
+            }
             ActionCommand::SetSampling(s) => format!("set sampling ({s})"),
             ActionCommand::Generate(n) => format!("generate {n} tokens"),
             ActionCommand::AskQuestion(q) => format!("ask {q:?}"),
@@ -109,7 +122,11 @@ impl ActionCommand {
             ),
             ActionCommand::StartFinetune(f) => format!(
                 "{} {} from {} for {} steps",
-                if f.start { "fine-tune" } else { "set up fine-tuning" },
+                if f.start {
+                    "fine-tune"
+                } else {
+                    "set up fine-tuning"
+                },
                 f.objective.name(),
                 f.from,
                 f.steps
@@ -135,6 +152,7 @@ impl ActionCommand {
             ActionCommand::SelectLayerHead { .. } | ActionCommand::SelectToken { .. } => {
                 ViewName::Attention
             }
+            ActionCommand::CompareWord { .. } => ViewName::Embeddings,
             ActionCommand::MaskToken(_)
             | ActionCommand::SetSampling(_)
             | ActionCommand::Generate(_)
@@ -142,7 +160,7 @@ impl ActionCommand {
             ActionCommand::SelectPreset(_)
             | ActionCommand::SelectLoadedParams(_)
             | ActionCommand::SetCustomConfig(_) => ViewName::Parameters,
-            ActionCommand::StepThrough(_) => ViewName::StepThrough,
+            ActionCommand::StepThrough { .. } => ViewName::StepThrough,
             ActionCommand::StartTraining(_) => ViewName::Train,
             ActionCommand::StartFinetune(_) | ActionCommand::ShowFinetuneStep(_) => {
                 ViewName::Finetune
@@ -416,20 +434,39 @@ pub enum TokenRef {
 }
 
 impl TokenRef {
-    /// The position of the token in `tokens` (as the tokenizer spells them), if any. Special
-    /// tokens like `[CLS]` are matched only when named exactly.
+    /// The position of the token in `tokens` (as the tokenizer spells them), if any. A word split
+    /// into pieces (`chas`, `##ed`) is found at its first piece. Special tokens like `[CLS]` are
+    /// matched only when named exactly.
     pub fn find(&self, tokens: &[String]) -> Option<usize> {
         match self {
             TokenRef::Index(index) => (*index < tokens.len()).then_some(*index),
             TokenRef::Word(word) => {
                 let wanted = word.trim().to_lowercase();
-                tokens.iter().position(|token| {
-                    let plain = token
+                if wanted.is_empty() {
+                    return None;
+                }
+                let plain = |token: &str| {
+                    token
                         .trim_start_matches('Ġ')
                         .trim_start_matches("##")
                         .trim()
-                        .to_lowercase();
-                    plain == wanted || token.to_lowercase() == wanted
+                        .to_lowercase()
+                };
+                (0..tokens.len()).find(|&start| {
+                    if tokens[start].to_lowercase() == wanted {
+                        return true;
+                    }
+                    let mut spelled = String::new();
+                    for token in &tokens[start..] {
+                        spelled.push_str(&plain(token));
+                        if spelled == wanted {
+                            return true;
+                        }
+                        if !wanted.starts_with(&spelled) || spelled.is_empty() {
+                            return false;
+                        }
+                    }
+                    false
                 })
             }
         }
@@ -468,12 +505,18 @@ impl FromStr for TokenRef {
 // Step through
 // ---------------------------------------------------------------------------------------------
 
-/// The stages of one forward pass in the step-through view, in order.
+/// The stages of one forward pass in the step-through view, in order (the same list as the
+/// view's own; stages a family does not have, like segments for GPT, are skipped by the view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Stage {
     Embed,
     AddPositions,
-    LayerNorm,
+    /// BERT only.
+    AddSegments,
+    /// BERT: LayerNorm of the embedding sum.
+    EmbeddingNorm,
+    /// GPT (pre-LN): LayerNorm before attention.
+    NormAttention,
     Qkv,
     Scores,
     Scale,
@@ -481,17 +524,25 @@ pub enum Stage {
     Softmax,
     WeightedSum,
     OutputProjection,
-    Residual,
-    Mlp,
+    ResidualAttention,
+    /// GPT (pre-LN): LayerNorm before the MLP.
+    NormMlp,
+    MlpHidden,
+    MlpOutput,
+    ResidualMlp,
+    /// GPT: the final LayerNorm.
+    FinalNorm,
     Logits,
     Probabilities,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 20] = [
         Stage::Embed,
         Stage::AddPositions,
-        Stage::LayerNorm,
+        Stage::AddSegments,
+        Stage::EmbeddingNorm,
+        Stage::NormAttention,
         Stage::Qkv,
         Stage::Scores,
         Stage::Scale,
@@ -499,8 +550,12 @@ impl Stage {
         Stage::Softmax,
         Stage::WeightedSum,
         Stage::OutputProjection,
-        Stage::Residual,
-        Stage::Mlp,
+        Stage::ResidualAttention,
+        Stage::NormMlp,
+        Stage::MlpHidden,
+        Stage::MlpOutput,
+        Stage::ResidualMlp,
+        Stage::FinalNorm,
         Stage::Logits,
         Stage::Probabilities,
     ];
@@ -510,7 +565,9 @@ impl Stage {
         match self {
             Stage::Embed => "embed",
             Stage::AddPositions => "positions",
-            Stage::LayerNorm => "layernorm",
+            Stage::AddSegments => "segments",
+            Stage::EmbeddingNorm => "embedding-norm",
+            Stage::NormAttention => "layernorm",
             Stage::Qkv => "qkv",
             Stage::Scores => "scores",
             Stage::Scale => "scale",
@@ -518,8 +575,12 @@ impl Stage {
             Stage::Softmax => "softmax",
             Stage::WeightedSum => "weighted-sum",
             Stage::OutputProjection => "output-projection",
-            Stage::Residual => "residual",
-            Stage::Mlp => "mlp",
+            Stage::ResidualAttention => "residual",
+            Stage::NormMlp => "layernorm-mlp",
+            Stage::MlpHidden => "mlp",
+            Stage::MlpOutput => "mlp-output",
+            Stage::ResidualMlp => "residual-mlp",
+            Stage::FinalNorm => "final-norm",
             Stage::Logits => "logits",
             Stage::Probabilities => "probabilities",
         }
@@ -527,21 +588,32 @@ impl Stage {
 
     pub fn title(self) -> &'static str {
         match self {
-            Stage::Embed => "Embed",
-            Stage::AddPositions => "Add positions",
-            Stage::LayerNorm => "LayerNorm",
+            Stage::Embed => "embed",
+            Stage::AddPositions => "add positions",
+            Stage::AddSegments => "add segments",
+            Stage::EmbeddingNorm => "LayerNorm (embeddings)",
+            Stage::NormAttention => "LayerNorm (attention)",
             Stage::Qkv => "Q, K, V",
-            Stage::Scores => "Scores",
-            Stage::Scale => "Scale",
-            Stage::Mask => "Mask",
-            Stage::Softmax => "Softmax",
-            Stage::WeightedSum => "Weighted sum",
-            Stage::OutputProjection => "Output projection",
-            Stage::Residual => "Residual",
-            Stage::Mlp => "MLP",
-            Stage::Logits => "Logits",
-            Stage::Probabilities => "Next-token probabilities",
+            Stage::Scores => "scores",
+            Stage::Scale => "scale",
+            Stage::Mask => "mask",
+            Stage::Softmax => "softmax",
+            Stage::WeightedSum => "weighted sum",
+            Stage::OutputProjection => "output projection",
+            Stage::ResidualAttention => "residual (attention)",
+            Stage::NormMlp => "LayerNorm (MLP)",
+            Stage::MlpHidden => "MLP hidden",
+            Stage::MlpOutput => "MLP output",
+            Stage::ResidualMlp => "residual (MLP)",
+            Stage::FinalNorm => "final LayerNorm",
+            Stage::Logits => "logits",
+            Stage::Probabilities => "probabilities",
         }
+    }
+
+    /// Whether the stage is inside a layer (the view's layer slider applies).
+    pub fn is_layer_stage(self) -> bool {
+        (Stage::NormAttention..=Stage::ResidualMlp).contains(&self)
     }
 }
 
@@ -552,13 +624,10 @@ impl FromStr for Stage {
         let wanted = squash(text);
         let alias = match wanted.as_str() {
             "embedding" | "embeddings" => Some(Stage::Embed),
-            "addpositions" | "position" | "positional" | "positionalencoding" => {
-                Some(Stage::AddPositions)
-            }
-            "ln" | "norm" => Some(Stage::LayerNorm),
-            "q,k,v" | "qk,v" => Some(Stage::Qkv),
-            "ffn" | "feedforward" => Some(Stage::Mlp),
-            "nexttoken" | "probs" | "probability" => Some(Stage::Probabilities),
+            "position" | "positional" | "positionalencoding" => Some(Stage::AddPositions),
+            "ln" | "norm" => Some(Stage::NormAttention),
+            "ffn" | "feedforward" => Some(Stage::MlpHidden),
+            "nexttoken" | "nexttokenprobabilities" | "probs" => Some(Stage::Probabilities),
             _ => None,
         };
         alias

@@ -128,10 +128,9 @@ impl FromStr for Gpu {
                              (e.g. custom:500)"
                         )
                     })?;
-                let peak_tflops: f64 = peak
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{text:?}: the custom peak must be a number of TFLOP/s"))?;
+                let peak_tflops: f64 = peak.trim().parse().map_err(|_| {
+                    format!("{text:?}: the custom peak must be a number of TFLOP/s")
+                })?;
                 if !(peak_tflops.is_finite() && peak_tflops > 0.0) {
                     return Err(format!("{text:?}: the custom peak must be positive"));
                 }

@@ -250,7 +250,10 @@ pub enum Verify {
     /// `tokens char|wordpiece TEXT` — how many tokens a tokenizer makes of TEXT: a character
     /// tokenizer (one per character), or a WordPiece tokenizer that knows every word of TEXT (as
     /// bert-base-uncased knows common words), with [CLS] and [SEP].
-    Tokens { tokenizer: VerifyTokenizer, text: String },
+    Tokens {
+        tokenizer: VerifyTokenizer,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,7 +308,10 @@ impl Verify {
             if args.len() == n {
                 Ok(())
             } else {
-                Err(format!("`verify: {usage}` takes {n} values, got {}", args.len()))
+                Err(format!(
+                    "`verify: {usage}` takes {n} values, got {}",
+                    args.len()
+                ))
             }
         };
         match head.to_ascii_lowercase().as_str() {
@@ -335,7 +341,12 @@ impl Verify {
                 let per_layer = match tail {
                     [] => false,
                     [word] if word.eq_ignore_ascii_case("per-layer") => true,
-                    _ => return Err(format!("unexpected {:?} in `verify: {usage}`", tail.join(" "))),
+                    _ => {
+                        return Err(format!(
+                            "unexpected {:?} in `verify: {usage}`",
+                            tail.join(" ")
+                        ));
+                    }
                 };
                 if per_layer && group.is_none() {
                     return Err("`per-layer` needs a group (e.g. attention)".into());
@@ -399,7 +410,11 @@ impl Verify {
                 let tokenizer = match kind.to_ascii_lowercase().as_str() {
                     "char" => VerifyTokenizer::Char,
                     "wordpiece" => VerifyTokenizer::WordPiece,
-                    _ => return Err(format!("`verify: tokens` takes char or wordpiece, got {kind:?}")),
+                    _ => {
+                        return Err(format!(
+                            "`verify: tokens` takes char or wordpiece, got {kind:?}"
+                        ));
+                    }
                 };
                 let sentence = super::unquote(sentence.trim());
                 if sentence.is_empty() {

@@ -1,10 +1,16 @@
 //! The building blocks every family shares: Linear, LayerNorm, Embedding, activations, softmax and
-//! multi-head attention. All are written with differentiable candle ops, because the same code
-//! trains: `candle_nn::ops::layer_norm` and `softmax_last_dim` have no backward pass.
+//! multi-head attention. The reference path is written with differentiable candle ops, because the
+//! same code trains: `candle_nn::ops::layer_norm` and `softmax_last_dim` have no backward pass.
+//!
+//! On the CPU in float32 each block takes a fused kernel with a hand-written backward instead
+//! ([`super::fused`]): same values within float32 rounding, a fraction of the time. Attention takes
+//! its fused path only when no trace is being recorded, since the trace keeps the per-head
+//! intermediates the fused kernel never materialises.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::fused;
 use super::trace::LayerTrace;
 
 /// Standard deviation of the normal initialisation used by GPT-2 and BERT.
@@ -75,6 +81,9 @@ impl Linear {
 
     /// `[..., in] -> [..., out]`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused::applies(x) && fused::applies(&self.weight) {
+            return fused::linear(x, &self.weight, self.bias.as_ref(), self.transposed);
+        }
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
@@ -115,6 +124,9 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused::applies(x) && fused::applies(&self.weight) {
+            return fused::layer_norm(x, &self.weight, self.bias.as_ref(), self.eps);
+        }
         let mean = x.mean_keepdim(D::Minus1)?; // [..., 1]
         let centered = x.broadcast_sub(&mean)?;
         let variance = centered.sqr()?.mean_keepdim(D::Minus1)?; // biased, as PyTorch
@@ -171,6 +183,13 @@ impl Activation {
     }
 
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        if fused::applies(x) {
+            match self {
+                Activation::GeluTanh => return fused::gelu(x, false),
+                Activation::GeluErf => return fused::gelu(x, true),
+                Activation::Relu => {}
+            }
+        }
         match self {
             Activation::GeluTanh => x.gelu(),
             Activation::GeluErf => x.gelu_erf(),
@@ -189,6 +208,9 @@ impl Activation {
 
 /// Softmax over the last dimension with differentiable ops (the max is a constant shift).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused::applies(x) {
+        return fused::softmax_last_dim(x);
+    }
     let max = x.max_keepdim(D::Minus1)?.detach(); // [..., 1]
     let exp = x.broadcast_sub(&max)?.exp()?;
     exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
@@ -261,6 +283,14 @@ pub fn scaled_dot_product_attention(
     mask: Option<&AttentionMask>,
     trace: Option<&mut LayerTrace>,
 ) -> Result<Tensor> {
+    if trace.is_none()
+        && fused::applies(query)
+        && fused::applies(key)
+        && fused::applies(value)
+        && mask.is_none_or(|m| fused::applies(&m.bias))
+    {
+        return fused::attention(query, key, value, heads, mask.map(|m| &m.bias));
+    }
     let q = split_heads(query, heads)?; // [b, nh, s, d]
     let k = split_heads(key, heads)?;
     let v = split_heads(value, heads)?;

@@ -179,7 +179,7 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
             // then the flags.
             let mut o: Vec<String> = [
                 "objective=classification",
-                "optimizer.lr=5e-4",
+                "optimizer.lr=1e-3",
                 "optimizer.warmup_steps=20",
                 "optimizer.weight_decay=0.01",
                 "training.steps=300",

@@ -352,7 +352,7 @@ impl AttentionPanel {
             }
         }
         if let Some(t) = selected.filter(|&t| t < matrix.rows) {
-            selection_summary(ui, &matrix, &labels, t);
+            selection_summary(ui, &matrix, mask, &labels, t);
         }
         let stem = format!(
             "attention-{}-layer{layer}-{}",
@@ -434,10 +434,20 @@ impl AttentionPanel {
     }
 }
 
-/// "'cat' attends most to …; most attended by …".
-fn selection_summary(ui: &mut Ui, matrix: &Matrix, labels: &[String], t: usize) {
-    let top = |values: Vec<f32>| -> String {
-        let mut indexed: Vec<(usize, f32)> = values.into_iter().enumerate().collect();
+/// "'cat' attends most to …; most attended by …" (cells the mask blocks left out).
+fn selection_summary(
+    ui: &mut Ui,
+    matrix: &Matrix,
+    mask: Option<&Matrix>,
+    labels: &[String],
+    t: usize,
+) {
+    let allowed = |r: usize, c: usize| mask.and_then(|m| m.get(r, c)) != Some(0.0);
+    let top = |values: Vec<(usize, f32)>| -> String {
+        if values.is_empty() {
+            return "nothing (the mask blocks it)".to_string();
+        }
+        let mut indexed = values;
         indexed.sort_by(|a, b| b.1.total_cmp(&a.1));
         indexed
             .into_iter()
@@ -453,13 +463,21 @@ fn selection_summary(ui: &mut Ui, matrix: &Matrix, labels: &[String], t: usize) 
             .join(", ")
     };
     let name = labels.get(t).map(String::as_str).unwrap_or("?");
+    let row: Vec<(usize, f32)> = (0..matrix.cols)
+        .filter(|&c| allowed(t, c))
+        .filter_map(|c| Some((c, matrix.get(t, c)?)))
+        .collect();
+    let column: Vec<(usize, f32)> = (0..matrix.rows)
+        .filter(|&r| allowed(r, t))
+        .filter_map(|r| Some((r, matrix.get(r, t)?)))
+        .collect();
     ui.label(format!(
         "{name:?} attends most to (its row): {}",
-        top(matrix.row(t).to_vec())
+        top(row)
     ));
     ui.label(format!(
         "Attends most to {name:?} (its column): {}",
-        top(matrix.column(t))
+        top(column)
     ));
 }
 

@@ -1,14 +1,20 @@
 //! The views. Each is a struct with its own state implementing [`Panel`]; [`all`] lists them in
 //! the order of the side bar. See the docs of [`crate::app`] for how to add one.
 
-use eframe::egui;
 pub mod attention;
+pub mod embeddings;
+pub mod finetune;
 pub mod model;
 pub mod params;
+pub mod predict;
+pub mod step_through;
 pub mod tokens;
+pub mod train;
+pub mod training;
 
 use std::any::Any;
 
+use eframe::egui;
 use egui::Ui;
 
 use super::data::{ModelSource, Slot};
@@ -78,7 +84,12 @@ pub fn all() -> Vec<Box<dyn Panel>> {
     vec![
         Box::new(model::ModelPanel::default()),
         Box::new(tokens::TokensPanel::default()),
+        Box::new(embeddings::EmbeddingsPanel::default()),
         Box::new(attention::AttentionPanel::default()),
+        Box::new(step_through::StepThroughPanel::default()),
+        Box::new(predict::PredictPanel::default()),
         Box::new(params::ParamsPanel::default()),
+        Box::new(train::TrainPanel::default()),
+        Box::new(finetune::FinetunePanel::default()),
     ]
 }

@@ -57,6 +57,8 @@ pub struct ModelPanel {
     pub hub_text: String,
     browser: FolderBrowser,
     runs: Option<Vec<PathBuf>>,
+    /// Which suggested Hub models are in the local cache (checked when the tab opens).
+    cached: Option<Vec<bool>>,
 }
 
 impl Panel for ModelPanel {
@@ -347,10 +349,19 @@ impl ModelPanel {
             "Downloads config.json, model.safetensors and tokenizer.json into the Hugging Face \
              cache (models already there load without the network).",
         );
+        let cached = self
+            .cached
+            .get_or_insert_with(|| {
+                crate::hub::SUGGESTED_MODELS
+                    .iter()
+                    .map(|id| crate::hub::cached_model_dir(id).is_some())
+                    .collect()
+            })
+            .clone();
         ui.horizontal_wrapped(|ui| {
             ui.label("Suggested:");
-            for id in crate::hub::SUGGESTED_MODELS {
-                let cached = crate::hub::cached_model_dir(id).is_some();
+            for (i, id) in crate::hub::SUGGESTED_MODELS.into_iter().enumerate() {
+                let cached = cached.get(i).copied().unwrap_or(false);
                 let text = if cached {
                     format!("{id} (cached)")
                 } else {
@@ -382,6 +393,7 @@ impl ModelPanel {
                 .clicked()
             {
                 shared.load_model(ModelSource::Hub(id));
+                self.cached = None;
             }
         });
         ui.weak(

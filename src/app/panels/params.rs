@@ -415,7 +415,10 @@ fn table(ui: &mut Ui, b: &ParamBreakdown) {
                     ui.label("");
                     number(ui, RichText::new(group_thousands(b.exact_total)).strong());
                     ui.label("");
-                    number(ui, RichText::new(group_thousands(b.textbook_total)).strong());
+                    number(
+                        ui,
+                        RichText::new(group_thousands(b.textbook_total)).strong(),
+                    );
                     ui.end_row();
                 });
         });

@@ -12,7 +12,9 @@ use eframe::egui;
 use std::path::Path;
 use std::sync::Arc;
 
-use egui::{Align2, Color32, FontId, Key, Rect, RichText, Role, Sense, Stroke, Ui, Vec2, WidgetInfo};
+use egui::{
+    Align2, Color32, FontId, Key, Rect, RichText, Role, Sense, Stroke, Ui, Vec2, WidgetInfo,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Panel};
@@ -172,14 +174,10 @@ pub fn stage_list(data: &InspectionData) -> Vec<StageRef> {
         list.push(StageRef::new(StageKind::EmbeddingNorm, None));
     }
     for layer in 0..data.num_layers {
+        // The mask stage shows the masked scores; without a recorded mask (BERT on one text)
+        // it explains that nothing is blocked.
         for kind in StageKind::LAYER {
-            let present = match kind {
-                // The mask stage shows the masked scores; without a recorded mask it still
-                // explains that nothing is blocked.
-                StageKind::Mask => has(&kind.key(layer)),
-                _ => has(&kind.key(layer)),
-            };
-            if present {
+            if has(&kind.key(layer)) {
                 list.push(StageRef::new(kind, Some(layer)));
             }
         }
@@ -734,9 +732,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
         ),
         StageKind::ResidualMlp => (
             format!("X_next = LN(X' + Y),  {ln}"),
-            format!(
-                "Add & LayerNorm; this is layer {l}'s output and the next layer's input."
-            ),
+            format!("Add & LayerNorm; this is layer {l}'s output and the next layer's input."),
             tokens_x_h,
         ),
         StageKind::FinalNorm => (
@@ -754,8 +750,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
         ),
         StageKind::Logits => (
             "logits = LN(act(H·W + b))·E_tokᵀ + b_vocab   (masked-LM head)".to_string(),
-            "One score per vocabulary entry at every position: which token fits there."
-                .to_string(),
+            "One score per vocabulary entry at every position: which token fits there.".to_string(),
             "[batch, tokens, vocabulary]",
         ),
         StageKind::Probabilities if causal => (
@@ -862,7 +857,12 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         StageKind::AddPositions => {
             token_matrix(ui, &key, "position embeddings E_pos", "position-embeddings");
             if data.is_causal {
-                token_matrix(ui, "embedding_sum", "sum X = X_tok + E_pos", "embedding-sum");
+                token_matrix(
+                    ui,
+                    "embedding_sum",
+                    "sum X = X_tok + E_pos",
+                    "embedding-sum",
+                );
             }
         }
         StageKind::AddSegments => {
@@ -956,10 +956,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 }
             }
         }
-        StageKind::Scores
-        | StageKind::Scale
-        | StageKind::Mask
-        | StageKind::Softmax => {
+        StageKind::Scores | StageKind::Scale | StageKind::Mask | StageKind::Softmax => {
             let mask = attention_mask(data, layer);
             let Some(m) = head_matrix(&key) else {
                 ui.label("No values for this head.");
@@ -1012,7 +1009,10 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             let r = matrix_view(
                 ui,
                 cx.export_dir,
-                &stem(&format!("{}-head{head}", stage.kind.name(true).replace(' ', "-"))),
+                &stem(&format!(
+                    "{}-head{head}",
+                    stage.kind.name(true).replace(' ', "-")
+                )),
                 &m,
                 &labels,
                 &labels,
@@ -1091,7 +1091,13 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             value_bars(ui, &items, None, format_value);
             let row_matrix = Matrix::new(1, row.len(), row);
             let vocab_labels: Vec<String> = (0..row_matrix.cols).map(name).collect();
-            row_exports(ui, cx.export_dir, &stem("logits"), &row_matrix, &vocab_labels);
+            row_exports(
+                ui,
+                cx.export_dir,
+                &stem("logits"),
+                &row_matrix,
+                &vocab_labels,
+            );
         }
         StageKind::Probabilities => probabilities(ui, cx, &key),
     }
@@ -1129,11 +1135,13 @@ fn probabilities(ui: &mut Ui, cx: &StageContext, key: &str) {
             let last = data.tokens.len().saturating_sub(1);
             ui.label(format!(
                 "After the last token {:?} (position {last}), the {} most likely next tokens:",
-                data.tokens.get(last).map(|t| t.text.as_str()).unwrap_or("?"),
+                data.tokens
+                    .get(last)
+                    .map(|t| t.text.as_str())
+                    .unwrap_or("?"),
                 top.len()
             ));
-            let items: Vec<(String, f32)> =
-                top.iter().map(|t| (t.token.clone(), t.prob)).collect();
+            let items: Vec<(String, f32)> = top.iter().map(|t| (t.token.clone(), t.prob)).collect();
             value_bars(ui, &items, Some(1.0), format_value);
             let sum: f32 = top.iter().map(|t| t.prob).sum();
             ui.weak(format!(
@@ -1173,9 +1181,7 @@ fn probabilities(ui: &mut Ui, cx: &StageContext, key: &str) {
                 }
             }
             for mask in masks {
-                ui.label(
-                    RichText::new(format!("[MASK] at position {}", mask.position)).strong(),
-                );
+                ui.label(RichText::new(format!("[MASK] at position {}", mask.position)).strong());
                 let items: Vec<(String, f32)> =
                     mask.top.iter().map(|t| (t.token.clone(), t.prob)).collect();
                 ui.push_id(("mask", mask.position), |ui| {
@@ -1239,10 +1245,15 @@ fn row_exports(ui: &mut Ui, dir: &Path, stem: &str, m: &Matrix, labels: &[String
                 let values: Vec<f64> = owned.data.iter().map(|&v| v as f64).collect();
                 crate::app::widgets::export::bars_png(&[(Color32::from_rgb(59, 81, 139), values)])
             }
-            ExportFormat::Csv => Ok(matrix_csv(&owned, &["value".to_string()], labels).into_bytes()),
-            ExportFormat::Json => {
-                matrix_json(&owned, &["value".to_string()], labels, serde_json::json!({}))
+            ExportFormat::Csv => {
+                Ok(matrix_csv(&owned, &["value".to_string()], labels).into_bytes())
             }
+            ExportFormat::Json => matrix_json(
+                &owned,
+                &["value".to_string()],
+                labels,
+                serde_json::json!({}),
+            ),
         },
     );
 }
@@ -1275,7 +1286,10 @@ fn token_vector(ui: &mut Ui, m: &Matrix, labels: &[String], token: Option<usize>
         return;
     };
     let name = labels.get(t).map(String::as_str).unwrap_or("?");
-    ui.label(format!("Token {t} {name:?}: its vector ({} values)", m.cols));
+    ui.label(format!(
+        "Token {t} {name:?}: its vector ({} values)",
+        m.cols
+    ));
     let label = format!("{caption} of token {t}");
     vector_strip(ui, m.row(t), &label, &|i| format!("dimension {i}"));
     numbers_line(ui, &format!("{caption}[{t}]"), m.row(t));
@@ -1340,7 +1354,7 @@ pub(crate) fn matrix_view(
     let owned = matrix.clone();
     let mask_owned = mask.cloned();
     let rows = row_labels.to_vec();
-    let cols = cols.clone();
+    let cols = cols.to_vec();
     ui.push_id(("export", stem), |ui| {
         export_buttons(
             ui,

@@ -79,8 +79,11 @@ impl FolderBrowser {
         let mut chosen = None;
         let mut open = true;
         let mut go_to = None;
+        let center = ctx.content_rect().center();
         egui::Window::new(self.title.clone())
             .id(egui::Id::unique("glassbox_folder_browser"))
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(center)
             .open(&mut open)
             .default_size([520.0, 420.0])
             .collapsible(false)

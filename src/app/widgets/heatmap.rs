@@ -457,7 +457,6 @@ impl<'a> Heatmap<'a> {
         }
         let response = match &hovered {
             Some(readout) => {
-                let text = readout.text();
                 let (row_title, col_title) = (self.row_title, self.col_title);
                 response.on_hover_ui_at_pointer(|ui| {
                     ui.label(format!(
@@ -468,7 +467,6 @@ impl<'a> Heatmap<'a> {
                     if readout.blocked {
                         ui.label("blocked by the mask");
                     }
-                    let _ = text;
                 })
             }
             None => response,

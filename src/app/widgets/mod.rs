@@ -1,10 +1,10 @@
 //! Widgets shared by the panels: heatmaps, token chips, bars, export buttons, a folder browser,
 //! colour scales, and status lines for data the worker is computing.
 
-use eframe::egui;
 pub mod bars;
 pub mod chips;
 pub mod color;
+pub mod curves;
 pub mod export;
 pub mod folder_browser;
 pub mod heatmap;
@@ -16,6 +16,7 @@ pub use export::{ExportFormat, export_buttons};
 pub use folder_browser::FolderBrowser;
 pub use heatmap::{Heatmap, HeatmapResponse, HoverReadout, Selection, format_value};
 
+use eframe::egui;
 use egui::Ui;
 
 use super::data::Slot;

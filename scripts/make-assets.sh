@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Trains the shipped tiny models from their recipes and refreshes assets/tiny-gpt and
+# assets/tiny-bert: the Hugging Face folder (config.json, model.safetensors, tokenizer.json),
+# the training curve (metrics.csv) and first_steps.json, the first losses that
+# tests/train_assets.rs replays. Deterministic: the same recipe gives the same model.
+#
+#   scripts/make-assets.sh [tiny-gpt] [tiny-bert]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(tiny-gpt tiny-bert)
+glassbox=${GLASSBOX:-target/release/glassbox}
+[ -x "$glassbox" ] || cargo build --release
+for name in "${names[@]}"; do
+    rm -rf "runs/$name"
+    "$glassbox" train --config "assets/$name/recipe.toml" --out "runs/$name"
+    cp "runs/$name/metrics.csv" "assets/$name/metrics.csv"
+    python3 - "$name" <<'PY'
+import json, sys
+name = sys.argv[1]
+records = [json.loads(line) for line in open(f"runs/{name}/metrics.jsonl")]
+steps = [r for r in records if r["kind"] == "step"][:5]
+evals = [r for r in records if r["kind"] == "eval"]
+json.dump(
+    {
+        "recipe": "recipe.toml",
+        "note": "train losses of the recipe's first steps; tests/train_assets.rs replays them",
+        "train_losses": [r["train_loss"] for r in steps],
+        "final_val_loss": evals[-1]["val_loss"] if evals else None,
+        "final_metrics": evals[-1]["metrics"] if evals else None,
+    },
+    open(f"assets/{name}/first_steps.json", "w"),
+    indent=2,
+)
+PY
+done
+ls -la "${names[@]/#/assets/}"

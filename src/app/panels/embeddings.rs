@@ -1,0 +1,1197 @@
+//! View "Embeddings": the token, position and (BERT) segment embeddings that are summed into the
+//! first layer's input, as heatmaps (tokens × dimensions) on one colour scale; a 2-D projection
+//! (PCA) of token embeddings with labels; and the same word in two sentences compared layer by
+//! layer with cosine similarity — static embeddings at the bottom, contextual ones at the top.
+//!
+//! The PCA and the comparison run on the worker ([`Command::Job`]); the heatmaps come from the
+//! traced inspection ([`Shared::inspection_full`]).
+
+use eframe::egui;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use egui::{Color32, RichText, Ui};
+use egui_plot::{
+    HLine, Legend, Line, LineStyle, MarkerShape, Plot, PlotPoint, PlotPoints, Points, Text,
+};
+use serde::{Deserialize, Serialize};
+
+use super::step_through::matrix_view;
+use super::{Action, Panel};
+use crate::app::data::{Matrix, Slot};
+use crate::app::state::{Cached, Fetch, Shared};
+use crate::app::widgets::export::{ExportFormat, encode_png, export_buttons, table_csv};
+use crate::app::widgets::{ColorScale, error_label, fetch_status, format_value};
+use crate::app::worker::{Command, Output};
+use crate::error::{GlassboxError, Result};
+use crate::inspect::inspect;
+use crate::model::checkpoint::LoadedModel;
+use crate::tokenizer::Encoded;
+
+/// The default sentences of the comparison: "bank" by the money and by the river.
+pub const DEFAULT_SENTENCE_A: &str = "He went to the bank to deposit money.";
+pub const DEFAULT_SENTENCE_B: &str = "She sat on the river bank and watched the water.";
+pub const DEFAULT_WORD: &str = "bank";
+
+/// Largest number of rows the PCA is fitted on (a vocabulary larger than this is sampled).
+pub const PCA_FIT_ROWS: usize = 8192;
+
+/// One token in the PCA plot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PcaPoint {
+    pub id: u32,
+    pub token: String,
+    pub x: f32,
+    pub y: f32,
+    /// A token of the current text (drawn large and labelled).
+    pub in_text: bool,
+}
+
+/// Token embeddings projected on their first two principal components.
+#[derive(Debug, Clone, Serialize)]
+pub struct PcaResult {
+    pub model_name: String,
+    pub points: Vec<PcaPoint>,
+    /// Share of the variance along PC1 and PC2.
+    pub explained: [f32; 2],
+    /// How many embedding rows the components were fitted on.
+    pub fitted_on: usize,
+    pub vocab_rows: usize,
+}
+
+/// The same word in two sentences, through one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct WordComparison {
+    pub model_name: String,
+    pub word: String,
+    /// Cosine similarity of the word's vectors per hidden state: index 0 the embedding output
+    /// (token + position (+ segment) embeddings), index L the last layer's output.
+    pub cosines: Vec<f32>,
+    /// Cosine of the bare token embeddings (the lookup, before positions).
+    pub static_cosine: f32,
+    /// The tokens the word became in each sentence (their vectors are averaged).
+    pub pieces_a: Vec<String>,
+    pub pieces_b: Vec<String>,
+    pub positions_a: Vec<usize>,
+    pub positions_b: Vec<usize>,
+}
+
+/// Which models the comparison runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompareModels {
+    pub gpt: bool,
+    pub bert: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct Saved {
+    slot: Slot,
+    sample: usize,
+    label_sample: bool,
+    word: String,
+    sentence_a: String,
+    sentence_b: String,
+    compare: CompareModels,
+}
+
+impl Default for Saved {
+    fn default() -> Self {
+        Self {
+            slot: Slot::Gpt,
+            sample: 150,
+            label_sample: true,
+            word: DEFAULT_WORD.into(),
+            sentence_a: DEFAULT_SENTENCE_A.into(),
+            sentence_b: DEFAULT_SENTENCE_B.into(),
+            compare: CompareModels {
+                gpt: true,
+                bert: true,
+            },
+        }
+    }
+}
+
+type PcaKey = (Slot, u64, String, usize);
+type CompareKey = (u64, String, String, String);
+
+pub struct EmbeddingsPanel {
+    /// The model whose embeddings the heatmaps and the PCA show.
+    pub slot: Slot,
+    /// How many vocabulary tokens besides the text's are drawn in the PCA plot.
+    pub sample: usize,
+    pub label_sample: bool,
+    pub word: String,
+    pub sentence_a: String,
+    pub sentence_b: String,
+    pub compare: CompareModels,
+    /// The selected token (row of the heatmaps).
+    pub token: Option<usize>,
+    pca: Cached<PcaKey, Arc<PcaResult>>,
+    comparisons: BTreeMap<Slot, Cached<CompareKey, Arc<WordComparison>>>,
+}
+
+impl Default for EmbeddingsPanel {
+    fn default() -> Self {
+        let saved = Saved::default();
+        Self {
+            slot: saved.slot,
+            sample: saved.sample,
+            label_sample: saved.label_sample,
+            word: saved.word,
+            sentence_a: saved.sentence_a,
+            sentence_b: saved.sentence_b,
+            compare: saved.compare,
+            token: None,
+            pca: Cached::default(),
+            comparisons: BTreeMap::new(),
+        }
+    }
+}
+
+impl EmbeddingsPanel {
+    /// The last PCA the worker computed.
+    pub fn pca(&self) -> Option<&Arc<PcaResult>> {
+        self.pca.last()
+    }
+
+    /// The last comparison of `slot`'s model.
+    pub fn comparison(&self, slot: Slot) -> Option<&Arc<WordComparison>> {
+        self.comparisons.get(&slot).and_then(|c| c.last())
+    }
+}
+
+impl Panel for EmbeddingsPanel {
+    fn id(&self) -> &'static str {
+        "embeddings"
+    }
+
+    fn title(&self) -> &'static str {
+        "Embeddings"
+    }
+
+    fn hint(&self) -> &'static str {
+        "Token + position (+ segment) embeddings, a PCA map, static vs contextual vectors"
+    }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(Saved {
+            slot: self.slot,
+            sample: self.sample,
+            label_sample: self.label_sample,
+            word: self.word.clone(),
+            sentence_a: self.sentence_a.clone(),
+            sentence_b: self.sentence_b.clone(),
+            compare: self.compare,
+        })
+        .ok()
+    }
+
+    fn load_state(&mut self, state: serde_json::Value) {
+        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
+            self.slot = saved.slot;
+            self.sample = saved.sample.clamp(0, 2000);
+            self.label_sample = saved.label_sample;
+            self.word = saved.word;
+            self.sentence_a = saved.sentence_a;
+            self.sentence_b = saved.sentence_b;
+            self.compare = saved.compare;
+        }
+    }
+
+    fn apply(&mut self, action: &Action, _shared: &mut Shared) {
+        if let Action::SetText(_) | Action::SetPair(_) = action {
+            self.token = None;
+        }
+    }
+
+    fn ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.heading("Embeddings");
+        ui.label(
+            "Before the first layer every token becomes a vector: its row of the token \
+             embedding table, plus a vector for its position (and, in BERT, for its segment).",
+        );
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Model:");
+            for slot in Slot::ALL {
+                let name = match shared.model(slot) {
+                    Some(m) => format!("{} ({})", slot.short(), m.name),
+                    None => slot.short().to_string(),
+                };
+                if ui.selectable_label(self.slot == slot, name).clicked() && self.slot != slot {
+                    self.slot = slot;
+                    self.token = None;
+                }
+            }
+        });
+        ui.separator();
+        self.sum_section(ui, shared);
+        ui.separator();
+        self.pca_section(ui, shared);
+        ui.separator();
+        self.compare_section(ui, shared);
+    }
+}
+
+impl EmbeddingsPanel {
+    fn sum_section(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.label(RichText::new("The embeddings that are summed").heading());
+        let slot = self.slot;
+        let export_dir = shared.export_dir.clone();
+        let fetch = shared.inspection_full(slot);
+        let Some(data) = fetch_status(ui, slot, &fetch) else {
+            return;
+        };
+        let parts: Vec<(&str, &str, &str)> = if data.stage("segment_embeddings").is_some() {
+            vec![
+                ("token_embeddings", "token embeddings E_tok[ids]", "token"),
+                (
+                    "position_embeddings",
+                    "+ position embeddings E_pos[0..s]",
+                    "position",
+                ),
+                (
+                    "segment_embeddings",
+                    "+ segment embeddings E_seg[type_ids]",
+                    "segment",
+                ),
+                ("embedding_sum", "= the sum X", "sum"),
+            ]
+        } else {
+            vec![
+                ("token_embeddings", "token embeddings E_tok[ids]", "token"),
+                (
+                    "position_embeddings",
+                    "+ position embeddings E_pos[0..s]",
+                    "position",
+                ),
+                ("embedding_sum", "= the sum X", "sum"),
+            ]
+        };
+        let formula = if parts.len() == 4 {
+            "X = E_tok[ids] + E_pos[0..s] + E_seg[type_ids]"
+        } else {
+            "X = E_tok[ids] + E_pos[0..s]"
+        };
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.monospace(formula);
+        });
+        let matrices: Vec<(&str, &str, Matrix)> = parts
+            .iter()
+            .filter_map(|(key, caption, name)| {
+                let a = data.stage(key)?;
+                let lead = vec![0; a.shape.len().saturating_sub(2)];
+                Some((*caption, *name, a.matrix(&lead)?))
+            })
+            .collect();
+        if matrices.is_empty() {
+            ui.label("This model recorded no embeddings.");
+            return;
+        }
+        // One colour scale for all parts, so their sizes compare.
+        let max_abs = matrices
+            .iter()
+            .map(|(_, _, m)| {
+                let (lo, hi) = m.range();
+                lo.abs().max(hi.abs())
+            })
+            .fold(f32::MIN_POSITIVE, f32::max);
+        let scale = ColorScale::Diverging { max_abs };
+        let labels = data.token_labels();
+        let hidden = matrices[0].2.cols;
+        ui.label(format!(
+            "{} tokens × {hidden} dimensions each, on one colour scale (±{}). Click a row to \
+             select a token; hover a cell for its value.",
+            data.tokens.len(),
+            format_value(max_abs)
+        ));
+        let mut clicked = None;
+        for (caption, name, m) in &matrices {
+            ui.label(RichText::new(*caption).strong());
+            let stem = format!("embeddings-{}-{name}", slot.short().to_lowercase());
+            let response = ui
+                .push_id(name, |ui| {
+                    matrix_view(
+                        ui,
+                        &export_dir,
+                        &stem,
+                        m,
+                        &labels,
+                        &[],
+                        None,
+                        scale,
+                        &format!("{} {name} embeddings", slot.short()),
+                        self.token,
+                        false,
+                    )
+                })
+                .inner;
+            if let Some(t) = response
+                .clicked_row
+                .or(response.clicked_cell.map(|(r, _)| r))
+            {
+                clicked = Some(t);
+            }
+        }
+        if let Some(t) = clicked {
+            self.token = if self.token == Some(t) { None } else { Some(t) };
+        }
+        if let Some(t) = self.token.filter(|&t| t < data.tokens.len()) {
+            ui.label(RichText::new(format!("Token {t} {:?}, part by part:", labels[t])).strong());
+            for (caption, _, m) in &matrices {
+                ui.label(*caption);
+                super::step_through::vector_strip(
+                    ui,
+                    m.row(t),
+                    &format!("{caption} of token {t}"),
+                    &|i| format!("dimension {i}"),
+                );
+            }
+            if let (Some(first), Some(last)) = (matrices.first(), matrices.last()) {
+                let dims = first.2.cols.min(4);
+                let sums: Vec<String> = (0..dims)
+                    .map(|d| {
+                        let parts: Vec<String> = matrices[..matrices.len() - 1]
+                            .iter()
+                            .map(|(_, _, m)| format!("{:.4}", m.get(t, d).unwrap_or(0.0)))
+                            .collect();
+                        format!(
+                            "dim {d}: {} = {:.4}",
+                            parts.join(" + "),
+                            last.2.get(t, d).unwrap_or(0.0)
+                        )
+                    })
+                    .collect();
+                for line in sums {
+                    ui.monospace(line);
+                }
+            }
+        }
+    }
+
+    fn pca_section(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.label(RichText::new("Token embeddings in 2-D (PCA)").heading());
+        ui.label(
+            "Each point is a row of the token embedding table, projected on the two directions \
+             along which the rows vary most (principal components, fitted on the worker). \
+             Large points are the tokens of the current text.",
+        );
+        ui.horizontal_wrapped(|ui| {
+            ui.add(egui::Slider::new(&mut self.sample, 0..=1000).text("vocabulary tokens shown"));
+            ui.checkbox(&mut self.label_sample, "Label them");
+        });
+        let slot = self.slot;
+        if shared.model(slot).is_none() {
+            fetch_status::<()>(ui, slot, &Fetch::NoModel);
+            return;
+        }
+        let key = (
+            slot,
+            shared.generation(slot),
+            shared.text.clone(),
+            self.sample,
+        );
+        let text = shared.text.clone();
+        let sample = self.sample;
+        let fetch = self.pca.fetch(
+            shared,
+            key,
+            || Command::Job {
+                name: format!("PCA of {} token embeddings", slot.short()),
+                run: Box::new(move |models| {
+                    let loaded = models.get(slot).ok_or_else(|| no_model(slot))?;
+                    let name = models
+                        .summary(slot)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    let result = pca_of_embeddings(loaded, &name, &text, sample)?;
+                    Ok(Box::new(Arc::new(result)))
+                }),
+            },
+            extract::<Arc<PcaResult>>,
+        );
+        let Some(pca) = fetch_status(ui, slot, &fetch) else {
+            return;
+        };
+        ui.label(format!(
+            "{}: PC1 explains {:.1}% and PC2 {:.1}% of the variance; fitted on {} of {} \
+             embedding rows.",
+            pca.model_name,
+            pca.explained[0] * 100.0,
+            pca.explained[1] * 100.0,
+            pca.fitted_on,
+            pca.vocab_rows
+        ));
+        let sample_pts: Vec<[f64; 2]> = pca
+            .points
+            .iter()
+            .filter(|p| !p.in_text)
+            .map(|p| [p.x as f64, p.y as f64])
+            .collect();
+        let text_pts: Vec<[f64; 2]> = pca
+            .points
+            .iter()
+            .filter(|p| p.in_text)
+            .map(|p| [p.x as f64, p.y as f64])
+            .collect();
+        let sample_names: Vec<String> = pca
+            .points
+            .iter()
+            .filter(|p| !p.in_text)
+            .map(|p| format!("{:?} (id {})", p.token, p.id))
+            .collect();
+        let text_names: Vec<String> = pca
+            .points
+            .iter()
+            .filter(|p| p.in_text)
+            .map(|p| format!("{:?} (id {})", p.token, p.id))
+            .collect();
+        let dark = ui.visuals().dark_mode;
+        let sample_color = if dark {
+            Color32::from_gray(140)
+        } else {
+            Color32::from_gray(110)
+        };
+        let text_color = Color32::from_rgb(230, 120, 30);
+        let label_sample = self.label_sample;
+        let points = pca.points.clone();
+        let response = Plot::new(("pca_plot", slot))
+            .height(420.0)
+            .data_aspect(1.0)
+            .legend(Legend::default())
+            .x_axis_label("PC1")
+            .y_axis_label("PC2")
+            .label_formatter(move |pos| match pos {
+                egui_plot::HoverPosition::NearDataPoint {
+                    plot_name, index, ..
+                } => {
+                    let names = if plot_name.starts_with("tokens of the text") {
+                        &text_names
+                    } else {
+                        &sample_names
+                    };
+                    names.get(*index).cloned()
+                }
+                egui_plot::HoverPosition::Elsewhere { .. } => None,
+            })
+            .show(ui, |plot| {
+                plot.points(
+                    Points::new("vocabulary sample", PlotPoints::from(sample_pts))
+                        .radius(2.5)
+                        .color(sample_color),
+                );
+                plot.points(
+                    Points::new("tokens of the text", PlotPoints::from(text_pts))
+                        .radius(5.0)
+                        .shape(MarkerShape::Diamond)
+                        .color(text_color),
+                );
+                for p in &points {
+                    if p.in_text || label_sample {
+                        let color = if p.in_text { text_color } else { sample_color };
+                        let text = if p.in_text {
+                            RichText::new(&p.token).strong().size(13.0)
+                        } else {
+                            RichText::new(&p.token).size(10.0)
+                        };
+                        plot.text(
+                            Text::new(
+                                "labels",
+                                PlotPoint::new(p.x as f64, p.y as f64),
+                                text.color(color),
+                            )
+                            .anchor(egui::Align2::LEFT_BOTTOM)
+                            .allow_hover(false),
+                        );
+                    }
+                }
+            });
+        response.response.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::Image, true, "PCA of token embeddings")
+        });
+        let rows: Vec<Vec<String>> = pca
+            .points
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.token.clone(),
+                    p.x.to_string(),
+                    p.y.to_string(),
+                    p.in_text.to_string(),
+                ]
+            })
+            .collect();
+        let for_png = vec![
+            (
+                Color32::from_gray(120),
+                pca.points
+                    .iter()
+                    .filter(|p| !p.in_text)
+                    .map(|p| [p.x as f64, p.y as f64])
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                text_color,
+                pca.points
+                    .iter()
+                    .filter(|p| p.in_text)
+                    .map(|p| [p.x as f64, p.y as f64])
+                    .collect(),
+            ),
+        ];
+        let json_value = pca.clone();
+        let dir = shared.export_dir.clone();
+        export_buttons(
+            ui,
+            "pca",
+            &dir,
+            &format!("pca-{}", slot.short().to_lowercase()),
+            &[ExportFormat::Png, ExportFormat::Csv, ExportFormat::Json],
+            |format| match format {
+                ExportFormat::Png => plot_png(&for_png, false, None),
+                ExportFormat::Csv => {
+                    Ok(table_csv(&["id", "token", "pc1", "pc2", "in_text"], &rows).into_bytes())
+                }
+                ExportFormat::Json => {
+                    serde_json::to_vec_pretty(&*json_value).map_err(|e| e.to_string())
+                }
+            },
+        );
+    }
+
+    fn compare_section(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        ui.label(RichText::new("Static vs contextual: one word, two sentences").heading());
+        ui.label(
+            "A token embedding is static: the word gets the same vector in every sentence. \
+             Each layer mixes in the other tokens through attention, so the vectors become \
+             contextual and the word's two meanings can drift apart. The chart shows the \
+             cosine similarity of the word's vectors in the two sentences after every layer \
+             (1 = same direction).",
+        );
+        egui::Grid::new("bank_fields")
+            .num_columns(2)
+            .spacing([8.0, 4.0])
+            .show(ui, |ui| {
+                ui.label("Word:");
+                ui.add(egui::TextEdit::singleline(&mut self.word).desired_width(160.0));
+                ui.end_row();
+                ui.label("Sentence A:");
+                ui.add(egui::TextEdit::singleline(&mut self.sentence_a).desired_width(480.0));
+                ui.end_row();
+                ui.label("Sentence B:");
+                ui.add(egui::TextEdit::singleline(&mut self.sentence_b).desired_width(480.0));
+                ui.end_row();
+            });
+        ui.horizontal(|ui| {
+            ui.label("Models:");
+            ui.checkbox(&mut self.compare.gpt, "GPT");
+            ui.checkbox(&mut self.compare.bert, "BERT");
+            if ui.button("Reset sentences").clicked() {
+                self.word = DEFAULT_WORD.into();
+                self.sentence_a = DEFAULT_SENTENCE_A.into();
+                self.sentence_b = DEFAULT_SENTENCE_B.into();
+            }
+        });
+        let mut results: Vec<(Slot, Arc<WordComparison>)> = Vec::new();
+        for slot in Slot::ALL {
+            let wanted = match slot {
+                Slot::Gpt => self.compare.gpt,
+                Slot::Bert => self.compare.bert,
+            };
+            if !wanted {
+                continue;
+            }
+            if shared.model(slot).is_none() {
+                fetch_status::<()>(ui, slot, &Fetch::NoModel);
+                continue;
+            }
+            if self.word.trim().is_empty() {
+                error_label(ui, "type the word to compare");
+                break;
+            }
+            let key = (
+                shared.generation(slot),
+                self.word.trim().to_string(),
+                self.sentence_a.clone(),
+                self.sentence_b.clone(),
+            );
+            let (word, a, b) = (key.1.clone(), key.2.clone(), key.3.clone());
+            let fetch = self.comparisons.entry(slot).or_default().fetch(
+                shared,
+                key,
+                || Command::Job {
+                    name: format!("comparing {word:?} in two sentences with {}", slot.short()),
+                    run: Box::new(move |models| {
+                        let loaded = models.get(slot).ok_or_else(|| no_model(slot))?;
+                        let name = models
+                            .summary(slot)
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default();
+                        let result = compare_word(loaded, &name, &word, &a, &b)?;
+                        Ok(Box::new(Arc::new(result)))
+                    }),
+                },
+                extract::<Arc<WordComparison>>,
+            );
+            ui.push_id(slot, |ui| {
+                if let Some(result) = fetch_status(ui, slot, &fetch) {
+                    results.push((slot, result));
+                }
+            });
+        }
+        if results.is_empty() {
+            return;
+        }
+        let colors = |slot: Slot| match slot {
+            Slot::Gpt => Color32::from_rgb(230, 120, 30),
+            Slot::Bert => Color32::from_rgb(60, 140, 230),
+        };
+        let max_len = results
+            .iter()
+            .map(|(_, r)| r.cosines.len())
+            .max()
+            .unwrap_or(1);
+        let series: Vec<(Slot, String, Vec<[f64; 2]>, f32)> = results
+            .iter()
+            .map(|(slot, r)| {
+                let pts = r
+                    .cosines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| [i as f64, *c as f64])
+                    .collect();
+                (
+                    *slot,
+                    format!("{} ({})", slot.short(), r.model_name),
+                    pts,
+                    r.static_cosine,
+                )
+            })
+            .collect();
+        let plot_series = series.clone();
+        let response = Plot::new("bank_plot")
+            .height(260.0)
+            .legend(Legend::default())
+            .include_y(1.0)
+            .include_y(0.0)
+            .include_x(0.0)
+            .include_x((max_len.saturating_sub(1)) as f64)
+            .allow_scroll(false)
+            .x_axis_label("hidden state (emb = embedding output, n = after layer n)")
+            .y_axis_label("cosine similarity")
+            .x_axis_formatter(|mark, _| {
+                let i = mark.value.round();
+                if (mark.value - i).abs() > 1e-6 || i < 0.0 {
+                    String::new()
+                } else if i == 0.0 {
+                    "emb".into()
+                } else {
+                    format!("{}", i as usize - 1)
+                }
+            })
+            .label_formatter(|pos| match pos {
+                egui_plot::HoverPosition::NearDataPoint {
+                    plot_name,
+                    position,
+                    ..
+                } => {
+                    let at = if position.x < 0.5 {
+                        "embedding output".to_string()
+                    } else {
+                        format!("after layer {}", position.x.round() as usize - 1)
+                    };
+                    Some(format!("{plot_name}\n{at}: cos = {:.6}", position.y))
+                }
+                egui_plot::HoverPosition::Elsewhere { .. } => None,
+            })
+            .show(ui, |plot| {
+                for (slot, name, pts, static_cos) in plot_series {
+                    plot.line(
+                        Line::new(name.clone(), PlotPoints::from(pts.clone()))
+                            .color(colors(slot))
+                            .width(2.0),
+                    );
+                    plot.points(
+                        Points::new(name.clone(), PlotPoints::from(pts))
+                            .color(colors(slot))
+                            .radius(4.0),
+                    );
+                    plot.hline(
+                        HLine::new(
+                            format!("{} token embedding (static)", slot.short()),
+                            static_cos,
+                        )
+                        .color(colors(slot).gamma_multiply(0.6))
+                        .style(LineStyle::dashed_loose()),
+                    );
+                }
+            });
+        response.response.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::Image, true, "cosine similarity by layer")
+        });
+        for (slot, r) in &results {
+            let last = r.cosines.last().copied().unwrap_or(0.0);
+            ui.label(
+                RichText::new(format!(
+                    "{} ({}): {:?} is {} in A and {} in B.",
+                    slot.short(),
+                    r.model_name,
+                    r.word,
+                    pieces(&r.pieces_a, &r.positions_a),
+                    pieces(&r.pieces_b, &r.positions_b)
+                ))
+                .strong(),
+            );
+            ui.label(format!(
+                "{} token embedding (static): cos = {}",
+                slot.short(),
+                format_value(r.static_cosine)
+            ));
+            ui.label(format!(
+                "{} embedding output (+ positions): cos = {}",
+                slot.short(),
+                format_value(r.cosines.first().copied().unwrap_or(0.0))
+            ));
+            ui.label(format!(
+                "{} last layer (contextual): cos = {}",
+                slot.short(),
+                format_value(last)
+            ));
+        }
+        ui.weak(
+            "The static token embeddings of the same token are identical (cos = 1). The \
+             embedding output differs a little because the word sits at another position. \
+             With trained models the cosine falls in the upper layers as the context pulls \
+             the two meanings apart; a random model shows the mechanics, not the meaning.",
+        );
+        let mut headers = vec!["hidden state".to_string()];
+        headers.extend(series.iter().map(|(_, name, _, _)| name.clone()));
+        let rows: Vec<Vec<String>> = (0..max_len)
+            .map(|i| {
+                let mut row = vec![if i == 0 {
+                    "embedding output".to_string()
+                } else {
+                    format!("after layer {}", i - 1)
+                }];
+                row.extend(
+                    results
+                        .iter()
+                        .map(|(_, r)| r.cosines.get(i).map(|c| c.to_string()).unwrap_or_default()),
+                );
+                row
+            })
+            .collect();
+        let png_series: Vec<(Color32, Vec<[f64; 2]>)> = series
+            .iter()
+            .map(|(slot, _, pts, _)| (colors(*slot), pts.clone()))
+            .collect();
+        let json_value: Vec<(String, Arc<WordComparison>)> = results
+            .iter()
+            .map(|(slot, r)| (slot.short().to_string(), r.clone()))
+            .collect();
+        let dir = shared.export_dir.clone();
+        export_buttons(
+            ui,
+            "bank",
+            &dir,
+            "word-cosine-by-layer",
+            &[ExportFormat::Png, ExportFormat::Csv, ExportFormat::Json],
+            |format| match format {
+                ExportFormat::Png => plot_png(&png_series, true, Some((-1.0, 1.0))),
+                ExportFormat::Csv => {
+                    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+                    Ok(table_csv(&header_refs, &rows).into_bytes())
+                }
+                ExportFormat::Json => {
+                    let map: BTreeMap<String, &WordComparison> = json_value
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_ref()))
+                        .collect();
+                    serde_json::to_vec_pretty(&map).map_err(|e| e.to_string())
+                }
+            },
+        );
+    }
+}
+
+fn pieces(tokens: &[String], positions: &[usize]) -> String {
+    let list: Vec<String> = tokens
+        .iter()
+        .zip(positions)
+        .map(|(t, p)| format!("{t:?} (position {p})"))
+        .collect();
+    if list.len() == 1 {
+        list[0].clone()
+    } else {
+        format!("{} tokens, averaged: {}", list.len(), list.join(", "))
+    }
+}
+
+fn no_model(slot: Slot) -> GlassboxError {
+    GlassboxError::InvalidInput(format!("no {} model is loaded", slot.label()))
+}
+
+/// Takes a [`Command::Job`]'s answer as `T`.
+fn extract<T: Clone + 'static>(out: Output) -> Option<T> {
+    match out {
+        Output::Job(any) => any.downcast::<T>().ok().map(|b| *b),
+        _ => None,
+    }
+}
+
+/// The tokens (indices into `encoded`) that cover the first whole-word occurrence of `word` in
+/// `text` (ASCII case-insensitive); `None` when the word is not there.
+pub fn word_token_indices(encoded: &Encoded, text: &str, word: &str) -> Option<Vec<usize>> {
+    let word = word.trim();
+    if word.is_empty() {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let is_word_byte = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
+    let (start, end) = (0..text.len()).find_map(|i| {
+        let end = i + word.len();
+        let candidate = text.get(i..end)?;
+        let before_ok = i == 0 || !is_word_byte(bytes[i - 1]);
+        let after_ok = end >= bytes.len() || !is_word_byte(bytes[end]);
+        (candidate.eq_ignore_ascii_case(word) && before_ok && after_ok).then_some((i, end))
+    })?;
+    let indices: Vec<usize> = encoded
+        .offsets
+        .iter()
+        .enumerate()
+        .filter(|(i, (s, e))| {
+            encoded.special_tokens_mask.get(*i) != Some(&1) && *s < end && *e > start && e > s
+        })
+        .map(|(i, _)| i)
+        .collect();
+    (!indices.is_empty()).then_some(indices)
+}
+
+/// Cosine similarity (in f64).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        (dot / (na * nb)) as f32
+    }
+}
+
+/// The mean of the rows `indices` of a `[1, s, h]` (or `[s, h]`) tensor.
+pub fn mean_rows(tensor: &Tensor, indices: &[usize]) -> Result<Vec<f32>> {
+    let t = tensor.to_dtype(DType::F32)?;
+    let t = if t.rank() == 3 { t.squeeze(0)? } else { t };
+    let rows = t.to_vec2::<f32>()?;
+    let h = rows.first().map_or(0, Vec::len);
+    let mut mean = vec![0f32; h];
+    let mut n = 0;
+    for &i in indices {
+        if let Some(row) = rows.get(i) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += v;
+            }
+            n += 1;
+        }
+    }
+    if n > 0 {
+        mean.iter_mut().for_each(|m| *m /= n as f32);
+    }
+    Ok(mean)
+}
+
+/// The same word in two sentences through one model: cosine of its vectors after every layer.
+/// Worker only.
+pub fn compare_word(
+    loaded: &LoadedModel,
+    model_name: &str,
+    word: &str,
+    sentence_a: &str,
+    sentence_b: &str,
+) -> Result<WordComparison> {
+    let a = inspect(loaded, sentence_a, None, 1)?;
+    let b = inspect(loaded, sentence_b, None, 1)?;
+    let ia = word_token_indices(&a.encoded, sentence_a, word).ok_or_else(|| {
+        GlassboxError::InvalidInput(format!("{word:?} is not a word of sentence A"))
+    })?;
+    let ib = word_token_indices(&b.encoded, sentence_b, word).ok_or_else(|| {
+        GlassboxError::InvalidInput(format!("{word:?} is not a word of sentence B"))
+    })?;
+    let mut cosines = Vec::new();
+    for (ha, hb) in a.trace.hidden_states.iter().zip(&b.trace.hidden_states) {
+        cosines.push(cosine(&mean_rows(ha, &ia)?, &mean_rows(hb, &ib)?));
+    }
+    let static_cosine = match (&a.trace.token_embeddings, &b.trace.token_embeddings) {
+        (Some(ta), Some(tb)) => cosine(&mean_rows(ta, &ia)?, &mean_rows(tb, &ib)?),
+        _ => f32::NAN,
+    };
+    let pick = |e: &Encoded, idx: &[usize]| -> Vec<String> {
+        idx.iter()
+            .map(|&i| e.tokens.get(i).cloned().unwrap_or_default())
+            .collect()
+    };
+    Ok(WordComparison {
+        model_name: model_name.to_string(),
+        word: word.to_string(),
+        cosines,
+        static_cosine,
+        pieces_a: pick(&a.encoded, &ia),
+        pieces_b: pick(&b.encoded, &ib),
+        positions_a: ia,
+        positions_b: ib,
+    })
+}
+
+/// Whether a vocabulary entry is a special or placeholder token (left out of the sample).
+fn is_special_like(token: &str) -> bool {
+    (token.starts_with('[') && token.ends_with(']'))
+        || (token.starts_with('<') && token.ends_with('>'))
+}
+
+/// `count` evenly spaced items of `items`.
+fn evenly<T: Copy>(items: &[T], count: usize) -> Vec<T> {
+    if count >= items.len() {
+        return items.to_vec();
+    }
+    (0..count)
+        .map(|i| items[i * items.len() / count.max(1)])
+        .collect()
+}
+
+/// The leading eigenvector and eigenvalue of a symmetric matrix, by power iteration.
+fn power_iteration(c: &[Vec<f64>]) -> (Vec<f64>, f64) {
+    let n = c.len();
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| 1.0 + (i as f64 * 0.618_033_988_75).fract())
+        .collect();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nv = norm(&v).max(f64::MIN_POSITIVE);
+    v.iter_mut().for_each(|x| *x /= nv);
+    for _ in 0..1000 {
+        let w: Vec<f64> = c
+            .iter()
+            .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
+            .collect();
+        let nw = norm(&w);
+        if nw == 0.0 {
+            break;
+        }
+        let next: Vec<f64> = w.iter().map(|x| x / nw).collect();
+        let change: f64 = next.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
+        v = next;
+        if change < 1e-10 {
+            break;
+        }
+    }
+    // A fixed sign: the largest component positive.
+    if let Some(big) = v.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs()))
+        && big < 0.0
+    {
+        v.iter_mut().for_each(|x| *x = -*x);
+    }
+    let cv: Vec<f64> = c
+        .iter()
+        .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
+        .collect();
+    let lambda = v.iter().zip(&cv).map(|(a, b)| a * b).sum();
+    (v, lambda)
+}
+
+/// PCA of the token embedding table (fitted on the whole table, or on [`PCA_FIT_ROWS`] evenly
+/// spaced rows of a larger one), with the current text's tokens and `sample` vocabulary tokens
+/// projected on the first two components. Worker only.
+pub fn pca_of_embeddings(
+    loaded: &LoadedModel,
+    model_name: &str,
+    text: &str,
+    sample: usize,
+) -> Result<PcaResult> {
+    let tokenizer = loaded.tokenizer()?;
+    let table = loaded.model.token_embedding_matrix();
+    let rows = table.dim(0)?;
+    let device = table.device();
+    let mut text_ids: Vec<u32> = Vec::new();
+    for id in tokenizer.encode(text, true)?.ids {
+        if (id as usize) < rows && !text_ids.contains(&id) {
+            text_ids.push(id);
+        }
+    }
+    let vocab: Vec<(u32, String)> = tokenizer
+        .vocab()
+        .into_iter()
+        .filter(|(id, _)| (*id as usize) < rows)
+        .collect();
+    let names: BTreeMap<u32, String> = vocab.iter().cloned().collect();
+    let candidates: Vec<u32> = vocab
+        .iter()
+        .filter(|(id, t)| !is_special_like(t) && !text_ids.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    let shown_sample = evenly(&candidates, sample);
+    let mut fit_ids: Vec<u32> = if rows <= PCA_FIT_ROWS {
+        (0..rows as u32).collect()
+    } else {
+        evenly(&candidates, PCA_FIT_ROWS)
+    };
+    for &id in text_ids.iter().chain(&shown_sample) {
+        if rows > PCA_FIT_ROWS && !fit_ids.contains(&id) {
+            fit_ids.push(id);
+        }
+    }
+    let n = fit_ids.len();
+    if n < 3 {
+        return Err(GlassboxError::InvalidInput(
+            "too few embedding rows for a PCA".into(),
+        ));
+    }
+    let x = table
+        .index_select(&Tensor::new(fit_ids.as_slice(), device)?, 0)?
+        .to_dtype(DType::F32)?;
+    let mean = x.mean_keepdim(0)?; // [1, h]
+    let centred = x.broadcast_sub(&mean)?;
+    let cov = (centred.t()?.contiguous()?.matmul(&centred)? / (n as f64 - 1.0))?;
+    let cov: Vec<Vec<f64>> = cov
+        .to_vec2::<f32>()?
+        .into_iter()
+        .map(|r| r.into_iter().map(f64::from).collect())
+        .collect();
+    let total: f64 = (0..cov.len())
+        .map(|i| cov[i][i])
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
+    let (v1, l1) = power_iteration(&cov);
+    let deflated: Vec<Vec<f64>> = cov
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .map(|(j, c)| c - l1 * v1[i] * v1[j])
+                .collect()
+        })
+        .collect();
+    let (v2, l2) = power_iteration(&deflated);
+
+    let shown: Vec<(u32, bool)> = text_ids
+        .iter()
+        .map(|&id| (id, true))
+        .chain(shown_sample.iter().map(|&id| (id, false)))
+        .collect();
+    let shown_ids: Vec<u32> = shown.iter().map(|(id, _)| *id).collect();
+    let mean = mean.squeeze(0)?.to_vec1::<f32>()?;
+    let vectors = table
+        .index_select(&Tensor::new(shown_ids.as_slice(), device)?, 0)?
+        .to_dtype(DType::F32)?
+        .to_vec2::<f32>()?;
+    let points = shown
+        .iter()
+        .zip(vectors)
+        .map(|((id, in_text), row)| {
+            let centred: Vec<f64> = row.iter().zip(&mean).map(|(a, m)| (a - m) as f64).collect();
+            let project = |v: &[f64]| centred.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+            PcaPoint {
+                id: *id,
+                token: names.get(id).cloned().unwrap_or_else(|| format!("<{id}>")),
+                x: project(&v1) as f32,
+                y: project(&v2) as f32,
+                in_text: *in_text,
+            }
+        })
+        .collect();
+    Ok(PcaResult {
+        model_name: model_name.to_string(),
+        points,
+        explained: [(l1 / total) as f32, (l2 / total) as f32],
+        fitted_on: n,
+        vocab_rows: rows,
+    })
+}
+
+/// A scatter or line chart as a PNG: each series in its colour on a white canvas with a frame
+/// and a zero line; `y_range` fixes the vertical range.
+pub fn plot_png(
+    series: &[(Color32, Vec<[f64; 2]>)],
+    lines: bool,
+    y_range: Option<(f64, f64)>,
+) -> std::result::Result<Vec<u8>, String> {
+    let (w, h) = (720u32, 480u32);
+    let margin = 24.0;
+    let mut pixels = vec![255u8; (w * h * 4) as usize];
+    let all: Vec<[f64; 2]> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for [x, y] in &all {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    if let Some((lo, hi)) = y_range {
+        y0 = y0.min(lo);
+        y1 = y1.max(hi);
+    }
+    if all.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let to_px = |x: f64, y: f64| -> (f64, f64) {
+        (
+            margin + (x - x0) / (x1 - x0) * (w as f64 - 2.0 * margin),
+            h as f64 - margin - (y - y0) / (y1 - y0) * (h as f64 - 2.0 * margin),
+        )
+    };
+    let mut set = |x: i64, y: i64, c: Color32| {
+        if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
+            let i = ((y as u32 * w + x as u32) * 4) as usize;
+            pixels[i..i + 4].copy_from_slice(&c.to_array());
+        }
+    };
+    let frame = Color32::from_gray(160);
+    for x in margin as i64..=(w as f64 - margin) as i64 {
+        set(x, margin as i64, frame);
+        set(x, (h as f64 - margin) as i64, frame);
+    }
+    for y in margin as i64..=(h as f64 - margin) as i64 {
+        set(margin as i64, y, frame);
+        set((w as f64 - margin) as i64, y, frame);
+    }
+    if y0 < 0.0 && y1 > 0.0 {
+        let (_, zy) = to_px(x0, 0.0);
+        for x in margin as i64..=(w as f64 - margin) as i64 {
+            set(x, zy as i64, Color32::from_gray(210));
+        }
+    }
+    for (color, pts) in series {
+        if lines {
+            for pair in pts.windows(2) {
+                let (ax, ay) = to_px(pair[0][0], pair[0][1]);
+                let (bx, by) = to_px(pair[1][0], pair[1][1]);
+                let steps = (bx - ax).abs().max((by - ay).abs()).ceil().max(1.0) as i64;
+                for s in 0..=steps {
+                    let t = s as f64 / steps as f64;
+                    let (x, y) = (ax + (bx - ax) * t, ay + (by - ay) * t);
+                    for d in [-1, 0, 1] {
+                        set(x as i64, y as i64 + d, *color);
+                    }
+                }
+            }
+        }
+        let r = if lines { 3 } else { 2 };
+        for [x, y] in pts {
+            let (px, py) = to_px(*x, *y);
+            for dx in -r..=r {
+                for dy in -r..=r {
+                    set(px as i64 + dx, py as i64 + dy, *color);
+                }
+            }
+        }
+    }
+    encode_png(w, h, &pixels)
+}

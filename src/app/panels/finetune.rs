@@ -1,0 +1,1831 @@
+//! View "Fine-tune": the usual fine-tuning workflow in seven numbered steps — choose a pretrained
+//! model, prepare the data (preview with per-row errors), tokenize (lengths and truncation),
+//! training arguments, train (live curves), evaluate (metrics, confusion matrix, predictions
+//! before and after), save (a Hugging Face folder, and how to share it on the Hub).
+//!
+//! Nothing heavy runs on the UI thread: the run is a [`crate::train::TrainingRun`] on its own
+//! thread, and reading files, tokenizing the data set, loading checkpoints for predictions and
+//! copying the saved folder happen on background threads ([`Background`]).
+
+use eframe::egui;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use egui::{Color32, Grid, RichText, ScrollArea, Ui, Vec2};
+use egui_plot::{Bar, BarChart, Legend, Plot, VLine};
+use serde::{Deserialize, Serialize};
+
+use super::training::{Background, FilePicker, LiveRun, ProbeViewer, format_size, new_run_dir};
+use super::{Action, Panel};
+use crate::app::data::{Matrix, ModelSource};
+use crate::app::state::Shared;
+use crate::app::widgets::export::{
+    ExportFormat, bars_png, export_buttons, heatmap_png, matrix_csv, matrix_json, table_csv,
+};
+use crate::app::widgets::{ColorScale, FolderBrowser, Heatmap, error_label};
+use crate::data::{ClassificationExample, GenerationExample, QaExample, RowError, train_val_split};
+use crate::inspect::{Predictions, inspect};
+use crate::model::checkpoint::{LoadedModel, load_dir};
+use crate::model::config::ModelConfig;
+use crate::model::params::group_thousands;
+use crate::tokenizer::Tokenizer;
+use crate::train::config::Objective;
+use crate::train::{EvalReport, TrainConfig, Trainer};
+
+/// The seven steps, in order.
+pub const STEPS: [&str; 7] = [
+    "1 Choose model",
+    "2 Prepare data",
+    "3 Tokenize",
+    "4 Training arguments",
+    "5 Train",
+    "6 Evaluate",
+    "7 Save",
+];
+
+/// What the model learns to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Task {
+    /// One label per text (BERT; CSV `text,label`).
+    Classification,
+    /// Extractive question answering (BERT; JSON/JSONL `context,question,answer`).
+    Qa,
+    /// Prompt → completion (GPT; JSONL `prompt,completion`).
+    Generation,
+}
+
+impl Task {
+    pub const ALL: [Task; 3] = [Task::Classification, Task::Qa, Task::Generation];
+
+    pub fn objective(self) -> Objective {
+        match self {
+            Task::Classification => Objective::Classification,
+            Task::Qa => Objective::Qa,
+            Task::Generation => Objective::Generation,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Task::Classification => "Text classification",
+            Task::Qa => "Question answering",
+            Task::Generation => "Prompt → completion",
+        }
+    }
+
+    pub fn builtin_name(self) -> &'static str {
+        match self {
+            Task::Classification => "sentiment",
+            Task::Qa => "QA",
+            Task::Generation => "prompt/completion",
+        }
+    }
+
+    /// Whether the task needs a GPT (else a BERT).
+    pub fn needs_causal(self) -> bool {
+        self == Task::Generation
+    }
+
+    fn file_hint(self) -> &'static str {
+        match self {
+            Task::Classification => "a CSV with a header naming `text` and `label` columns",
+            Task::Qa => "JSON (an array) or JSONL with `context`, `question`, `answer`",
+            Task::Generation => "JSONL with `prompt` and `completion` on each line",
+        }
+    }
+
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Task::Classification => &["csv", "tsv", "txt"],
+            Task::Qa => &["json", "jsonl"],
+            Task::Generation => &["jsonl", "json"],
+        }
+    }
+
+    fn headers(self) -> &'static [&'static str] {
+        match self {
+            Task::Classification => &["text", "label"],
+            Task::Qa => &["question", "context", "answer"],
+            Task::Generation => &["prompt", "completion"],
+        }
+    }
+}
+
+/// Where the pretrained model comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelChoice {
+    ShippedBert,
+    ShippedGpt,
+    /// A local Hugging Face folder.
+    Folder,
+    /// A checkpoint of a run made here (`runs/…`).
+    Checkpoint,
+}
+
+/// Where the examples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataChoice {
+    BuiltIn,
+    File,
+}
+
+/// Everything the form holds (persisted between sessions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FinetuneSettings {
+    pub model: ModelChoice,
+    pub folder: String,
+    pub checkpoint: String,
+    pub task: Task,
+    pub data: DataChoice,
+    pub builtin_size: usize,
+    pub data_path: String,
+    /// Tokens per example (the trainer's `training.seq_len`).
+    pub max_len: usize,
+    pub lr: f64,
+    pub batch: usize,
+    /// Train for `epochs` passes over the training split (else `steps`).
+    pub use_epochs: bool,
+    pub epochs: f64,
+    pub steps: usize,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub val_fraction: f64,
+    pub eval_every: usize,
+    pub seed: u64,
+    pub save_path: String,
+    /// Where run folders go (empty: `runs`).
+    pub runs_dir: String,
+}
+
+impl Default for FinetuneSettings {
+    fn default() -> Self {
+        Self {
+            model: ModelChoice::ShippedBert,
+            folder: String::new(),
+            checkpoint: String::new(),
+            task: Task::Classification,
+            data: DataChoice::BuiltIn,
+            builtin_size: 240,
+            data_path: String::new(),
+            max_len: 48,
+            lr: 3e-3,
+            batch: 16,
+            use_epochs: true,
+            epochs: 8.0,
+            steps: 120,
+            warmup: 10,
+            weight_decay: 0.01,
+            val_fraction: 0.1,
+            eval_every: 20,
+            seed: 3,
+            save_path: String::new(),
+            runs_dir: String::new(),
+        }
+    }
+}
+
+impl FinetuneSettings {
+    /// Optimizer steps for `train_examples` training examples.
+    pub fn total_steps(&self, train_examples: Option<usize>) -> usize {
+        match (self.use_epochs, train_examples) {
+            (true, Some(n)) if n > 0 => {
+                let per_epoch = n.div_ceil(self.batch.max(1));
+                ((self.epochs.max(0.0) * per_epoch as f64).ceil() as usize).max(1)
+            }
+            _ => self.steps.max(1),
+        }
+    }
+
+    fn data_key(&self) -> DataKey {
+        DataKey {
+            task: self.task,
+            data: self.data,
+            builtin_size: self.builtin_size,
+            seed: self.seed,
+            path: match self.data {
+                DataChoice::BuiltIn => String::new(),
+                DataChoice::File => self.data_path.trim().to_string(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DataKey {
+    task: Task,
+    data: DataChoice,
+    builtin_size: usize,
+    seed: u64,
+    path: String,
+}
+
+/// One example of any task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Example {
+    Classification(ClassificationExample),
+    Qa(QaExample),
+    Generation(GenerationExample),
+}
+
+impl Example {
+    /// The cells of a preview row, in [`Task::headers`] order.
+    pub fn cells(&self) -> Vec<String> {
+        match self {
+            Example::Classification(e) => vec![e.text.clone(), e.label.clone()],
+            Example::Qa(e) => vec![e.question.clone(), e.context.clone(), e.answer.clone()],
+            Example::Generation(e) => vec![e.prompt.clone(), e.completion.clone()],
+        }
+    }
+
+    /// What a correct prediction is.
+    pub fn expected(&self) -> String {
+        match self {
+            Example::Classification(e) => e.label.clone(),
+            Example::Qa(e) => e.answer.clone(),
+            Example::Generation(e) => e.completion.clone(),
+        }
+    }
+
+    /// The input, shortened for a table.
+    pub fn input(&self) -> String {
+        match self {
+            Example::Classification(e) => e.text.clone(),
+            Example::Qa(e) => format!("{} | {}", e.question, e.context),
+            Example::Generation(e) => e.prompt.clone(),
+        }
+    }
+}
+
+/// The data set as read and parsed (lenient: good examples and one error per bad row).
+#[derive(Debug, Clone)]
+pub struct DataPreview {
+    pub task: Task,
+    pub source: String,
+    pub examples: Vec<Example>,
+    pub errors: Vec<RowError>,
+    /// Class names, in the order the trainer numbers them (classification).
+    pub labels: Vec<String>,
+}
+
+impl DataPreview {
+    /// Examples in the training split (the rest is held out for validation).
+    pub fn train_count(&self, val_fraction: f64) -> usize {
+        // As `data::train_val_split` counts: at least one example on each side.
+        let n = self.examples.len();
+        if n < 2 {
+            return n;
+        }
+        let fraction = f64::from(val_fraction.clamp(0.0, 1.0) as f32);
+        n - ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+    }
+}
+
+/// Reads (or generates) the data set: what step 2 shows.
+pub fn read_data(
+    task: Task,
+    data: DataChoice,
+    builtin_size: usize,
+    seed: u64,
+    path: &str,
+) -> Result<DataPreview, String> {
+    let (examples, errors, source): (Vec<Example>, Vec<RowError>, String) = match data {
+        DataChoice::BuiltIn => {
+            let examples = match task {
+                Task::Classification => crate::data::sentiment_dataset(seed, builtin_size)
+                    .into_iter()
+                    .map(Example::Classification)
+                    .collect(),
+                Task::Qa => crate::data::qa_dataset(seed, builtin_size)
+                    .into_iter()
+                    .map(Example::Qa)
+                    .collect(),
+                Task::Generation => crate::data::generation_dataset(seed, builtin_size)
+                    .into_iter()
+                    .map(Example::Generation)
+                    .collect(),
+            };
+            (
+                examples,
+                Vec::new(),
+                format!(
+                    "built-in {} set ({builtin_size} examples, seed {seed})",
+                    task.builtin_name()
+                ),
+            )
+        }
+        DataChoice::File => {
+            let path = path.trim();
+            if path.is_empty() {
+                return Err("Choose a data file first.".into());
+            }
+            let text = crate::util::read_text(Path::new(path)).map_err(|e| e.to_string())?;
+            if text.trim().is_empty() {
+                return Err(format!("{path}: the file is empty"));
+            }
+            let (examples, errors) = match task {
+                Task::Classification => {
+                    let (e, errors) = crate::data::parse_classification_csv(&text);
+                    (e.into_iter().map(Example::Classification).collect(), errors)
+                }
+                Task::Qa => {
+                    let (e, errors) = crate::data::parse_qa(&text);
+                    (e.into_iter().map(Example::Qa).collect(), errors)
+                }
+                Task::Generation => {
+                    let (e, errors) = crate::data::parse_generation_jsonl(&text);
+                    (e.into_iter().map(Example::Generation).collect(), errors)
+                }
+            };
+            (examples, errors, path.to_string())
+        }
+    };
+    let labels = if task == Task::Classification {
+        let examples: Vec<ClassificationExample> = examples
+            .iter()
+            .filter_map(|e| match e {
+                Example::Classification(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        crate::data::label_names(&examples)
+    } else {
+        Vec::new()
+    };
+    Ok(DataPreview {
+        task,
+        source,
+        examples,
+        errors,
+        labels,
+    })
+}
+
+/// The chosen model's config, read on a background thread.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    pub has_tokenizer: bool,
+    pub parameters: u64,
+}
+
+/// Token lengths of every example under the model's tokenizer.
+#[derive(Debug, Clone)]
+pub struct TokenStats {
+    pub lengths: Vec<usize>,
+    pub tokenizer: String,
+    pub model_positions: usize,
+}
+
+impl TokenStats {
+    pub fn truncated(&self, max_len: usize) -> usize {
+        self.lengths.iter().filter(|&&l| l > max_len).count()
+    }
+
+    /// (first length of the bin, count) with bins of `width` tokens.
+    pub fn histogram(&self, width: usize) -> Vec<(usize, usize)> {
+        let width = width.max(1);
+        let mut bins: BTreeMap<usize, usize> = BTreeMap::new();
+        for &l in &self.lengths {
+            *bins.entry(l / width * width).or_default() += 1;
+        }
+        bins.into_iter().collect()
+    }
+}
+
+/// Token length of one example as the trainer builds its input: `[CLS] text [SEP]`,
+/// `[CLS] question [SEP] context [SEP]`, or prompt + completion (+ end-of-text).
+pub fn example_length(tokenizer: &Tokenizer, example: &Example) -> Result<usize, String> {
+    let count = |text: &str| {
+        tokenizer
+            .encode(text, false)
+            .map(|e| e.ids.len())
+            .map_err(|e| e.to_string())
+    };
+    Ok(match example {
+        Example::Classification(e) => count(&e.text)? + 2,
+        Example::Qa(e) => count(&e.question)? + count(&e.context)? + 3,
+        Example::Generation(e) => {
+            let eos = usize::from(tokenizer.eos_token().is_some());
+            // Inputs are the sequence without its last token (each position predicts the next).
+            (count(&e.prompt)? + count(&e.completion)? + eos).saturating_sub(1)
+        }
+    })
+}
+
+/// One validation example through the model before and after fine-tuning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub input: String,
+    pub expected: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// What the model predicts for `example`.
+pub fn predict(loaded: &LoadedModel, example: &Example) -> String {
+    let result = match example {
+        Example::Classification(e) => inspect(loaded, &e.text, None, 5).map(|i| i.predictions),
+        Example::Qa(e) => inspect(loaded, &e.question, Some(&e.context), 5).map(|i| i.predictions),
+        Example::Generation(e) => {
+            let want = loaded
+                .tokenizer()
+                .and_then(|t| t.encode(&e.completion, false))
+                .map_or(8, |enc| enc.ids.len() + 2);
+            let greedy = crate::generate::SamplingSettings {
+                temperature: 0.0,
+                top_k: 0,
+                top_p: 1.0,
+            };
+            return match crate::generate::generate(loaded, &e.prompt, want, &greedy, 0, |_| {}) {
+                Ok(text) => text,
+                Err(error) => format!("(error: {error})"),
+            };
+        }
+    };
+    match result {
+        Ok(Predictions::Classification { labels }) => labels
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(name, p)| format!("{name} ({p:.2})"))
+            .unwrap_or_default(),
+        Ok(Predictions::Span { text, .. }) => text,
+        Ok(other) => format!("(no prediction: {other:?})"),
+        Err(error) => format!("(error: {error})"),
+    }
+}
+
+/// Builds the untrained starting point of `config` (the checkpoint with its fresh head, seeded
+/// exactly as the run was), writes it to `before_dir`, then runs both models on `examples`.
+pub fn compare_before_after(
+    config: &TrainConfig,
+    before_dir: &Path,
+    after_dir: &Path,
+    examples: &[Example],
+) -> Result<Vec<Comparison>, String> {
+    let device = crate::device::parse_device(&config.device).map_err(|e| e.to_string())?;
+    if !before_dir
+        .join(crate::model::checkpoint::CONFIG_FILE)
+        .is_file()
+    {
+        let mut recipe = config.clone();
+        recipe.out_dir = None;
+        recipe.export_dir = None;
+        let trainer = Trainer::new(recipe).map_err(|e| e.to_string())?;
+        trainer.export(before_dir).map_err(|e| e.to_string())?;
+    }
+    let before = load_dir(before_dir, &device).map_err(|e| e.to_string())?;
+    let after = load_dir(after_dir, &device).map_err(|e| e.to_string())?;
+    Ok(examples
+        .iter()
+        .map(|example| Comparison {
+            input: example.input(),
+            expected: example.expected(),
+            before: predict(&before, example),
+            after: predict(&after, example),
+        })
+        .collect())
+}
+
+/// Copies a checkpoint's Hugging Face files (not the optimizer moments and trainer state) to
+/// `target`. Returns the files written with their sizes.
+pub fn save_hf_folder(checkpoint: &Path, target: &Path) -> Result<Vec<(PathBuf, u64)>, String> {
+    use crate::train::trainer::{OPTIMIZER_FILE, TRAINER_STATE_FILE};
+    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let mut written = Vec::new();
+    let entries =
+        std::fs::read_dir(checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for file in files {
+        let Some(name) = file.file_name() else {
+            continue;
+        };
+        if name == OPTIMIZER_FILE || name == TRAINER_STATE_FILE {
+            continue;
+        }
+        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let out = target.join(name);
+        crate::util::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
+        let out = out.canonicalize().unwrap_or(out);
+        written.push((out, bytes.len() as u64));
+    }
+    if written.is_empty() {
+        return Err(format!("{}: no files to save", checkpoint.display()));
+    }
+    Ok(written)
+}
+
+/// A fresh run folder under `base` (empty: `runs/`).
+fn run_dir(base: &str, prefix: &str) -> PathBuf {
+    let fresh = new_run_dir(prefix);
+    match (base.trim(), fresh.file_name()) {
+        ("", _) | (_, None) => fresh,
+        (base, Some(name)) => PathBuf::from(base).join(name),
+    }
+}
+
+/// The Fine-tune view.
+#[derive(Default)]
+pub struct FinetunePanel {
+    pub settings: FinetuneSettings,
+    /// The open step, 0..7.
+    pub step: usize,
+    browser: FolderBrowser,
+    picker: FilePicker,
+    model_info: Background<ModelInfo>,
+    model_key: Option<PathBuf>,
+    checkpoints: Background<Vec<PathBuf>>,
+    preview: Background<DataPreview>,
+    preview_key: Option<DataKey>,
+    tokens: Background<TokenStats>,
+    tokens_key: Option<(PathBuf, DataKey)>,
+    run: Option<LiveRun>,
+    start_error: Option<String>,
+    probe_view: ProbeViewer,
+    comparison: Background<Vec<Comparison>>,
+    /// The run folder the comparison was made for.
+    compared: Option<PathBuf>,
+    saved: Background<Vec<(PathBuf, u64)>>,
+}
+
+impl FinetunePanel {
+    pub fn run(&self) -> Option<&LiveRun> {
+        self.run.as_ref()
+    }
+
+    /// The evaluation shown in step 6: the last one of the run.
+    pub fn final_eval(&self) -> Option<&EvalReport> {
+        self.run.as_ref().and_then(LiveRun::last_eval)
+    }
+
+    /// The data set as read in step 2 (once read).
+    pub fn preview(&self) -> Option<&DataPreview> {
+        self.preview.value()
+    }
+
+    /// The before/after predictions of step 6 (once computed).
+    pub fn comparisons(&self) -> Option<&Vec<Comparison>> {
+        self.comparison.value()
+    }
+
+    /// The files step 7 wrote.
+    pub fn saved_files(&self) -> Option<&Vec<(PathBuf, u64)>> {
+        self.saved.value()
+    }
+
+    /// The model folder chosen in step 1.
+    pub fn model_dir(&self, shared: &Shared) -> Option<PathBuf> {
+        let s = &self.settings;
+        let text = |t: &str| Some(PathBuf::from(t.trim())).filter(|_| !t.trim().is_empty());
+        match s.model {
+            ModelChoice::ShippedBert => shared.shipped.bert.clone(),
+            ModelChoice::ShippedGpt => shared.shipped.gpt.clone(),
+            ModelChoice::Folder => text(&s.folder),
+            ModelChoice::Checkpoint => text(&s.checkpoint),
+        }
+    }
+
+    /// Keeps the background reads in step with the settings.
+    fn refresh(&mut self, ctx: &egui::Context, shared: &Shared) {
+        self.model_info.poll();
+        self.checkpoints.poll();
+        self.preview.poll();
+        self.tokens.poll();
+        self.comparison.poll();
+        self.saved.poll();
+
+        let dir = self.model_dir(shared);
+        if dir != self.model_key {
+            self.model_key = dir.clone();
+            match dir {
+                Some(dir) => self.model_info.spawn(ctx, "model-info", move || {
+                    let config =
+                        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE))
+                            .map_err(|e| e.to_string())?;
+                    let has_tokenizer =
+                        dir.join(crate::model::checkpoint::TOKENIZER_FILE).is_file();
+                    let parameters =
+                        crate::model::params::breakdown_for_config(&config).exact_total;
+                    Ok(ModelInfo {
+                        dir,
+                        config,
+                        has_tokenizer,
+                        parameters,
+                    })
+                }),
+                None => self.model_info.clear(),
+            }
+        }
+
+        let key = self.settings.data_key();
+        if self.preview_key.as_ref() != Some(&key) {
+            self.preview_key = Some(key.clone());
+            if key.data == DataChoice::File && key.path.is_empty() {
+                self.preview.clear();
+            } else {
+                self.preview.spawn(ctx, "data-preview", move || {
+                    read_data(key.task, key.data, key.builtin_size, key.seed, &key.path)
+                });
+            }
+        }
+
+        // Token lengths need the model's tokenizer and the data.
+        if let (Some(info), Some(preview)) = (self.model_info.value(), self.preview.value()) {
+            let key = (info.dir.clone(), self.settings.data_key());
+            if self.tokens_key.as_ref() != Some(&key) && info.has_tokenizer {
+                self.tokens_key = Some(key);
+                let dir = info.dir.clone();
+                let positions = info.config.max_positions();
+                let examples = preview.examples.clone();
+                self.tokens.spawn(ctx, "token-lengths", move || {
+                    let path = dir.join(crate::model::checkpoint::TOKENIZER_FILE);
+                    let tokenizer = Tokenizer::from_file(&path).map_err(|e| e.to_string())?;
+                    let lengths = examples
+                        .iter()
+                        .map(|e| example_length(&tokenizer, e))
+                        .collect::<Result<Vec<usize>, String>>()?;
+                    Ok(TokenStats {
+                        lengths,
+                        tokenizer: format!("{:?}", tokenizer.kind()),
+                        model_positions: positions,
+                    })
+                });
+            }
+        }
+    }
+
+    /// The recipe step 5 runs.
+    pub fn config(&self, shared: &Shared) -> Result<TrainConfig, String> {
+        let s = &self.settings;
+        let dir = self
+            .model_dir(shared)
+            .ok_or("Step 1: choose a pretrained model first.")?;
+        let mut config = TrainConfig {
+            objective: s.task.objective(),
+            seed: s.seed,
+            device: shared.device.clone(),
+            out_dir: Some(run_dir(
+                &s.runs_dir,
+                &format!("finetune-{}", s.task.objective().name()),
+            )),
+            ..TrainConfig::default()
+        };
+        config.model.init_from = Some(dir);
+        match s.data {
+            DataChoice::BuiltIn => config.data.builtin_size = s.builtin_size.max(2),
+            DataChoice::File => {
+                if s.data_path.trim().is_empty() {
+                    return Err("Step 2: choose a data file (or a built-in data set).".into());
+                }
+                config.data.path = Some(PathBuf::from(s.data_path.trim()));
+            }
+        }
+        config.data.val_fraction = s.val_fraction;
+        config.optimizer.lr = s.lr;
+        config.optimizer.warmup_steps = s.warmup;
+        config.optimizer.weight_decay = s.weight_decay;
+        let train_examples = self.preview.value().map(|p| p.train_count(s.val_fraction));
+        let steps = s.total_steps(train_examples);
+        config.training.steps = steps;
+        config.training.batch_size = s.batch;
+        config.training.seq_len = Some(s.max_len.max(4));
+        config.training.eval_every = s.eval_every;
+        config.training.probe_every = (steps / 20).max(1);
+        config.training.probe_tokens = 12;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    /// Starts step 5's run; false (and the message in the view) when it cannot.
+    pub fn start(&mut self, shared: &Shared) -> bool {
+        match self.config(shared).and_then(LiveRun::start) {
+            Ok(run) => {
+                self.run = Some(run);
+                self.start_error = None;
+                self.comparison.clear();
+                self.compared = None;
+                self.saved.clear();
+                self.probe_view.snapshot = None;
+                true
+            }
+            Err(message) => {
+                self.start_error = Some(message);
+                false
+            }
+        }
+    }
+
+    fn stepper(&mut self, ui: &mut Ui) {
+        let done = [
+            self.model_info.value().is_some(),
+            self.preview.value().is_some_and(|p| !p.examples.is_empty()),
+            self.tokens.value().is_some(),
+            self.run.is_some(),
+            self.run.as_ref().is_some_and(|r| r.summary.is_some()),
+            self.comparison.value().is_some(),
+            self.saved.value().is_some(),
+        ];
+        ui.horizontal_wrapped(|ui| {
+            for (i, title) in STEPS.iter().enumerate() {
+                let mut text = RichText::new(*title);
+                if done[i] && i != self.step {
+                    text = text.color(Color32::from_rgb(90, 180, 90));
+                }
+                if ui
+                    .add(egui::Button::selectable(i == self.step, text))
+                    .on_hover_text(if done[i] { "done" } else { "" })
+                    .clicked()
+                {
+                    self.step = i;
+                }
+                if i + 1 < STEPS.len() {
+                    ui.weak("→");
+                }
+            }
+        });
+    }
+
+    fn nav(&mut self, ui: &mut Ui) {
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(self.step > 0, egui::Button::new("Back"))
+                .clicked()
+            {
+                self.step -= 1;
+            }
+            if ui
+                .add_enabled(self.step + 1 < STEPS.len(), egui::Button::new("Next"))
+                .clicked()
+            {
+                self.step += 1;
+            }
+        });
+    }
+
+    // ---- 1 model ------------------------------------------------------------------------------
+
+    fn step_model(&mut self, ui: &mut Ui, shared: &Shared) {
+        ui.label(
+            "Start from a model that already knows the language; fine-tuning teaches it the task.",
+        );
+        let s = &mut self.settings;
+        let shipped_bert = shared.shipped.bert.clone();
+        let shipped_gpt = shared.shipped.gpt.clone();
+        let describe = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("not found".to_string(), |p| p.display().to_string())
+        };
+        let before = s.model;
+        ui.radio_value(
+            &mut s.model,
+            ModelChoice::ShippedBert,
+            format!("Shipped tiny BERT ({})", describe(&shipped_bert)),
+        );
+        ui.radio_value(
+            &mut s.model,
+            ModelChoice::ShippedGpt,
+            format!("Shipped tiny GPT ({})", describe(&shipped_gpt)),
+        );
+        ui.radio_value(
+            &mut s.model,
+            ModelChoice::Folder,
+            "A local Hugging Face folder",
+        );
+        if s.model == ModelChoice::Folder {
+            ui.horizontal(|ui| {
+                let label = ui.label("Model folder");
+                ui.add(
+                    egui::TextEdit::singleline(&mut s.folder)
+                        .hint_text("folder with config.json, model.safetensors, tokenizer.json")
+                        .desired_width(420.0),
+                )
+                .labelled_by(label.id);
+                if ui.button("Browse…").clicked() {
+                    let start = PathBuf::from(s.folder.trim());
+                    self.browser.open("Choose a model folder", Some(&start));
+                }
+            });
+        }
+        let s = &mut self.settings;
+        ui.radio_value(
+            &mut s.model,
+            ModelChoice::Checkpoint,
+            "A checkpoint of a training run",
+        );
+        if s.model == ModelChoice::Checkpoint {
+            if self.checkpoints.result().is_none() && !self.checkpoints.is_pending() {
+                self.checkpoints.spawn(ui.ctx(), "run-checkpoints", || {
+                    Ok(crate::app::assets::run_checkpoints())
+                });
+            }
+            ui.indent("checkpoints", |ui| {
+                if ui.button("Refresh").clicked() {
+                    self.checkpoints.spawn(ui.ctx(), "run-checkpoints", || {
+                        Ok(crate::app::assets::run_checkpoints())
+                    });
+                }
+                if let Some(list) = self.checkpoints.status_ui(ui, "looking for checkpoints") {
+                    if list.is_empty() {
+                        ui.weak("No checkpoints under runs/ yet: train one in the Train view.");
+                    }
+                    for path in list {
+                        let text = path.display().to_string();
+                        ui.radio_value(&mut self.settings.checkpoint, text.clone(), text);
+                    }
+                }
+            });
+        }
+        if self.settings.model != before {
+            // A GPT suggests generation; a BERT a BERT task.
+            match self.settings.model {
+                ModelChoice::ShippedGpt => self.settings.task = Task::Generation,
+                ModelChoice::ShippedBert if self.settings.task == Task::Generation => {
+                    self.settings.task = Task::Classification;
+                }
+                _ => {}
+            }
+        }
+        ui.separator();
+        if let Some(info) = self.model_info.status_ui(ui, "reading the model's config") {
+            let c = &info.config;
+            let causal = c.is_causal();
+            ui.label(format!(
+                "{} · {} · {} layers, width {}, {} heads, {} positions, vocabulary {} · {} parameters",
+                c.architecture.hf_name(),
+                if causal { "GPT (causal)" } else { "BERT (bidirectional)" },
+                crate::model::params::ArchSpec::from(c).layers(),
+                crate::model::params::ArchSpec::from(c).hidden(),
+                crate::model::params::ArchSpec::from(c).heads(),
+                c.max_positions(),
+                c.vocab_size(),
+                group_thousands(info.parameters)
+            ));
+            if !info.has_tokenizer {
+                error_label(
+                    ui,
+                    "this folder has no tokenizer.json; fine-tuning needs the model's tokenizer",
+                );
+            }
+            ui.weak(if causal {
+                "A GPT fine-tunes on prompt → completion pairs."
+            } else {
+                "A BERT fine-tunes for text classification or question answering."
+            });
+        } else if self.model_dir(shared).is_none() {
+            ui.weak("Choose a model.");
+        }
+    }
+
+    // ---- 2 data -------------------------------------------------------------------------------
+
+    fn step_data(&mut self, ui: &mut Ui, shared: &Shared) {
+        let causal = self.model_info.value().map(|i| i.config.is_causal());
+        let s = &mut self.settings;
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Task").strong());
+            for task in Task::ALL {
+                ui.radio_value(&mut s.task, task, task.label());
+            }
+        });
+        if let Some(causal) = causal
+            && causal != s.task.needs_causal()
+        {
+            error_label(
+                ui,
+                &format!(
+                    "{} needs a {} model, but step 1 chose a {}",
+                    s.task.label(),
+                    if s.task.needs_causal() { "GPT" } else { "BERT" },
+                    if causal { "GPT" } else { "BERT" }
+                ),
+            );
+        }
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Data").strong());
+            ui.radio_value(
+                &mut s.data,
+                DataChoice::BuiltIn,
+                format!("Built-in {} set", s.task.builtin_name()),
+            );
+            ui.radio_value(&mut s.data, DataChoice::File, "A file");
+        });
+        match s.data {
+            DataChoice::BuiltIn => {
+                ui.horizontal(|ui| {
+                    ui.label("examples");
+                    ui.add(
+                        egui::DragValue::new(&mut s.builtin_size)
+                            .range(10..=100_000)
+                            .speed(10),
+                    );
+                    ui.label("seed");
+                    ui.add(egui::DragValue::new(&mut s.seed));
+                    ui.weak("generated by the library's own code, the same for the same seed");
+                });
+            }
+            DataChoice::File => {
+                ui.horizontal(|ui| {
+                    let label = ui.label("Data file");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut s.data_path)
+                            .hint_text(s.task.file_hint())
+                            .desired_width(420.0),
+                    )
+                    .labelled_by(label.id);
+                    if ui.button("Browse…").clicked() {
+                        let start = PathBuf::from(s.data_path.trim());
+                        self.picker
+                            .open("Choose a data file", Some(&start), s.task.extensions());
+                    }
+                    if ui
+                        .button("Reload")
+                        .on_hover_text("Read the file again")
+                        .clicked()
+                    {
+                        self.preview_key = None;
+                    }
+                });
+                ui.weak(format!("Expected: {}.", s.task.file_hint()));
+            }
+        }
+        ui.separator();
+        let Some(preview) = self.preview.status_ui(ui, "reading the data") else {
+            return;
+        };
+        ui.label(format!(
+            "{} examples from {}{}",
+            preview.examples.len(),
+            preview.source,
+            if preview.labels.is_empty() {
+                String::new()
+            } else {
+                format!(" · labels: {}", preview.labels.join(", "))
+            }
+        ));
+        let val = preview.examples.len() - preview.train_count(self.settings.val_fraction);
+        ui.weak(format!(
+            "{} for training, {} held out for validation ({:.0}%, set in step 4)",
+            preview.train_count(self.settings.val_fraction),
+            val,
+            self.settings.val_fraction * 100.0
+        ));
+        if !preview.errors.is_empty() {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                format!(
+                    "{} row(s) have errors; the trainer refuses the file until they are fixed:",
+                    preview.errors.len()
+                ),
+            );
+            ScrollArea::vertical()
+                .id_salt("finetune_errors")
+                .max_height(140.0)
+                .show(ui, |ui| {
+                    Grid::new("finetune_error_grid")
+                        .striped(true)
+                        .num_columns(3)
+                        .show(ui, |ui| {
+                            ui.strong("line");
+                            ui.strong("column");
+                            ui.strong("message");
+                            ui.end_row();
+                            for error in preview.errors.iter().take(200) {
+                                ui.label(error.line.to_string());
+                                ui.label(error.column.clone().unwrap_or_else(|| "—".into()));
+                                ui.colored_label(ui.visuals().error_fg_color, error.to_string());
+                                ui.end_row();
+                            }
+                        });
+                });
+            let errors = preview.errors.clone();
+            export_buttons(
+                ui,
+                "finetune-errors",
+                &shared.export_dir,
+                "finetune-data-errors",
+                &[ExportFormat::Csv, ExportFormat::Json],
+                |format| {
+                    let rows: Vec<Vec<String>> = errors
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.line.to_string(),
+                                e.column.clone().unwrap_or_default(),
+                                e.message.clone(),
+                            ]
+                        })
+                        .collect();
+                    match format {
+                        ExportFormat::Json => {
+                            serde_json::to_vec_pretty(&rows).map_err(|e| e.to_string())
+                        }
+                        _ => Ok(table_csv(&["line", "column", "message"], &rows).into_bytes()),
+                    }
+                },
+            );
+        }
+        if preview.examples.is_empty() {
+            error_label(ui, "no usable examples");
+            return;
+        }
+        ui.add_space(4.0);
+        ui.strong("Preview");
+        let headers = preview.task.headers();
+        ScrollArea::both()
+            .id_salt("finetune_preview")
+            .max_height(260.0)
+            .show(ui, |ui| {
+                Grid::new("finetune_preview_grid")
+                    .striped(true)
+                    .num_columns(headers.len() + 1)
+                    .show(ui, |ui| {
+                        ui.strong("#");
+                        for h in headers {
+                            ui.strong(*h);
+                        }
+                        ui.end_row();
+                        for (i, example) in preview.examples.iter().take(100).enumerate() {
+                            ui.label((i + 1).to_string());
+                            for cell in example.cells() {
+                                ui.add(egui::Label::new(cell).truncate())
+                                    .on_hover_text_at_pointer("full text in the export");
+                            }
+                            ui.end_row();
+                        }
+                    });
+            });
+        if preview.examples.len() > 100 {
+            ui.weak(format!("(first 100 of {} shown)", preview.examples.len()));
+        }
+        let examples = preview.examples.clone();
+        let task = preview.task;
+        export_buttons(
+            ui,
+            "finetune-data",
+            &shared.export_dir,
+            "finetune-data",
+            &[ExportFormat::Csv, ExportFormat::Json],
+            |format| {
+                let rows: Vec<Vec<String>> = examples.iter().map(Example::cells).collect();
+                match format {
+                    ExportFormat::Json => {
+                        let objects: Vec<serde_json::Value> = rows
+                            .iter()
+                            .map(|r| {
+                                let map: serde_json::Map<String, serde_json::Value> = task
+                                    .headers()
+                                    .iter()
+                                    .zip(r)
+                                    .map(|(h, v)| {
+                                        (h.to_string(), serde_json::Value::from(v.clone()))
+                                    })
+                                    .collect();
+                                serde_json::Value::Object(map)
+                            })
+                            .collect();
+                        serde_json::to_vec_pretty(&objects).map_err(|e| e.to_string())
+                    }
+                    _ => Ok(table_csv(task.headers(), &rows).into_bytes()),
+                }
+            },
+        );
+    }
+
+    // ---- 3 tokenize ---------------------------------------------------------------------------
+
+    fn step_tokenize(&mut self, ui: &mut Ui, shared: &Shared) {
+        ui.label(
+            "Every example becomes token ids with the model's own tokenizer. Longer examples are \
+             cut to the maximum length; shorter ones are padded in the batch.",
+        );
+        let positions = self.model_info.value().map(|i| i.config.max_positions());
+        ui.horizontal(|ui| {
+            let label = ui.label("Maximum length (tokens)");
+            let max = positions.unwrap_or(4096).max(4);
+            ui.add(egui::DragValue::new(&mut self.settings.max_len).range(4..=max))
+                .labelled_by(label.id);
+            if let Some(p) = positions {
+                ui.weak(format!("the model reads at most {p} positions"));
+            }
+        });
+        if self.model_info.value().is_none() {
+            ui.weak("Step 1: choose a model first (its tokenizer is used).");
+            return;
+        }
+        if self.preview.value().is_none() {
+            ui.weak("Step 2: prepare the data first.");
+            return;
+        }
+        let max_len = self.settings.max_len;
+        let Some(stats) = self.tokens.status_ui(ui, "tokenizing the examples") else {
+            return;
+        };
+        let n = stats.lengths.len();
+        let truncated = stats.truncated(max_len);
+        let longest = stats.lengths.iter().copied().max().unwrap_or(0);
+        let mean = stats.lengths.iter().sum::<usize>() as f64 / n.max(1) as f64;
+        ui.label(
+            RichText::new(format!(
+                "{truncated} of {n} examples are longer than {max_len} tokens and get truncated"
+            ))
+            .strong(),
+        );
+        ui.weak(format!(
+            "lengths: mean {mean:.1}, longest {longest} tokens · tokenizer {} · special tokens included",
+            stats.tokenizer
+        ));
+        let width = (longest / 40).max(1);
+        let bins = stats.histogram(width);
+        Plot::new("finetune_token_hist")
+            .height(200.0)
+            .legend(Legend::default())
+            .allow_scroll(false)
+            .x_axis_label("tokens per example")
+            .y_axis_label("examples")
+            .show(ui, |plot| {
+                let (kept, cut): (Vec<Bar>, Vec<Bar>) = bins
+                    .iter()
+                    .map(|&(start, count)| {
+                        Bar::new(start as f64 + width as f64 / 2.0, count as f64)
+                            .width(width as f64 * 0.9)
+                    })
+                    .partition(|b| b.argument - width as f64 / 2.0 < max_len as f64);
+                plot.bar_chart(BarChart::new("fits", kept).color(Color32::from_rgb(70, 150, 230)));
+                if !cut.is_empty() {
+                    plot.bar_chart(
+                        BarChart::new("truncated", cut).color(Color32::from_rgb(230, 90, 70)),
+                    );
+                }
+                plot.vline(VLine::new("maximum length", max_len as f64).color(Color32::GRAY));
+            });
+        let lengths = stats.lengths.clone();
+        export_buttons(
+            ui,
+            "finetune-lengths",
+            &shared.export_dir,
+            "finetune-token-lengths",
+            &[ExportFormat::Png, ExportFormat::Csv, ExportFormat::Json],
+            |format| match format {
+                ExportFormat::Png => bars_png(&[(
+                    Color32::from_rgb(70, 150, 230),
+                    bins.iter().map(|&(_, c)| c as f64).collect(),
+                )]),
+                ExportFormat::Csv => {
+                    let rows: Vec<Vec<String>> = lengths
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            vec![
+                                (i + 1).to_string(),
+                                l.to_string(),
+                                (*l > max_len).to_string(),
+                            ]
+                        })
+                        .collect();
+                    Ok(table_csv(&["example", "tokens", "truncated"], &rows).into_bytes())
+                }
+                ExportFormat::Json => serde_json::to_vec_pretty(&serde_json::json!({
+                    "max_len": max_len,
+                    "lengths": lengths,
+                    "histogram": bins,
+                }))
+                .map_err(|e| e.to_string()),
+            },
+        );
+    }
+
+    // ---- 4 arguments --------------------------------------------------------------------------
+
+    fn step_arguments(&mut self, ui: &mut Ui) {
+        let train_examples = self
+            .preview
+            .value()
+            .map(|p| p.train_count(self.settings.val_fraction));
+        let s = &mut self.settings;
+        Grid::new("finetune_args")
+            .num_columns(2)
+            .spacing([12.0, 6.0])
+            .show(ui, |ui| {
+                ui.label("learning rate");
+                ui.add(
+                    egui::DragValue::new(&mut s.lr)
+                        .range(1e-7..=1.0)
+                        .speed(1e-4)
+                        .custom_formatter(|v, _| format!("{v:.1e}"))
+                        .custom_parser(|t| t.trim().parse::<f64>().ok()),
+                );
+                ui.end_row();
+                ui.label("batch size");
+                ui.add(egui::DragValue::new(&mut s.batch).range(1..=512));
+                ui.end_row();
+                ui.label("length of training");
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut s.use_epochs, true, "epochs");
+                    ui.add_enabled(
+                        s.use_epochs,
+                        egui::DragValue::new(&mut s.epochs)
+                            .range(0.1..=1000.0)
+                            .speed(0.1),
+                    );
+                    ui.radio_value(&mut s.use_epochs, false, "steps");
+                    ui.add_enabled(
+                        !s.use_epochs,
+                        egui::DragValue::new(&mut s.steps)
+                            .range(1..=1_000_000)
+                            .speed(5),
+                    );
+                });
+                ui.end_row();
+                ui.label("warm-up steps");
+                ui.add(egui::DragValue::new(&mut s.warmup).range(0..=100_000));
+                ui.end_row();
+                ui.label("weight decay");
+                ui.add(
+                    egui::DragValue::new(&mut s.weight_decay)
+                        .range(0.0..=1.0)
+                        .speed(0.005),
+                );
+                ui.end_row();
+                ui.label("validation split");
+                ui.add(
+                    egui::Slider::new(&mut s.val_fraction, 0.05..=0.5)
+                        .custom_formatter(|v, _| format!("{:.0}%", v * 100.0))
+                        .custom_parser(|t| {
+                            t.trim()
+                                .trim_end_matches('%')
+                                .parse::<f64>()
+                                .ok()
+                                .map(|v| v / 100.0)
+                        }),
+                );
+                ui.end_row();
+                ui.label("evaluate every");
+                ui.add(egui::DragValue::new(&mut s.eval_every).range(0..=100_000))
+                    .on_hover_text(
+                        "Steps between evaluations on the validation split (0: only at the end)",
+                    );
+                ui.end_row();
+                ui.label("seed");
+                ui.add(egui::DragValue::new(&mut s.seed));
+                ui.end_row();
+            });
+        let steps = s.total_steps(train_examples);
+        match (s.use_epochs, train_examples) {
+            (true, Some(n)) => {
+                ui.label(format!(
+                    "{:.1} epochs × ⌈{n} examples / batch {}⌉ = {steps} optimizer steps",
+                    s.epochs, s.batch
+                ));
+            }
+            (true, None) => {
+                ui.weak("Prepare the data (step 2) to turn epochs into steps.");
+            }
+            _ => {
+                ui.label(format!("{steps} optimizer steps"));
+            }
+        }
+        ui.weak(
+            "AdamW with decoupled weight decay on matrices, linear warm-up then cosine decay to lr/10, \
+             gradients clipped at norm 1.",
+        );
+    }
+
+    // ---- 5 train ------------------------------------------------------------------------------
+
+    fn step_train(&mut self, ui: &mut Ui, shared: &Shared) {
+        let live = self.run.as_ref().is_some_and(LiveRun::is_live);
+        if let Some(preview) = self.preview.value()
+            && !preview.errors.is_empty()
+        {
+            error_label(
+                ui,
+                &format!(
+                    "the data file has {} bad row(s) (step 2); fix them before training",
+                    preview.errors.len()
+                ),
+            );
+        }
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(
+                    !live,
+                    egui::Button::new(RichText::new("Start fine-tuning").strong()),
+                )
+                .clicked()
+            {
+                self.start(shared);
+            }
+            match self.config(shared) {
+                Ok(config) => {
+                    ui.weak(format!(
+                        "{} from {} · {} steps · batch {} · lr {:.1e}",
+                        config.objective.name(),
+                        config
+                            .model
+                            .init_from
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        config.training.steps,
+                        config.training.batch_size,
+                        config.optimizer.lr
+                    ));
+                }
+                Err(message) if !live => error_label(ui, &message),
+                Err(_) => {}
+            }
+        });
+        if let Some(message) = &self.start_error {
+            error_label(ui, message);
+        }
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        run.controls(ui);
+        run.status(ui);
+        if run.summary.is_some() {
+            ui.label(RichText::new("Done — go on to 6 Evaluate.").strong());
+        }
+        ui.separator();
+        run.curves.show(ui, "finetune", &shared.export_dir);
+        let causal = run.config.objective.is_causal();
+        egui::CollapsingHeader::new("Attention of the probe text while it learns")
+            .id_salt("finetune_probe")
+            .show(ui, |ui| {
+                self.probe_view
+                    .show(ui, &run.probes, causal, &shared.export_dir, "finetune");
+            });
+    }
+
+    // ---- 6 evaluate ---------------------------------------------------------------------------
+
+    fn step_evaluate(&mut self, ui: &mut Ui, shared: &Shared) {
+        let Some(run) = self.run.as_ref() else {
+            ui.weak("Step 5: train first.");
+            return;
+        };
+        if run.is_live() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!(
+                    "Training… step {} of {}; the final evaluation comes at the end.",
+                    run.step(),
+                    run.total_steps()
+                ));
+            });
+        }
+        if let Some(failure) = &run.failure {
+            error_label(ui, &failure.message);
+        }
+        let Some(after) = run.last_eval().cloned() else {
+            ui.weak("No evaluation yet.");
+            return;
+        };
+        let before = run.first_eval().filter(|b| b.step != after.step).cloned();
+        let objective = run.config.objective;
+        ui.heading(format!("Validation metrics at step {}", after.step));
+        let names: Vec<(&str, &str)> = match objective {
+            Objective::Classification => vec![("accuracy", "Accuracy"), ("macro_f1", "Macro F1")],
+            Objective::Qa => vec![("exact_match", "Exact match"), ("f1", "F1")],
+            _ => vec![("perplexity", "Perplexity")],
+        };
+        for (key, title) in &names {
+            if let Some(value) = after.metrics.get(*key) {
+                ui.label(
+                    RichText::new(format!("{title}: {value:.4}"))
+                        .size(18.0)
+                        .strong(),
+                )
+                .on_hover_text(format!("{key} = {value}"));
+            }
+        }
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut table = vec![(
+            "validation loss".to_string(),
+            before.as_ref().map(|b| f64::from(b.val_loss)),
+            f64::from(after.val_loss),
+        )];
+        for (key, value) in &after.metrics {
+            table.push((
+                key.clone(),
+                before.as_ref().and_then(|b| b.metrics.get(key).copied()),
+                *value,
+            ));
+        }
+        Grid::new("finetune_metrics")
+            .striped(true)
+            .num_columns(3)
+            .show(ui, |ui| {
+                ui.strong("metric");
+                ui.strong("before (step 0)");
+                ui.strong(format!("after (step {})", after.step));
+                ui.end_row();
+                for (name, b, a) in &table {
+                    ui.label(name);
+                    ui.label(b.map_or("—".to_string(), |v| format!("{v:.4}")));
+                    ui.label(format!("{a:.4}"));
+                    ui.end_row();
+                    rows.push(vec![
+                        name.clone(),
+                        b.map(|v| v.to_string()).unwrap_or_default(),
+                        a.to_string(),
+                    ]);
+                }
+            });
+        export_buttons(
+            ui,
+            "finetune-metrics",
+            &shared.export_dir,
+            "finetune-metrics",
+            &[ExportFormat::Csv, ExportFormat::Json],
+            |format| match format {
+                ExportFormat::Json => serde_json::to_vec_pretty(&serde_json::json!({
+                    "before": before,
+                    "after": after,
+                }))
+                .map_err(|e| e.to_string()),
+                _ => Ok(table_csv(&["metric", "before", "after"], &rows).into_bytes()),
+            },
+        );
+
+        if let Some(confusion) = &after.confusion {
+            ui.separator();
+            ui.heading("Confusion matrix");
+            ui.weak("Rows: the true label; columns: the predicted label; the diagonal is right.");
+            let n = confusion.labels.len();
+            let data: Vec<f32> = confusion
+                .counts
+                .iter()
+                .flatten()
+                .map(|&c| c as f32)
+                .collect();
+            let matrix = Matrix::new(n, n, data);
+            let max = matrix.range().1.max(1.0);
+            let scale = ColorScale::fit((0.0, max));
+            Heatmap::new(&matrix, "confusion matrix")
+                .row_labels(&confusion.labels)
+                .col_labels(&confusion.labels)
+                .scale(scale)
+                .axis_titles("true", "predicted")
+                .show_values(true)
+                .max_cell(72.0)
+                .max_size(Vec2::new(ui.available_width().min(460.0), 360.0))
+                .show(ui);
+            let labels = confusion.labels.clone();
+            export_buttons(
+                ui,
+                "finetune-confusion",
+                &shared.export_dir,
+                "finetune-confusion",
+                &[ExportFormat::Png, ExportFormat::Csv, ExportFormat::Json],
+                |format| match format {
+                    ExportFormat::Png => heatmap_png(&matrix, None, scale),
+                    ExportFormat::Csv => Ok(matrix_csv(&matrix, &labels, &labels).into_bytes()),
+                    ExportFormat::Json => matrix_json(
+                        &matrix,
+                        &labels,
+                        &labels,
+                        serde_json::json!({"rows": "true label", "cols": "predicted label"}),
+                    ),
+                },
+            );
+        }
+
+        ui.separator();
+        ui.heading("Before vs after on validation examples");
+        self.comparison_view(ui, shared);
+    }
+
+    fn comparison_view(&mut self, ui: &mut Ui, shared: &Shared) {
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        let Some(checkpoint) = run.checkpoint().cloned() else {
+            if run.is_live() {
+                ui.weak("The predictions are compared once the run has saved its model.");
+            } else {
+                ui.weak("The run saved no checkpoint to compare with.");
+            }
+            return;
+        };
+        if run.is_live() {
+            ui.weak("Waiting for the end of the run.");
+            return;
+        }
+        let run_dir = run
+            .config
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs"));
+        let wanted = self.compared.as_ref() != Some(&run_dir);
+        if wanted && !self.comparison.is_pending() {
+            let config = run.config.clone();
+            let examples = self.validation_examples(&config, 8);
+            match examples {
+                Ok(examples) => {
+                    let before_dir = run_dir.join("before");
+                    self.comparison.spawn(ui.ctx(), "before-after", move || {
+                        compare_before_after(&config, &before_dir, &checkpoint, &examples)
+                    });
+                }
+                Err(message) => error_label(ui, &message),
+            }
+            self.compared = Some(run_dir);
+        }
+        ui.weak(
+            "\"Before\" is the starting model with its new, untrained head (seeded like the run); \
+             \"after\" is the saved checkpoint. Both run on a background thread.",
+        );
+        let Some(rows) = self
+            .comparison
+            .status_ui(ui, "running both models on the examples")
+        else {
+            return;
+        };
+        Grid::new("finetune_compare")
+            .striped(true)
+            .num_columns(4)
+            .show(ui, |ui| {
+                ui.strong("input");
+                ui.strong("expected");
+                ui.strong("before");
+                ui.strong("after");
+                ui.end_row();
+                for row in rows {
+                    ui.add(egui::Label::new(&row.input).truncate());
+                    ui.label(&row.expected);
+                    ui.label(&row.before);
+                    let right = row.after.trim().starts_with(row.expected.trim())
+                        && !row.expected.trim().is_empty();
+                    let color = if right {
+                        Color32::from_rgb(90, 180, 90)
+                    } else {
+                        ui.visuals().text_color()
+                    };
+                    ui.colored_label(color, &row.after);
+                    ui.end_row();
+                }
+            });
+        let rows = rows.clone();
+        export_buttons(
+            ui,
+            "finetune-compare",
+            &shared.export_dir,
+            "finetune-before-after",
+            &[ExportFormat::Csv, ExportFormat::Json],
+            |format| {
+                let table: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.input.clone(),
+                            r.expected.clone(),
+                            r.before.clone(),
+                            r.after.clone(),
+                        ]
+                    })
+                    .collect();
+                match format {
+                    ExportFormat::Json => {
+                        serde_json::to_vec_pretty(&table).map_err(|e| e.to_string())
+                    }
+                    _ => {
+                        Ok(table_csv(&["input", "expected", "before", "after"], &table)
+                            .into_bytes())
+                    }
+                }
+            },
+        );
+    }
+
+    /// The first `n` examples of the validation split the run held out (the same split the
+    /// trainer made: same data, fraction and seed).
+    fn validation_examples(&self, config: &TrainConfig, n: usize) -> Result<Vec<Example>, String> {
+        let preview = self
+            .preview
+            .value()
+            .ok_or("the data set is not read yet (step 2)")?;
+        let fraction = config.data.val_fraction as f32;
+        let seed = config.seed;
+        let (_, val) = train_val_split(&preview.examples, fraction, seed);
+        Ok(val.into_iter().take(n).collect())
+    }
+
+    // ---- 7 save -------------------------------------------------------------------------------
+
+    fn step_save(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        let checkpoint = self.run.as_ref().and_then(|r| r.checkpoint().cloned());
+        let Some(checkpoint) = checkpoint else {
+            ui.weak(
+                "Step 5: train (and let the run finish) first; its checkpoint is what is saved.",
+            );
+            return;
+        };
+        if self.run.as_ref().is_some_and(LiveRun::is_live) {
+            ui.weak("The run is still going; saving now writes its latest checkpoint.");
+        }
+        ui.label(format!("Checkpoint of the run: {}", checkpoint.display()));
+        if self.settings.save_path.trim().is_empty() {
+            self.settings.save_path = format!(
+                "exports/finetuned-{}",
+                self.settings.task.objective().name()
+            );
+        }
+        ui.horizontal(|ui| {
+            let label = ui.label("Save to folder");
+            ui.add(egui::TextEdit::singleline(&mut self.settings.save_path).desired_width(420.0))
+                .labelled_by(label.id);
+            if ui
+                .add_enabled(!self.saved.is_pending(), egui::Button::new("Save model"))
+                .on_hover_text("Write config.json, model.safetensors and the tokenizer files")
+                .clicked()
+            {
+                let target = PathBuf::from(self.settings.save_path.trim());
+                let from = checkpoint.clone();
+                self.saved.spawn(ui.ctx(), "save-model", move || {
+                    save_hf_folder(&from, &target)
+                });
+            }
+        });
+        if let Some(files) = self.saved.status_ui(ui, "writing the folder") {
+            ui.label(RichText::new("Files written:").strong());
+            for (path, size) in files {
+                ui.label(format!("{}  ({})", path.display(), format_size(*size)));
+            }
+            let folder = files
+                .first()
+                .and_then(|(p, _)| p.parent())
+                .map(Path::to_path_buf);
+            if let Some(folder) = folder
+                && ui
+                    .button("Open it in the Model view")
+                    .on_hover_text("Load the fine-tuned model and look inside it")
+                    .clicked()
+            {
+                shared.load_model(ModelSource::Folder(folder));
+                shared.requested_view = Some("model".into());
+            }
+        }
+        ui.separator();
+        ui.label(RichText::new("Share it on the Hugging Face Hub").strong());
+        let folder = self.settings.save_path.trim().to_string();
+        ui.label(
+            "The folder is a standard Hugging Face model folder: `transformers` loads it with \
+             from_pretrained(folder). To publish it, log in once (`huggingface-cli login`, with a \
+             write token from huggingface.co/settings/tokens), then upload the folder:",
+        );
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!("huggingface-cli upload <user>/<repo> {folder}")).monospace(),
+            )
+            .selectable(true),
+        );
+        ui.label("or from Python:");
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!(
+                    "from huggingface_hub import HfApi\nHfApi().create_repo(\"<user>/<repo>\", exist_ok=True)\nHfApi().upload_folder(folder_path=\"{folder}\", repo_id=\"<user>/<repo>\")"
+                ))
+                .monospace(),
+            )
+            .selectable(true),
+        );
+        ui.weak("Glassbox itself never uploads anything; these commands run outside the app.");
+    }
+}
+
+impl Panel for FinetunePanel {
+    fn id(&self) -> &'static str {
+        "finetune"
+    }
+
+    fn title(&self) -> &'static str {
+        "Fine-tune"
+    }
+
+    fn hint(&self) -> &'static str {
+        "Fine-tune a pretrained model on your own data in seven steps"
+    }
+
+    fn ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
+        let frame = self.run.as_mut().and_then(|r| r.begin_frame(ui));
+        ui.heading("Fine-tune");
+        self.refresh(ui.ctx(), shared);
+        if let Some(dir) = self.browser.show(ui.ctx()) {
+            self.settings.folder = dir.display().to_string();
+            self.settings.model = ModelChoice::Folder;
+        }
+        if let Some(file) = self.picker.show(ui.ctx()) {
+            self.settings.data_path = file.display().to_string();
+            self.settings.data = DataChoice::File;
+        }
+        self.stepper(ui);
+        ui.separator();
+        self.step = self.step.min(STEPS.len() - 1);
+        ui.heading(STEPS[self.step]);
+        match self.step {
+            0 => self.step_model(ui, shared),
+            1 => self.step_data(ui, shared),
+            2 => self.step_tokenize(ui, shared),
+            3 => self.step_arguments(ui),
+            4 => self.step_train(ui, shared),
+            5 => self.step_evaluate(ui, shared),
+            _ => self.step_save(ui, shared),
+        }
+        self.nav(ui);
+        if let Some(run) = self.run.as_mut() {
+            run.end_frame(frame);
+        }
+    }
+
+    fn apply(&mut self, _action: &Action, _shared: &mut Shared) {}
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.settings).ok()
+    }
+
+    fn load_state(&mut self, state: serde_json::Value) {
+        if let Ok(settings) = serde_json::from_value::<FinetuneSettings>(state) {
+            self.settings = settings;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_become_steps() {
+        let settings = FinetuneSettings {
+            epochs: 2.0,
+            batch: 16,
+            ..FinetuneSettings::default()
+        };
+        assert_eq!(settings.total_steps(Some(216)), 2 * 14);
+        let by_steps = FinetuneSettings {
+            use_epochs: false,
+            steps: 7,
+            ..FinetuneSettings::default()
+        };
+        assert_eq!(by_steps.total_steps(Some(216)), 7);
+    }
+
+    #[test]
+    fn builtin_data_and_file_errors() {
+        let preview =
+            read_data(Task::Classification, DataChoice::BuiltIn, 40, 3, "").expect("data");
+        assert_eq!(preview.examples.len(), 40);
+        assert!(preview.errors.is_empty());
+        assert!(!preview.labels.is_empty());
+        let dir =
+            std::env::temp_dir().join(format!("glassbox-finetune-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("bad.csv");
+        std::fs::write(
+            &path,
+            "text,label\ngood movie,positive\n\"unclosed,negative\n",
+        )
+        .expect("write");
+        let preview = read_data(
+            Task::Classification,
+            DataChoice::File,
+            0,
+            0,
+            &path.display().to_string(),
+        )
+        .expect("parsed");
+        assert!(!preview.errors.is_empty());
+        let empty = dir.join("empty.csv");
+        std::fs::write(&empty, "").expect("write");
+        assert!(
+            read_data(
+                Task::Classification,
+                DataChoice::File,
+                0,
+                0,
+                &empty.display().to_string()
+            )
+            .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn histogram_bins() {
+        let stats = TokenStats {
+            lengths: vec![1, 2, 5, 9, 10],
+            tokenizer: String::new(),
+            model_positions: 64,
+        };
+        assert_eq!(stats.histogram(5), vec![(0, 2), (5, 2), (10, 1)]);
+        assert_eq!(stats.truncated(5), 2);
+    }
+}

@@ -1,0 +1,113 @@
+//! GELU (tanh approximation or exact erf) as one graph node with an exact, fused backward.
+//! candle's own `gelu` has a backward of about ten tensor ops, and `f32::tanh`/`erf` are libm
+//! calls that keep its loops scalar.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::simd::{self, INV_SQRT_2PI, SQRT_2_OVER_PI};
+use super::{PARALLEL_MIN, cpu_tensor, f32_data, threads, with_f32};
+
+/// GELU: `erf = false` is `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (GPT-2's `gelu_new`),
+/// `erf = true` is `0.5·x·(1 + erf(x/√2))` (BERT's `gelu`). Differentiable.
+pub fn gelu(x: &Tensor, erf: bool) -> Result<Tensor> {
+    x.apply_op1_arc(Arc::new(Box::new(GeluOp { erf })))
+}
+
+struct GeluOp {
+    erf: bool,
+}
+
+const COEF: f32 = 0.044_715;
+
+crate::simd_fn! {
+    fn gelu_tanh_fwd(x: &[f32], y: &mut [f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            let t = simd::tanh(SQRT_2_OVER_PI * (x + COEF * x * x * x));
+            *y = 0.5 * x * (1.0 + t);
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn gelu_tanh_bwd(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+            let t = simd::tanh(SQRT_2_OVER_PI * (x + COEF * x * x * x));
+            let inner_grad = SQRT_2_OVER_PI * (1.0 + 3.0 * COEF * x * x);
+            *dx = dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner_grad);
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn gelu_erf_fwd(x: &[f32], y: &mut [f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = 0.5 * x * (1.0 + simd::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn gelu_erf_bwd(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+            let cdf = 0.5 * (1.0 + simd::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * simd::exp(-0.5 * x * x);
+            *dx = dy * (cdf + x * pdf);
+        }
+    }
+}
+
+/// Elements per parallel task.
+fn chunk(n: usize) -> usize {
+    if n < PARALLEL_MIN {
+        n.max(1)
+    } else {
+        // Multiples of 64 keep the vector loops aligned to whole registers.
+        n.div_ceil(threads()).next_multiple_of(64)
+    }
+}
+
+impl CustomOp1 for GeluOp {
+    fn name(&self) -> &'static str {
+        if self.erf { "fused-gelu-erf" } else { "fused-gelu-tanh" }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(s, l)?;
+        let mut y = vec![0f32; x.len()];
+        let c = chunk(x.len());
+        let erf = self.erf;
+        y.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(y, x)| {
+            if erf {
+                gelu_erf_fwd(x, y)
+            } else {
+                gelu_tanh_fwd(x, y)
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        let erf = self.erf;
+        let dx = with_f32(arg, |x| {
+            with_f32(dy, |dy| {
+                let mut dx = vec![0f32; x.len()];
+                let c = chunk(x.len());
+                dx.par_chunks_mut(c)
+                    .zip(x.par_chunks(c))
+                    .zip(dy.par_chunks(c))
+                    .for_each(|((dx, x), dy)| {
+                        if erf {
+                            gelu_erf_bwd(x, dy, dx)
+                        } else {
+                            gelu_tanh_bwd(x, dy, dx)
+                        }
+                    });
+                Ok(dx)
+            })
+        })?;
+        Ok(Some(cpu_tensor(dx, arg)?))
+    }
+}

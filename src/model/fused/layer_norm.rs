@@ -1,0 +1,254 @@
+//! LayerNorm over the last dimension as one graph node. The forward keeps each row's mean and
+//! 1/σ for the backward, which produces dx, dγ and dβ in one pass over the rows.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use super::{cpu_tensor, f32_data, lock, rows_per_task, simd, with_f32};
+
+/// `(x - mean) / √(var + eps) · weight (+ bias)` over the last dimension (biased variance, as
+/// PyTorch). Differentiable in `x`, `weight` and `bias`.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    let h = weight.elem_count();
+    if weight.rank() != 1 || x.dims().last() != Some(&h) || bias.is_some_and(|b| b.dims() != [h])
+    {
+        bail!(
+            "layer_norm: input {:?}, weight {:?}, bias {:?}",
+            x.dims(),
+            weight.dims(),
+            bias.map(|b| b.dims().to_vec())
+        );
+    }
+    let op = LayerNormOp {
+        eps: eps as f32,
+        saved: Mutex::new(None),
+    };
+    match bias {
+        Some(b) => x.apply_op3_arc(weight, b, Arc::new(Box::new(op))),
+        None => x.apply_op2_arc(weight, Arc::new(Box::new(op))),
+    }
+}
+
+struct LayerNormOp {
+    eps: f32,
+    /// Per-row mean and 1/σ from the forward.
+    saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+crate::simd_fn! {
+    fn forward_rows(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        eps: f32,
+        y: &mut [f32],
+        mean: &mut [f32],
+        rstd: &mut [f32],
+    ) {
+        let h = w.len();
+        let inv_h = 1.0 / h as f32;
+        for (((xr, yr), m), r) in x
+            .chunks_exact(h)
+            .zip(y.chunks_exact_mut(h))
+            .zip(mean.iter_mut())
+            .zip(rstd.iter_mut())
+        {
+            let mu = simd::sum(xr) * inv_h;
+            for (y, x) in yr.iter_mut().zip(xr) {
+                *y = x - mu;
+            }
+            let var = simd::dot(yr, yr) * inv_h;
+            let rs = 1.0 / (var + eps).sqrt();
+            if b.is_empty() {
+                for (y, w) in yr.iter_mut().zip(w) {
+                    *y = *y * rs * w;
+                }
+            } else {
+                for ((y, w), b) in yr.iter_mut().zip(w).zip(b) {
+                    *y = *y * rs * w + b;
+                }
+            }
+            *m = mu;
+            *r = rs;
+        }
+    }
+}
+
+crate::simd_fn! {
+    /// dx for the rows, and this block's partial dγ, dβ (added into `dw`, `db`).
+    fn backward_rows(
+        x: &[f32],
+        w: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        dw: &mut [f32],
+        db: &mut [f32],
+        xhat: &mut [f32],
+        g: &mut [f32],
+    ) {
+        let h = w.len();
+        let inv_h = 1.0 / h as f32;
+        for ((((xr, dyr), dxr), &mu), &rs) in x
+            .chunks_exact(h)
+            .zip(dy.chunks_exact(h))
+            .zip(dx.chunks_exact_mut(h))
+            .zip(mean)
+            .zip(rstd)
+        {
+            for (xh, x) in xhat.iter_mut().zip(xr) {
+                *xh = (x - mu) * rs;
+            }
+            for ((g, dy), w) in g.iter_mut().zip(dyr).zip(w) {
+                *g = dy * w;
+            }
+            let a = simd::sum(g) * inv_h;
+            let c = simd::dot(g, xhat) * inv_h;
+            for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
+                *dx = rs * (g - a - xh * c);
+            }
+            for ((dw, dy), xh) in dw.iter_mut().zip(dyr).zip(xhat.iter()) {
+                *dw += dy * xh;
+            }
+            simd::axpy(db, 1.0, dyr);
+        }
+    }
+}
+
+impl LayerNormOp {
+    fn fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(x, xl)?;
+        let w = f32_data(w, wl)?;
+        let b = match b {
+            Some((s, l)) => f32_data(s, l)?,
+            None => std::borrow::Cow::Borrowed(&[][..]),
+        };
+        let h = w.len();
+        if h == 0 {
+            bail!("layer_norm over an empty dimension");
+        }
+        let rows = x.len() / h;
+        let mut y = vec![0f32; x.len()];
+        let mut mean = vec![0f32; rows];
+        let mut rstd = vec![0f32; rows];
+        let per = rows_per_task(rows, h);
+        y.par_chunks_mut(per * h)
+            .zip(mean.par_chunks_mut(per))
+            .zip(rstd.par_chunks_mut(per))
+            .zip(x.par_chunks(per * h))
+            .for_each(|(((y, m), r), x)| forward_rows(x, &w, &b, self.eps, y, m, r));
+        *lock(&self.saved) = Some((mean, rstd));
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd_all(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Vec<f32>)> {
+        let saved = lock(&self.saved).clone();
+        let Some((mean, rstd)) = saved else {
+            bail!("layer_norm backward before forward");
+        };
+        let h = w.elem_count();
+        let rows = mean.len();
+        let (dx, dw, db) = with_f32(x, |x| {
+            with_f32(w, |wd| {
+                with_f32(dy, |dy| {
+                    let mut dx = vec![0f32; rows * h];
+                    let per = rows_per_task(rows, h);
+                    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+                        .par_chunks_mut(per * h)
+                        .zip(x.par_chunks(per * h))
+                        .zip(dy.par_chunks(per * h))
+                        .zip(mean.par_chunks(per))
+                        .zip(rstd.par_chunks(per))
+                        .map(|((((dx, x), dy), m), r)| {
+                            let mut dw = vec![0f32; h];
+                            let mut db = vec![0f32; h];
+                            let mut xhat = vec![0f32; h];
+                            let mut g = vec![0f32; h];
+                            backward_rows(x, wd, m, r, dy, dx, &mut dw, &mut db, &mut xhat, &mut g);
+                            (dw, db)
+                        })
+                        .collect();
+                    let mut dw = vec![0f32; h];
+                    let mut db = vec![0f32; h];
+                    for (pw, pb) in partials {
+                        for (a, b) in dw.iter_mut().zip(&pw) {
+                            *a += b;
+                        }
+                        for (a, b) in db.iter_mut().zip(&pb) {
+                            *a += b;
+                        }
+                    }
+                    Ok((dx, dw, db))
+                })
+            })
+        })?;
+        Ok((cpu_tensor(dx, x)?, cpu_tensor(dw, w)?, db))
+    }
+}
+
+impl CustomOp2 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.fwd(s1, l1, s2, l2, None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.bwd_all(x, w, dy)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.fwd(s1, l1, s2, l2, Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.bwd_all(x, w, dy)?;
+        Ok((Some(dx), Some(dw), Some(cpu_tensor(db, b)?)))
+    }
+}

@@ -1,0 +1,728 @@
+//! The Embeddings, Step-through and Predict views in an egui_kittest harness, opened through
+//! their accessible labels, with what they show checked against the library.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+use glassbox::app::assets::ShippedModels;
+use glassbox::app::data::{ModelSource, Slot};
+use glassbox::app::panels::embeddings::EmbeddingsPanel;
+use glassbox::app::panels::predict::{Mode, PredictPanel};
+use glassbox::app::panels::step_through::{StageKind, StepThroughPanel};
+use glassbox::app::widgets::format_value;
+use glassbox::app::{Action, AppOptions, GlassboxApp};
+use glassbox::generate::{SamplingSettings, generate, next_token_distribution, next_token_logits};
+use glassbox::inspect::{Predictions, inspect};
+use glassbox::model::checkpoint::{LoadedModel, load_dir};
+use glassbox::tokenizer::Encoded;
+
+use common::{fixture, temp_dir};
+
+const TEXT: &str = "The cat chased the mouse.";
+const BANK_A: &str = "He went to the bank to deposit money.";
+const BANK_B: &str = "She sat on the river bank and watched the water.";
+
+fn fixtures() -> ShippedModels {
+    ShippedModels {
+        gpt: Some(fixture("gpt2")),
+        bert: Some(fixture("bert")),
+        message: None,
+        searched: Vec::new(),
+    }
+}
+
+fn harness() -> Harness<'static, GlassboxApp> {
+    let app = GlassboxApp::new(AppOptions {
+        persisted: None,
+        load_models: true,
+        initial_view: None,
+        shipped: Some(fixtures()),
+        started: Instant::now(),
+    });
+    Harness::builder()
+        .with_size([1500.0, 1100.0])
+        .build_ui_state(|ui, app: &mut GlassboxApp| app.ui(ui), app)
+}
+
+/// Steps frames until the worker has answered everything the views asked for (bounded).
+fn settle(h: &mut Harness<'static, GlassboxApp>) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut idle_frames = 0;
+    while idle_frames < 3 {
+        h.step();
+        if h.state().is_idle() {
+            idle_frames += 1;
+        } else {
+            idle_frames = 0;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not answer in time"
+        );
+    }
+}
+
+fn open_view(h: &mut Harness<'static, GlassboxApp>, title: &str) {
+    h.get_by_role_and_label(Role::Button, title).click();
+    settle(h);
+}
+
+fn has_label(h: &Harness<'static, GlassboxApp>, label: &str) -> bool {
+    h.query_by_label(label).is_some()
+}
+
+fn load(name: &str) -> LoadedModel {
+    load_dir(&fixture(name), &Device::Cpu).expect("fixture loads")
+}
+
+fn no_errors(h: &Harness<'static, GlassboxApp>) {
+    let errors: Vec<_> = h
+        .state()
+        .shared
+        .notices
+        .iter()
+        .filter(|n| n.is_error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+// ---- Predict ------------------------------------------------------------------------------------
+
+#[test]
+fn predict_shows_the_next_token_distribution_of_the_library() {
+    let mut h = harness();
+    settle(&mut h);
+    open_view(&mut h, "Predict");
+    assert_eq!(h.state().current_view(), "predict");
+
+    // Top-1 token and probability equal inspect()'s.
+    let gpt = load("gpt2");
+    let inspection = inspect(&gpt, TEXT, None, 5).unwrap();
+    let Predictions::NextToken { top } = &inspection.predictions else {
+        panic!("a GPT predicts the next token");
+    };
+    let panel = h.state().panel::<PredictPanel>().unwrap();
+    let data = panel.next_data().expect("logits computed").clone();
+    let dist = panel.distribution().unwrap();
+    assert_eq!(data.ids, inspection.encoded.ids);
+    assert_eq!(data.order[0].0, top[0].id);
+    assert_eq!(data.order[0].1, top[0].token);
+    let shown = dist[top[0].id as usize];
+    assert!(
+        (shown - top[0].prob).abs() < 1e-5,
+        "{shown} vs {}",
+        top[0].prob
+    );
+    let bar = format!("{}: {}", top[0].token, format_value(shown));
+    assert!(has_label(&h, &bar), "no bar {bar:?}");
+    // Twenty bars, in the library's order.
+    for t in top.iter().take(5) {
+        let label = format!("{}: {}", t.token, format_value(dist[t.id as usize]));
+        assert!(has_label(&h, &label), "no bar {label:?}");
+    }
+
+    // Moving the temperature slider reshapes the same logits.
+    let logits = next_token_logits(&gpt.model, &inspection.encoded.ids, &Device::Cpu).unwrap();
+    assert_eq!(logits, data.logits);
+    h.get_by_role_and_label(Role::Slider, "T")
+        .set_value_accesskit(0.5);
+    h.run_steps(3);
+    let settings = h.state().panel::<PredictPanel>().unwrap().settings;
+    assert!((settings.temperature - 0.5).abs() < 1e-6, "{settings:?}");
+    let expected = next_token_distribution(&logits, &settings);
+    let label = format!(
+        "{}: {}",
+        top[0].token,
+        format_value(expected[top[0].id as usize])
+    );
+    assert!(has_label(&h, &label), "no bar {label:?} at T = 0.5");
+    assert!(
+        expected[top[0].id as usize] > shown,
+        "a lower temperature sharpens"
+    );
+
+    // Top-k 3: everything but three tokens is cut.
+    h.get_by_role_and_label(Role::Slider, "k")
+        .set_value_accesskit(3.0);
+    h.run_steps(3);
+    let settings = h.state().panel::<PredictPanel>().unwrap().settings;
+    assert_eq!(settings.top_k, 3);
+    let expected = next_token_distribution(&logits, &settings);
+    assert_eq!(expected.iter().filter(|&&p| p > 0.0).count(), 3);
+    assert!(
+        h.query_by_label_contains("3 of 400 tokens can be sampled")
+            .is_some()
+    );
+    let fourth = &data.order[3];
+    assert!(has_label(
+        &h,
+        &format!("{}: {}", fourth.1, format_value(0.0))
+    ));
+    no_errors(&h);
+}
+
+#[test]
+fn predict_generates_what_the_library_generates() {
+    let mut h = harness();
+    settle(&mut h);
+    open_view(&mut h, "Predict");
+    let settings = SamplingSettings {
+        temperature: 0.8,
+        top_k: 0,
+        top_p: 0.95,
+    };
+    {
+        let panel = h.state_mut().panel_mut::<PredictPanel>().unwrap();
+        panel.settings = settings;
+        panel.seed = 7;
+    }
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Button, "Generate 20").click();
+    settle(&mut h);
+    let gpt = load("gpt2");
+    let expected = generate(&gpt, TEXT, 20, &settings, 7, |_| {}).unwrap();
+    assert_eq!(h.state().shared.text, format!("{TEXT}{expected}"));
+    let panel = h.state().panel::<PredictPanel>().unwrap();
+    let session = panel.session.as_ref().expect("a generation");
+    assert_eq!(session.generated, expected);
+    assert_eq!(panel.remaining, 0);
+
+    // One more token by hand continues the same seeded stream; "Back to the prompt" undoes all.
+    let before = session.ids.len();
+    let stopped_at_eos = panel.message.is_some();
+    if !stopped_at_eos {
+        h.get_by_role_and_label(Role::Button, "Next token").click();
+        settle(&mut h);
+        let session = h
+            .state()
+            .panel::<PredictPanel>()
+            .unwrap()
+            .session
+            .clone()
+            .unwrap();
+        assert_eq!(session.ids.len(), before + 1);
+        let continued = generate(&gpt, TEXT, 21, &settings, 7, |_| {}).unwrap();
+        assert_eq!(session.generated, continued);
+    }
+    h.get_by_role_and_label(Role::Button, "Back to the prompt")
+        .click();
+    settle(&mut h);
+    assert_eq!(h.state().shared.text, TEXT);
+    assert!(h.state().panel::<PredictPanel>().unwrap().session.is_none());
+    no_errors(&h);
+}
+
+/// The indices of the tokens that cover `word` (first whole occurrence), from the offsets.
+fn word_tokens(encoded: &Encoded, text: &str, word: &str) -> Vec<usize> {
+    let start = text
+        .match_indices(word)
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let before = text[..i].chars().last();
+            let after = text[i + word.len()..].chars().next();
+            before.is_none_or(|c| !c.is_alphanumeric())
+                && after.is_none_or(|c| !c.is_alphanumeric())
+        })
+        .expect("word in text");
+    let end = start + word.len();
+    (0..encoded.ids.len())
+        .filter(|&i| {
+            let (s, e) = encoded.offsets[i];
+            encoded.special_tokens_mask[i] == 0 && s < end && e > start && e > s
+        })
+        .collect()
+}
+
+#[test]
+fn predict_bert_fill_mask_nsp_and_qa() {
+    let mut h = harness();
+    settle(&mut h);
+    open_view(&mut h, "Predict");
+    h.get_by_label("BERT: fill-mask, NSP, QA").click();
+    settle(&mut h);
+    assert_eq!(h.state().panel::<PredictPanel>().unwrap().mode, Mode::Bert);
+    assert!(
+        h.query_by_label_contains("No [MASK] in the text yet")
+            .is_some()
+    );
+
+    // Clicking the chip of "cat" masks it in the text.
+    let bert = load("bert");
+    let tokenizer = bert.tokenizer().unwrap();
+    let encoded = tokenizer.encode(TEXT, true).unwrap();
+    let cat = encoded.tokens.iter().position(|t| t == "cat").unwrap();
+    let chip = format!("token {cat}: cat (id {})", encoded.ids[cat]);
+    h.get_by_label(&chip).click();
+    settle(&mut h);
+    let masked = "The [MASK] chased the mouse.";
+    assert_eq!(h.state().shared.text, masked);
+    let inspection = inspect(&bert, masked, None, 10).unwrap();
+    let Predictions::FillMask { masks, .. } = &inspection.predictions else {
+        panic!("fill-mask");
+    };
+    assert_eq!(masks.len(), 1);
+    assert!(has_label(
+        &h,
+        &format!("[MASK] at position {}", masks[0].position)
+    ));
+    for t in &masks[0].top {
+        let label = format!("{}: {}", t.token, format_value(t.prob));
+        assert!(has_label(&h, &label), "no bar {label:?}");
+    }
+    // Clicking a guess puts it in; "Restore the text" brings the original back.
+    let guess = &masks[0].top[0];
+    h.get_by_label(&format!("{}: {}", guess.token, format_value(guess.prob)))
+        .click();
+    settle(&mut h);
+    let filled = masked.replace("[MASK]", guess.token.trim_start_matches("##"));
+    assert_eq!(h.state().shared.text, filled);
+    h.get_by_role_and_label(Role::Button, "Restore the text")
+        .click();
+    settle(&mut h);
+    assert_eq!(h.state().shared.text, TEXT);
+
+    // NSP: the probability of the pair, as the library computes it.
+    let panel = h.state().panel::<PredictPanel>().unwrap();
+    let (a, b) = (panel.nsp_a.clone(), panel.nsp_b.clone());
+    let pair = inspect(&bert, &a, Some(&b), 1).unwrap();
+    let Predictions::FillMask {
+        is_next_prob: Some(p),
+        ..
+    } = pair.predictions
+    else {
+        panic!("the fixture BERT has an NSP head");
+    };
+    assert_eq!(panel.nsp_prob(), Some(Some(p)));
+    assert!(has_label(
+        &h,
+        &format!("B follows A (IsNext): {}", format_value(p))
+    ));
+
+    // QA: the fixture is no QA model — said so, with no numbers.
+    assert!(
+        h.query_by_label_contains("No question-answering model is loaded")
+            .is_some()
+    );
+    assert!(
+        h.state()
+            .panel::<PredictPanel>()
+            .unwrap()
+            .qa_result()
+            .is_none()
+    );
+
+    // A BertForQuestionAnswering folder: the fixture encoder plus a QA head.
+    let qa_dir = qa_fixture();
+    h.state_mut()
+        .apply(Action::LoadModel(ModelSource::Folder(qa_dir.clone())));
+    settle(&mut h);
+    no_errors(&h);
+    let qa = load_dir(&qa_dir, &Device::Cpu).unwrap();
+    let panel = h.state().panel::<PredictPanel>().unwrap();
+    let result = panel.qa_result().expect("QA computed").clone();
+    let (question, context) = (panel.question.clone(), panel.context.clone());
+    let inspection = inspect(&qa, &question, Some(&context), 1).unwrap();
+    let start_logits = inspection
+        .output
+        .start_logits
+        .as_ref()
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let context_tokens: Vec<usize> = (0..inspection.encoded.ids.len())
+        .filter(|&i| {
+            inspection.encoded.type_ids[i] == 1 && inspection.encoded.special_tokens_mask[i] == 0
+        })
+        .collect();
+    let max = context_tokens
+        .iter()
+        .map(|&i| start_logits[i])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = context_tokens
+        .iter()
+        .map(|&i| (start_logits[i] - max).exp())
+        .sum();
+    for &i in &context_tokens {
+        let expected = (start_logits[i] - max).exp() / sum;
+        assert!(
+            (result.start_probs[i] - expected).abs() < 1e-5,
+            "token {i}: {} vs {expected}",
+            result.start_probs[i]
+        );
+        let label = format!(
+            "context token {i} {}: start {}, end {}",
+            inspection.encoded.tokens[i],
+            format_value(result.start_probs[i]),
+            format_value(result.end_probs[i])
+        );
+        assert!(has_label(&h, &label), "no bar {label:?}");
+    }
+    let Predictions::Span { start, end, .. } = inspection.predictions else {
+        panic!("a span");
+    };
+    assert_eq!((result.start, result.end), (start, end));
+}
+
+/// The BERT fixture turned into a `BertForQuestionAnswering` folder (a seeded random QA head).
+fn qa_fixture() -> std::path::PathBuf {
+    let dir = temp_dir("views-qa");
+    for file in ["tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
+        std::fs::copy(fixture("bert").join(file), dir.join(file)).unwrap();
+    }
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("bert").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    config["architectures"] = serde_json::json!(["BertForQuestionAnswering"]);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let tensors =
+        candle_core::safetensors::load(fixture("bert").join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let mut kept: BTreeMap<String, Tensor> = tensors
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("bert.") && !name.contains("pooler"))
+        .collect();
+    let hidden = config["hidden_size"].as_u64().unwrap() as usize;
+    let weight: Vec<f32> = (0..2 * hidden)
+        .map(|i| ((i as f32 * 0.731).sin()) * 0.5)
+        .collect();
+    kept.insert(
+        "qa_outputs.weight".into(),
+        Tensor::from_vec(weight, (2, hidden), &Device::Cpu).unwrap(),
+    );
+    kept.insert(
+        "qa_outputs.bias".into(),
+        Tensor::new(&[0.1f32, -0.1], &Device::Cpu).unwrap(),
+    );
+    glassbox::model::checkpoint::write_safetensors(&dir.join("model.safetensors"), &kept).unwrap();
+    dir
+}
+
+// ---- Step through -------------------------------------------------------------------------------
+
+#[test]
+fn step_through_shows_the_trace_stage_by_stage() {
+    let mut h = harness();
+    settle(&mut h);
+    open_view(&mut h, "Step through");
+    assert_eq!(h.state().current_view(), "step-through");
+    let gpt = load("gpt2");
+    let inspection = inspect(&gpt, TEXT, None, 5).unwrap();
+    let trace = &inspection.trace;
+
+    // The first stage: the token embeddings, with the trace's shape.
+    let dims = trace.token_embeddings.as_ref().unwrap().dims().to_vec();
+    assert!(has_label(&h, &format!("shape {dims:?}")), "{dims:?}");
+
+    // Jump to "scores" by its button: the shape label is the trace's.
+    h.get_by_label("scores").click();
+    settle(&mut h);
+    let scores = trace.layers[0].scores.as_ref().unwrap();
+    let label = format!("shape {:?}", scores.dims());
+    assert!(has_label(&h, &label), "no {label:?}");
+    let shown = h
+        .state()
+        .panel::<StepThroughPanel>()
+        .unwrap()
+        .shown
+        .clone()
+        .unwrap();
+    assert_eq!(shown.stage.kind, StageKind::Scores);
+    assert_eq!(shown.shape, scores.dims());
+    assert_eq!(shown.formula, "scores = Q·Kᵀ");
+    assert!(has_label(&h, "GPT scores layer 0 head 0"));
+
+    // → goes to "scale", with √d of the real head width.
+    h.key_press(egui::Key::ArrowRight);
+    settle(&mut h);
+    let d = trace.layers[0].q.as_ref().unwrap().dim(3).unwrap();
+    let shown = h
+        .state()
+        .panel::<StepThroughPanel>()
+        .unwrap()
+        .shown
+        .clone()
+        .unwrap();
+    assert_eq!(shown.stage.kind, StageKind::Scale);
+    assert!(
+        shown
+            .formula
+            .starts_with(&format!("scaled = scores / √d = scores / √{d} = ")),
+        "{}",
+        shown.formula
+    );
+    // Back, then a selected row shows the trace's numbers of head 2 in layer 1.
+    h.get_by_role_and_label(Role::Button, "◀ Back").click();
+    settle(&mut h);
+    {
+        let panel = h.state_mut().panel_mut::<StepThroughPanel>().unwrap();
+        assert_eq!(panel.current.kind, StageKind::Scores);
+        panel.go_to(StageKind::Softmax, 1);
+        panel.head = 2;
+        panel.token = Some(3);
+    }
+    settle(&mut h);
+    let probs = trace.layers[1]
+        .attention_probs
+        .as_ref()
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    let row: Vec<String> = probs[2][3]
+        .iter()
+        .take(12)
+        .map(|v| format!("{v:.4}"))
+        .collect();
+    let line = format!(
+        "row 3 {:?} = [{}]",
+        inspection.encoded.tokens[3],
+        row.join(", ")
+    );
+    assert!(has_label(&h, &line), "no {line:?}");
+    let dims = trace.layers[1].attention_probs.as_ref().unwrap().dims();
+    assert!(has_label(&h, &format!("shape {dims:?}")));
+
+    // The last stage: the next-token probabilities of the head.
+    let Predictions::NextToken { top } = &inspection.predictions else {
+        panic!()
+    };
+    h.state_mut()
+        .panel_mut::<StepThroughPanel>()
+        .unwrap()
+        .go_to(StageKind::Probabilities, 0);
+    settle(&mut h);
+    assert!(has_label(
+        &h,
+        &format!("{}: {}", top[0].token, format_value(top[0].prob))
+    ));
+    // Next is disabled at the end; BERT has the embedding LayerNorm and Add & LayerNorm stages.
+    h.get_by_label("BERT (bert)").click();
+    settle(&mut h);
+    h.get_by_label("add segments").click();
+    settle(&mut h);
+    let bert = load("bert");
+    let bert_inspection = inspect(&bert, TEXT, None, 5).unwrap();
+    let seg = bert_inspection.trace.segment_embeddings.as_ref().unwrap();
+    assert!(has_label(&h, &format!("shape {:?}", seg.dims())));
+    assert!(h.query_by_label("Add & LayerNorm (attention)").is_some());
+    assert!(h.query_by_label("LayerNorm (embeddings)").is_some());
+    no_errors(&h);
+}
+
+// ---- Embeddings ---------------------------------------------------------------------------------
+
+fn bank_cosine_at_last_layer(loaded: &LoadedModel) -> f32 {
+    let a = inspect(loaded, BANK_A, None, 1).unwrap();
+    let b = inspect(loaded, BANK_B, None, 1).unwrap();
+    let mean = |hidden: &Tensor, rows: &[usize]| -> Vec<f64> {
+        let m = hidden
+            .squeeze(0)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let mut out = vec![0f64; m[0].len()];
+        for &r in rows {
+            for (o, v) in out.iter_mut().zip(&m[r]) {
+                *o += *v as f64;
+            }
+        }
+        out.iter().map(|v| v / rows.len() as f64).collect()
+    };
+    let va = mean(
+        a.trace.hidden_states.last().unwrap(),
+        &word_tokens(&a.encoded, BANK_A, "bank"),
+    );
+    let vb = mean(
+        b.trace.hidden_states.last().unwrap(),
+        &word_tokens(&b.encoded, BANK_B, "bank"),
+    );
+    let dot: f64 = va.iter().zip(&vb).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    (dot / (norm(&va) * norm(&vb))) as f32
+}
+
+#[test]
+fn embeddings_view_matches_the_library() {
+    let mut h = harness();
+    settle(&mut h);
+    open_view(&mut h, "Embeddings");
+    assert_eq!(h.state().current_view(), "embeddings");
+
+    // The summed parts, as heatmaps.
+    for part in ["token", "position", "sum"] {
+        let label = format!("GPT {part} embeddings");
+        assert!(has_label(&h, &label), "no heatmap {label:?}");
+    }
+    assert!(!has_label(&h, "GPT segment embeddings"));
+
+    // PCA: every distinct token of the text is a labelled point.
+    let gpt = load("gpt2");
+    let ids = gpt.tokenizer().unwrap().encode(TEXT, true).unwrap().ids;
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    let panel = h.state().panel::<EmbeddingsPanel>().unwrap();
+    let pca = panel.pca().expect("PCA computed").clone();
+    let in_text: Vec<u32> = pca
+        .points
+        .iter()
+        .filter(|p| p.in_text)
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(in_text.len(), distinct.len());
+    assert!(in_text.iter().all(|id| distinct.contains(id)));
+    assert_eq!(pca.fitted_on, 400, "the whole tiny vocabulary");
+    assert!(pca.explained[0] >= pca.explained[1] && pca.explained[1] > 0.0);
+    assert!(pca.explained[0] + pca.explained[1] <= 1.0 + 1e-5);
+    assert!(has_label(&h, "PCA of token embeddings"));
+
+    // The points are real projections on the leading principal component: recompute it here
+    // (covariance of the whole table, power iteration in f64) and compare.
+    let table = gpt.model.token_embedding_matrix().to_vec2::<f32>().unwrap();
+    let n = table.len();
+    let dim = table[0].len();
+    let mean: Vec<f64> = (0..dim)
+        .map(|j| table.iter().map(|r| r[j] as f64).sum::<f64>() / n as f64)
+        .collect();
+    let mut cov = vec![vec![0f64; dim]; dim];
+    for row in &table {
+        for i in 0..dim {
+            for j in 0..dim {
+                cov[i][j] += (row[i] as f64 - mean[i]) * (row[j] as f64 - mean[j]);
+            }
+        }
+    }
+    cov.iter_mut()
+        .for_each(|r| r.iter_mut().for_each(|c| *c /= (n - 1) as f64));
+    let trace: f64 = (0..dim).map(|i| cov[i][i]).sum();
+    let mut v = vec![1.0f64; dim];
+    for _ in 0..5000 {
+        let w: Vec<f64> = cov
+            .iter()
+            .map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum())
+            .collect();
+        let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v = w.iter().map(|x| x / norm).collect();
+    }
+    let lambda: f64 = cov
+        .iter()
+        .zip(&v)
+        .map(|(r, vi)| vi * r.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>())
+        .sum();
+    assert!(
+        (pca.explained[0] as f64 - lambda / trace).abs() < 1e-3,
+        "PC1 explains {} vs {}",
+        pca.explained[0],
+        lambda / trace
+    );
+    for p in pca.points.iter().filter(|p| p.in_text) {
+        let x: f64 = table[p.id as usize]
+            .iter()
+            .zip(&mean)
+            .zip(&v)
+            .map(|((e, m), vi)| (*e as f64 - m) * vi)
+            .sum();
+        assert!(
+            ((p.x as f64).abs() - x.abs()).abs() < 1e-3,
+            "token {}: PC1 {} vs {x}",
+            p.token,
+            p.x
+        );
+    }
+
+    // "bank" in two sentences: the last layer's cosine equals one computed from inspect().
+    for (slot, name) in [(Slot::Gpt, "gpt2"), (Slot::Bert, "bert")] {
+        let loaded = load(name);
+        let expected = bank_cosine_at_last_layer(&loaded);
+        let panel = h.state().panel::<EmbeddingsPanel>().unwrap();
+        let comparison = panel.comparison(slot).expect("comparison computed").clone();
+        let shown = *comparison.cosines.last().unwrap();
+        assert!(
+            (shown - expected).abs() < 1e-5,
+            "{slot:?}: {shown} vs {expected}"
+        );
+        assert_eq!(
+            comparison.cosines.len(),
+            loaded.config.num_layers() + 1,
+            "one point per hidden state"
+        );
+        assert!(
+            (comparison.static_cosine - 1.0).abs() < 1e-5,
+            "same token ids"
+        );
+        let label = format!(
+            "{} last layer (contextual): cos = {}",
+            slot.short(),
+            format_value(shown)
+        );
+        assert!(has_label(&h, &label), "no {label:?}");
+    }
+    assert!(has_label(&h, "cosine similarity by layer"));
+
+    // A word missing from a sentence is an error in the panel, not a panic.
+    h.state_mut().panel_mut::<EmbeddingsPanel>().unwrap().word = "zebra".into();
+    settle(&mut h);
+    assert!(
+        h.query_by_label_contains("\"zebra\" is not a word of sentence A")
+            .is_some()
+    );
+
+    // BERT: segment embeddings join the sum.
+    h.get_by_label("BERT (bert)").click();
+    settle(&mut h);
+    for part in ["token", "position", "segment", "sum"] {
+        let label = format!("BERT {part} embeddings");
+        assert!(has_label(&h, &label), "no heatmap {label:?}");
+    }
+    no_errors(&h);
+}
+
+#[test]
+fn views_export_files() {
+    let dir = temp_dir("views-export");
+    let mut h = harness();
+    h.state_mut().shared.export_dir = dir.clone();
+    settle(&mut h);
+    let count = || std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    for view in ["Embeddings", "Step through", "Predict"] {
+        open_view(&mut h, view);
+        let before = count();
+        for format in ["PNG", "CSV", "JSON"] {
+            let buttons: Vec<_> = h
+                .query_all_by_role_and_label(Role::Button, format)
+                .collect();
+            assert!(!buttons.is_empty(), "{view}: no {format} button");
+            buttons[0].click();
+            h.run_steps(2);
+        }
+        assert_eq!(count(), before + 3, "{view}: three files");
+    }
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.is_empty(), "{path:?}");
+        if path.extension().is_some_and(|e| e == "png") {
+            assert_eq!(&bytes[..4], b"\x89PNG");
+        }
+    }
+    no_errors(&h);
+}

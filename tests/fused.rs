@@ -1,0 +1,547 @@
+//! Every fused kernel against the plain-op reference path it replaces: forward values and the
+//! gradients of every input (through `Var`s and `backward()` on a scalar loss), for several shapes,
+//! strided inputs and masks; then whole models (GPT-2, BERT with padding, DistilBERT) fused vs
+//! unfused, and the fused AdamW against the textbook update.
+//!
+//! The fused/unfused switch is process-wide, so the tests here take one lock while they use it.
+
+mod common;
+
+use std::sync::Mutex;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use common::fixture;
+use glassbox::model::checkpoint::load_dir;
+use glassbox::model::fused;
+use glassbox::model::layers::{
+    Activation, AttentionMask, LayerNorm, Linear, scaled_dot_product_attention, softmax_last_dim,
+};
+use glassbox::model::trace::Trace;
+use glassbox::model::{Model, ModelInput};
+
+static SWITCH: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with the fused paths on or off, holding the switch lock.
+fn with_fused<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    fused::set_enabled(on);
+    let r = f();
+    fused::set_enabled(true);
+    r
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SWITCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deterministic pseudo-random values in [-scale, scale).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_vec(values(n, seed, scale), shape, &Device::Cpu).unwrap()
+}
+
+fn var(shape: &[usize], seed: u64, scale: f32) -> Var {
+    Var::from_tensor(&tensor(shape, seed, scale)).unwrap()
+}
+
+/// `max |a - b| <= tol · max(1, max |b|)`.
+fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        a.iter().all(|v| v.is_finite()),
+        "{what}: non-finite values in the fused result"
+    );
+    assert!(
+        worst <= tol * scale,
+        "{what}: max difference {worst} (scale {scale}, tolerance {tol})"
+    );
+}
+
+/// A scalar loss with a non-trivial upstream gradient: Σ y ⊙ r for a fixed random r.
+fn weighted_sum(y: &Tensor, seed: u64) -> Tensor {
+    let r = tensor(y.dims(), seed, 1.0);
+    (y * r).unwrap().sum_all().unwrap()
+}
+
+/// Runs `build` fused and unfused and compares its output and the gradients of `vars`.
+fn check(what: &str, vars: &[&Var], tol: f32, build: impl Fn() -> Tensor) {
+    let run = |on: bool| {
+        with_fused(on, || {
+            let y = build();
+            let grads = weighted_sum(&y, 99).backward().unwrap();
+            let g: Vec<Tensor> = vars
+                .iter()
+                .map(|v| {
+                    grads
+                        .get(v.as_tensor())
+                        .cloned()
+                        .unwrap_or_else(|| panic!("{what}: no gradient"))
+                })
+                .collect();
+            (y, g)
+        })
+    };
+    let (y_fused, g_fused) = run(true);
+    let (y_ref, g_ref) = run(false);
+    assert_close(&format!("{what} forward"), &y_fused, &y_ref, tol);
+    for (i, (a, b)) in g_fused.iter().zip(&g_ref).enumerate() {
+        assert_close(&format!("{what} gradient {i}"), a, b, tol);
+    }
+}
+
+fn linear_layer(in_dim: usize, out_dim: usize, bias: bool, transposed: bool) -> (VarMap, Linear) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let layer = if transposed {
+        Linear::conv1d(vb, in_dim, out_dim, bias, 0.3).unwrap()
+    } else {
+        Linear::with_init(vb, in_dim, out_dim, bias, 0.3).unwrap()
+    };
+    // Non-zero biases, so their gradient and forward role are tested.
+    if let Some(b) = &layer.bias {
+        let v = varmap.data().lock().unwrap();
+        for var in v.values() {
+            if var.as_tensor().id() == b.id() {
+                var.set(&tensor(&[out_dim], 5, 0.5)).unwrap();
+            }
+        }
+    }
+    (varmap, layer)
+}
+
+fn vars_of(varmap: &VarMap) -> Vec<Var> {
+    let mut v: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(_, v)| v).collect()
+}
+
+#[test]
+fn linear_matches_reference() {
+    let _g = lock();
+    for &(shape, out_dim) in &[
+        (&[7usize, 5][..], 3usize),
+        (&[2, 3, 8][..], 6),
+        (&[4, 16, 128][..], 384),
+        (&[1, 1, 1][..], 1),
+    ] {
+        let in_dim = *shape.last().unwrap();
+        for bias in [false, true] {
+            for transposed in [false, true] {
+                let (varmap, layer) = linear_layer(in_dim, out_dim, bias, transposed);
+                let x = var(shape, 1, 1.0);
+                let params = vars_of(&varmap);
+                let mut all: Vec<&Var> = vec![&x];
+                all.extend(params.iter());
+                let what = format!("linear {shape:?}->{out_dim} bias={bias} conv1d={transposed}");
+                check(&what, &all, 1e-5, || layer.forward(x.as_tensor()).unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_accepts_strided_input() {
+    let _g = lock();
+    let (varmap, layer) = linear_layer(6, 4, true, false);
+    let x = var(&[6, 5], 2, 1.0);
+    let params = vars_of(&varmap);
+    let mut all: Vec<&Var> = vec![&x];
+    all.extend(params.iter());
+    // [6, 5]ᵀ = [5, 6], not contiguous; and a column slice of a wider matrix.
+    check("linear on a transpose", &all, 1e-5, || {
+        layer.forward(&x.as_tensor().t().unwrap()).unwrap()
+    });
+    let wide = var(&[3, 10], 3, 1.0);
+    let mut all: Vec<&Var> = vec![&wide];
+    all.extend(params.iter());
+    check("linear on a narrow", &all, 1e-5, || {
+        layer.forward(&wide.as_tensor().narrow(1, 2, 6).unwrap()).unwrap()
+    });
+}
+
+#[test]
+fn layer_norm_matches_reference() {
+    let _g = lock();
+    for shape in [&[4usize, 16][..], &[2, 3, 128][..], &[12, 64, 128][..], &[3, 1][..]] {
+        let h = *shape.last().unwrap();
+        for bias in [false, true] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let ln = LayerNorm::new(vb, h, 1e-5, bias).unwrap();
+            for v in varmap.all_vars() {
+                v.set(&tensor(v.dims(), 7, 1.0)).unwrap();
+            }
+            let params = vars_of(&varmap);
+            let x = var(shape, 4, 3.0);
+            let mut all: Vec<&Var> = vec![&x];
+            all.extend(params.iter());
+            check(&format!("layer_norm {shape:?} bias={bias}"), &all, 2e-5, || {
+                // Shift so the mean is far from 0, as in a residual stream.
+                ln.forward(&(x.as_tensor() + 2.0).unwrap()).unwrap()
+            });
+        }
+    }
+    // Strided input: LayerNorm over the last dim of a transposed tensor.
+    let varmap = VarMap::new();
+    let ln = LayerNorm::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        8,
+        1e-5,
+        true,
+    )
+    .unwrap();
+    let params = vars_of(&varmap);
+    let x = var(&[8, 5], 8, 1.0);
+    let mut all: Vec<&Var> = vec![&x];
+    all.extend(params.iter());
+    check("layer_norm on a transpose", &all, 2e-5, || {
+        ln.forward(&x.as_tensor().t().unwrap()).unwrap()
+    });
+}
+
+#[test]
+fn gelu_matches_reference() {
+    let _g = lock();
+    for act in [Activation::GeluTanh, Activation::GeluErf] {
+        // 40 000 elements run on several threads; 37 leaves a vector tail.
+        for shape in [&[37usize][..], &[3, 5, 7][..], &[40_000][..], &[768, 512][..]] {
+            let x = var(shape, 11, 6.0);
+            check(&format!("{act:?} {shape:?}"), &[&x], 2e-5, || {
+                act.forward(x.as_tensor()).unwrap()
+            });
+        }
+        let x = var(&[9, 4], 12, 4.0);
+        check(&format!("{act:?} on a transpose"), &[&x], 2e-5, || {
+            act.forward(&x.as_tensor().t().unwrap()).unwrap()
+        });
+    }
+}
+
+#[test]
+fn softmax_matches_reference() {
+    let _g = lock();
+    for shape in [&[3usize, 7][..], &[2, 4, 65][..], &[12, 4, 64, 64][..], &[5, 1][..]] {
+        let x = var(shape, 13, 8.0);
+        check(&format!("softmax {shape:?}"), &[&x], 2e-5, || {
+            softmax_last_dim(x.as_tensor()).unwrap()
+        });
+    }
+    let x = var(&[6, 3, 4], 14, 5.0);
+    check("softmax on a transpose", &[&x], 2e-5, || {
+        softmax_last_dim(&x.as_tensor().transpose(1, 2).unwrap()).unwrap()
+    });
+}
+
+/// Attention on Q, K, V sliced from one packed projection (as GPT-2 does), or on three separate
+/// tensors (as BERT does).
+fn check_attention(
+    what: &str,
+    b: usize,
+    s: usize,
+    h: usize,
+    heads: usize,
+    mask: Option<&AttentionMask>,
+) {
+    let qkv = var(&[b, s, 3 * h], 21, 1.5);
+    check(&format!("{what} packed"), &[&qkv], 3e-5, || {
+        let t = qkv.as_tensor();
+        let q = t.narrow(2, 0, h).unwrap();
+        let k = t.narrow(2, h, h).unwrap();
+        let v = t.narrow(2, 2 * h, h).unwrap();
+        scaled_dot_product_attention(&q, &k, &v, heads, mask, None).unwrap()
+    });
+    let (q, k, v) = (
+        var(&[b, s, h], 22, 1.5),
+        var(&[b, s, h], 23, 1.5),
+        var(&[b, s, h], 24, 1.5),
+    );
+    check(&format!("{what} separate"), &[&q, &k, &v], 3e-5, || {
+        scaled_dot_product_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, mask, None)
+            .unwrap()
+    });
+}
+
+#[test]
+fn attention_matches_reference() {
+    let _g = lock();
+    let cpu = Device::Cpu;
+    // Causal (GPT), as in the nanoGPT benchmark and smaller.
+    for &(b, s, h, heads) in &[(12usize, 64usize, 128usize, 4usize), (2, 7, 12, 3), (1, 1, 4, 1)] {
+        let mask = AttentionMask::build(s, true, None, &cpu).unwrap();
+        check_attention(&format!("causal {b}x{s}x{h}/{heads}"), b, s, h, heads, Some(&mask));
+    }
+    // Bidirectional without a mask, and with padding (BERT); the last row is all padding but
+    // its first token, the third causal with padding.
+    check_attention("unmasked", 3, 9, 16, 2, None);
+    let padding = vec![
+        vec![1, 1, 1, 1, 1, 0, 0],
+        vec![1, 1, 1, 1, 1, 1, 1],
+        vec![1, 0, 0, 0, 0, 0, 0],
+    ];
+    let mask = AttentionMask::build(7, false, Some(&padding), &cpu).unwrap();
+    check_attention("padded", 3, 7, 8, 2, Some(&mask));
+    let mask = AttentionMask::build(7, true, Some(&padding), &cpu).unwrap();
+    check_attention("causal padded", 3, 7, 8, 2, Some(&mask));
+    // A sequence that is padding only: every key blocked, the plain softmax averages them all.
+    let padding = vec![vec![0u32; 5], vec![1, 1, 0, 0, 0]];
+    let mask = AttentionMask::build(5, false, Some(&padding), &cpu).unwrap();
+    check_attention("all padding", 2, 5, 8, 2, Some(&mask));
+}
+
+#[test]
+fn attention_with_trace_records_the_same_context() {
+    let _g = lock();
+    let cpu = Device::Cpu;
+    let mask = AttentionMask::build(6, true, None, &cpu).unwrap();
+    let (q, k, v) = (
+        tensor(&[2, 6, 8], 31, 1.0),
+        tensor(&[2, 6, 8], 32, 1.0),
+        tensor(&[2, 6, 8], 33, 1.0),
+    );
+    let fast = scaled_dot_product_attention(&q, &k, &v, 2, Some(&mask), None).unwrap();
+    let mut layer = glassbox::model::trace::LayerTrace::default();
+    let traced = scaled_dot_product_attention(&q, &k, &v, 2, Some(&mask), Some(&mut layer)).unwrap();
+    assert_close("context with and without trace", &fast, &traced, 1e-5);
+    for (name, t) in [
+        ("q", &layer.q),
+        ("k", &layer.k),
+        ("v", &layer.v),
+        ("scores", &layer.scores),
+        ("scaled_scores", &layer.scaled_scores),
+        ("mask", &layer.mask),
+        ("masked_scores", &layer.masked_scores),
+        ("attention_probs", &layer.attention_probs),
+        ("context", &layer.context),
+    ] {
+        assert!(t.is_some(), "trace lacks {name}");
+    }
+}
+
+#[test]
+fn cross_entropy_matches_candle_nn() {
+    let _g = lock();
+    for &(rows, classes) in &[(768usize, 65usize), (5, 3), (1, 1), (300, 1000)] {
+        let logits = var(&[rows, classes], 41, 4.0);
+        let ids: Vec<u32> = (0..rows).map(|i| ((i * 7 + 3) % classes) as u32).collect();
+        let targets = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap();
+        let fused_loss = fused::cross_entropy(logits.as_tensor(), &targets).unwrap();
+        let ref_loss = candle_nn::loss::cross_entropy(logits.as_tensor(), &targets).unwrap();
+        assert_close("cross_entropy value", &fused_loss, &ref_loss, 1e-5);
+        let g1 = (fused_loss * 3.0).unwrap().backward().unwrap();
+        let g2 = (ref_loss * 3.0).unwrap().backward().unwrap();
+        assert_close(
+            "cross_entropy gradient",
+            g1.get(logits.as_tensor()).unwrap(),
+            g2.get(logits.as_tensor()).unwrap(),
+            1e-5,
+        );
+        // i64 targets give the same.
+        let t64 = targets.to_dtype(DType::I64).unwrap();
+        let l64 = fused::cross_entropy(logits.as_tensor(), &t64).unwrap();
+        assert_close("cross_entropy i64", &l64, &ref_loss_of(&logits, &targets), 1e-5);
+    }
+    // Out-of-range targets are an error, not a panic.
+    let logits = tensor(&[2, 3], 1, 1.0);
+    let bad = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
+    assert!(fused::cross_entropy(&logits, &bad).is_err());
+}
+
+fn ref_loss_of(logits: &Var, targets: &Tensor) -> Tensor {
+    candle_nn::loss::cross_entropy(logits.as_tensor(), targets).unwrap()
+}
+
+/// The textbook AdamW (torch.optim.AdamW) with plain tensor ops.
+#[allow(clippy::too_many_arguments)]
+fn reference_adamw(
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    lr: f64,
+    wd: f64,
+    t: i32,
+    scale: f64,
+) -> (Tensor, Tensor, Tensor) {
+    let (b1, b2, eps) = (0.9, 0.99, 1e-8);
+    let g = (g * scale).unwrap();
+    let m = ((m * b1).unwrap() + (&g * (1.0 - b1)).unwrap()).unwrap();
+    let v = ((v * b2).unwrap() + (g.sqr().unwrap() * (1.0 - b2)).unwrap()).unwrap();
+    let decayed = (p * (1.0 - lr * wd)).unwrap();
+    let denom = ((v.sqrt().unwrap() / (1.0 - b2.powi(t)).sqrt()).unwrap() + eps).unwrap();
+    let update = ((&m / denom).unwrap() * (lr / (1.0 - b1.powi(t)))).unwrap();
+    ((decayed - update).unwrap(), m, v)
+}
+
+#[test]
+fn adamw_matches_reference_over_steps() {
+    let _g = lock();
+    let shapes: [&[usize]; 4] = [&[128, 512], &[128], &[65, 128], &[3]];
+    let vars: Vec<Var> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| var(s, 50 + i as u64, 0.5))
+        .collect();
+    let config = fused::AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let mut opt = fused::AdamW::new(vars.clone(), config).unwrap();
+    let mut reference: Vec<(Tensor, Tensor, Tensor)> = vars
+        .iter()
+        .map(|v| {
+            let t = v.as_tensor().copy().unwrap();
+            (t.clone(), t.zeros_like().unwrap(), t.zeros_like().unwrap())
+        })
+        .collect();
+    for step in 1..=5 {
+        let grads: Vec<Option<Tensor>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Some(tensor(s, 100 * step + i as u64, 2.0)))
+            .collect();
+        let lr = 1e-3 * step as f64;
+        let norm = opt.step(&grads, lr, Some(1.0)).unwrap();
+        let sumsq: f64 = grads
+            .iter()
+            .flatten()
+            .map(|g| f64::from(g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()))
+            .sum();
+        assert!((norm - sumsq.sqrt()).abs() < 1e-3 * sumsq.sqrt(), "grad norm");
+        let scale = (1.0 / (norm + 1e-6)).min(1.0);
+        for (i, r) in reference.iter_mut().enumerate() {
+            let Some(g) = &grads[i] else { continue };
+            let wd = if shapes[i].len() >= 2 { 0.1 } else { 0.0 };
+            *r = reference_adamw(&r.0, g, &r.1, &r.2, lr, wd, step as i32, scale);
+        }
+        for (i, v) in vars.iter().enumerate() {
+            assert_close(&format!("adamw param {i} step {step}"), v.as_tensor(), &reference[i].0, 1e-6);
+            let (m, vv) = opt.moments();
+            assert_close(&format!("adamw m {i}"), &m[i], &reference[i].1, 1e-6);
+            assert_close(&format!("adamw v {i}"), &vv[i], &reference[i].2, 1e-6);
+        }
+    }
+    // A parameter without a gradient is left alone.
+    let before = vars[1].as_tensor().copy().unwrap();
+    let mut grads: Vec<Option<Tensor>> = shapes.iter().map(|s| Some(tensor(s, 7, 1.0))).collect();
+    grads[1] = None;
+    opt.step(&grads, 1e-3, None).unwrap();
+    assert_close("untouched", vars[1].as_tensor(), &before, 0.0);
+}
+
+/// A model fused vs unfused: logits and the gradient of every parameter.
+fn check_model(name: &str, padding: Option<Vec<Vec<u32>>>, tol: f32) {
+    let loaded = load_dir(&fixture(name), &Device::Cpu).unwrap();
+    let ids = Tensor::new(&[[2u32, 17, 202, 4, 80, 3], [5, 6, 7, 8, 9, 10]], &Device::Cpu).unwrap();
+    // Train-mode copies of the weights, so gradients can be taken.
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().unwrap();
+        for (k, t) in loaded.tensors() {
+            data.insert(k.clone(), Var::from_tensor(&t).unwrap());
+        }
+    }
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = Model::new(vb, &loaded.config, glassbox::model::Prefix::Standard)
+        .or_else(|_| {
+            Model::new(
+                VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+                &loaded.config,
+                glassbox::model::Prefix::None,
+            )
+        })
+        .unwrap();
+    let vars = vars_of(&varmap);
+    let run = |on: bool| {
+        with_fused(on, || {
+            let input = ModelInput {
+                input_ids: &ids,
+                token_type_ids: None,
+                padding: padding.as_deref(),
+            };
+            let out = model.forward(input, None).unwrap();
+            let y = out.logits.clone().unwrap_or(out.last_hidden_state.clone());
+            let loss = weighted_sum(&y, 5);
+            let grads = loss.backward().unwrap();
+            let g: Vec<Option<Tensor>> =
+                vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
+            (y, g)
+        })
+    };
+    let (y_fused, g_fused) = run(true);
+    let (y_ref, g_ref) = run(false);
+    assert_close(&format!("{name} output"), &y_fused, &y_ref, tol);
+    for (i, (a, b)) in g_fused.iter().zip(&g_ref).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => assert_close(&format!("{name} gradient {i}"), a, b, tol),
+            (None, None) => {}
+            _ => panic!("{name}: gradient {i} present on one path only"),
+        }
+    }
+    // And the trace (which takes the plain attention path) sees the same logits.
+    let mut trace = Trace::default();
+    let input = ModelInput {
+        input_ids: &ids,
+        token_type_ids: None,
+        padding: padding.as_deref(),
+    };
+    let out = model.forward(input, Some(&mut trace)).unwrap();
+    let y = out.logits.unwrap_or(out.last_hidden_state);
+    assert_close(&format!("{name} traced output"), &y, &y_ref, tol);
+    assert!(!trace.attentions().is_empty());
+}
+
+#[test]
+fn whole_models_match_reference() {
+    let _g = lock();
+    check_model("gpt2", None, 1e-4);
+    check_model("gpt2", Some(vec![vec![1, 1, 1, 1, 0, 0], vec![1; 6]]), 1e-4);
+    check_model("bert", Some(vec![vec![1, 1, 1, 1, 1, 0], vec![1; 6]]), 1e-4);
+    check_model("distilbert", Some(vec![vec![1, 1, 1, 0, 0, 0], vec![1; 6]]), 1e-4);
+}
+
+#[test]
+fn fused_grad_norm_matches_plain_sum() {
+    let _g = lock();
+    let grads = vec![
+        Some(tensor(&[300, 200], 61, 1.0)),
+        None,
+        Some(tensor(&[17], 62, 3.0)),
+    ];
+    let expected: f64 = grads
+        .iter()
+        .flatten()
+        .map(|g| f64::from(g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()))
+        .sum::<f64>()
+        .sqrt();
+    let norm = fused::grad_norm(&grads).unwrap();
+    assert!((norm - expected).abs() < 1e-5 * expected);
+    let _ = D::Minus1;
+}

@@ -1,0 +1,95 @@
+//! The shipped tiny models: their recipes replay the recorded first steps exactly, and the
+//! trained checkpoints make sensible predictions on the toy grammar.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use glassbox::generate::{next_token_logits, top_k};
+use glassbox::model::ModelInput;
+use glassbox::model::checkpoint::load_dir;
+use glassbox::train::{TrainConfig, Trainer};
+
+fn asset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name)
+}
+
+/// Re-runs the first steps of `assets/NAME/recipe.toml` (nothing written) and compares the
+/// losses with the ones recorded in `first_steps.json` when the shipped model was trained.
+fn replay_first_steps(name: &str) {
+    let dir = asset(name);
+    let recorded: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("first_steps.json")).expect("first_steps.json"),
+    )
+    .expect("valid JSON");
+    let expected: Vec<f64> = recorded["train_losses"]
+        .as_array()
+        .expect("train_losses")
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect();
+    assert!(!expected.is_empty());
+    let mut config = TrainConfig::from_file(&dir.join("recipe.toml"), &[]).expect("recipe");
+    config.out_dir = None;
+    config.export_dir = None;
+    let mut trainer = Trainer::new(config).expect("trainer");
+    for (i, want) in expected.iter().enumerate() {
+        let got = f64::from(trainer.step().expect("step").train_loss);
+        // Bit-identical on the machine that made them; a little slack for other CPUs' kernels.
+        assert!(
+            (got - want).abs() < 1e-4,
+            "{name}: step {} loss {got} but the recipe recorded {want}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn tiny_gpt_recipe_replays_its_first_steps() {
+    replay_first_steps("tiny-gpt");
+}
+
+#[test]
+fn tiny_bert_recipe_replays_its_first_steps() {
+    replay_first_steps("tiny-bert");
+}
+
+#[test]
+fn tiny_gpt_knows_what_the_cat_chased() {
+    let loaded = load_dir(&asset("tiny-gpt"), &Device::Cpu).expect("loads");
+    let tokenizer = loaded.tokenizer().expect("tokenizer");
+    let ids = tokenizer.encode("the cat chased the", false).unwrap().ids;
+    let logits = next_token_logits(&loaded.model, &ids, &loaded.device).unwrap();
+    let best = top_k(&logits, 1)[0].0 as u32;
+    let word = tokenizer.decode(&[best], true).unwrap();
+    assert_eq!(word.trim(), "mouse", "predicted {word:?}");
+}
+
+#[test]
+fn tiny_bert_fills_the_mask_with_an_animal() {
+    let loaded = load_dir(&asset("tiny-bert"), &Device::Cpu).expect("loads");
+    let tokenizer = loaded.tokenizer().expect("tokenizer");
+    let encoded = tokenizer.encode("the cat chased the [MASK] .", true).unwrap();
+    let (_, mask_id) = tokenizer.mask_token().expect("[MASK]");
+    let position = encoded.ids.iter().position(|&id| id == mask_id).expect("a mask");
+    let input = Tensor::new(encoded.ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let output = loaded.model.forward(ModelInput::new(&input), None).unwrap();
+    let row = output
+        .logits
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .get(position)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let top: Vec<String> = top_k(&row, 3)
+        .into_iter()
+        .map(|(id, _)| tokenizer.id_to_token(id as u32).unwrap())
+        .collect();
+    assert!(top.iter().any(|t| t == "mouse"), "top 3: {top:?}");
+    let animals = ["mouse", "cat", "dog", "bird", "fox", "rabbit", "duck", "frog", "owl", "horse"];
+    assert!(animals.contains(&top[0].as_str()), "top 3: {top:?}");
+}
