@@ -819,3 +819,70 @@ fn progress_round_trips_through_a_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the lessons say the shipped models do
+// ---------------------------------------------------------------------------------------------
+
+fn load_shipped(model: ShippedModel) -> Option<glassbox::model::checkpoint::LoadedModel> {
+    let dir = root().join("assets").join(model.name());
+    if !dir.join("model.safetensors").exists() {
+        println!(
+            "note: {} has no weights yet; the lessons' claims about it are not checked",
+            dir.display()
+        );
+        return None;
+    }
+    Some(
+        glassbox::model::checkpoint::load_dir(&dir, &candle_core::Device::Cpu)
+            .expect("shipped model loads"),
+    )
+}
+
+fn plain(token: &str) -> String {
+    token.trim_start_matches('Ġ').trim().to_string()
+}
+
+#[test]
+fn the_lessons_claims_about_the_shipped_models_hold() {
+    use glassbox::inspect::{Predictions, inspect};
+    if let Some(gpt) = load_shipped(ShippedModel::TinyGpt) {
+        // Lessons 1 and 6: cats chase mice, dogs chase cats, foxes chase rabbits.
+        for (text, next) in [
+            ("the cat chased the", "mouse"),
+            ("the dog chased the", "cat"),
+            ("the fox chased the", "rabbit"),
+        ] {
+            let inspection = inspect(&gpt, text, None, 5).expect("inspects");
+            let Predictions::NextToken { top } = inspection.predictions else {
+                panic!("GPT predicts the next token");
+            };
+            assert_eq!(plain(&top[0].token), next, "{text:?} → {top:?}");
+        }
+    }
+    if let Some(bert) = load_shipped(ShippedModel::TinyBert) {
+        // Lesson 5: fill-mask.
+        for (text, hidden) in [
+            ("the cat chased the [MASK] .", "mouse"),
+            ("the rabbit ate the [MASK] .", "carrot"),
+        ] {
+            let inspection = inspect(&bert, text, None, 5).expect("inspects");
+            let Predictions::FillMask { masks, .. } = inspection.predictions else {
+                panic!("BERT fills masks");
+            };
+            assert_eq!(masks[0].top[0].token, hidden, "{text:?} → {masks:?}");
+        }
+        // Lesson 5: next-sentence prediction prefers the true continuation.
+        let first = "one morning the cat woke up in the barn .";
+        let is_next = |second: &str| {
+            let inspection = inspect(&bert, first, Some(second), 5).expect("inspects");
+            let Predictions::FillMask { is_next_prob, .. } = inspection.predictions else {
+                panic!("BERT pretraining heads");
+            };
+            is_next_prob.expect("the tiny BERT has an NSP head")
+        };
+        let true_next = is_next("the cat saw a mouse near the river .");
+        let random = is_next("at night the dog slept in the shed .");
+        assert!(true_next > random, "NSP: true {true_next} vs random {random}");
+    }
+}

@@ -218,7 +218,7 @@ fn seeded_init(shape: &Shape, name: &str, init: &Init, seed: u64) -> candle_core
             .map(|_| (mean + stdev * standard_normal(&mut rng)) as f32)
             .collect(),
         Init::Uniform { lo, up } => (0..count)
-            .map(|_| rng.random_range(lo..up) as f32)
+            .map(|_| (lo + (up - lo) * rng.random::<f64>()) as f32)
             .collect(),
         Init::Kaiming { .. } => {
             // Not used by any model here; a plain fan-in scaled normal is the same idea.

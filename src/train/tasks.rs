@@ -505,7 +505,7 @@ impl Task for CausalLmTask {
 /// BERT pretraining: 15% of tokens to predict (80% [MASK], 10% random, 10% kept); with NSP,
 /// inputs are sentence pairs and half the second sentences are the true next one.
 struct MaskedLmTask {
-    /// Training documents as sentences of token ids (no special tokens).
+    /// Training documents, each a list of sentences.
     train_documents: Vec<Vec<String>>,
     /// Token ids of every sentence.
     sentence_ids: HashMap<String, Vec<u32>>,

@@ -305,7 +305,7 @@ impl TrainPanel {
         Some(count)
     }
 
-    fn setup_form(&mut self, ui: &mut Ui, shared: &Shared) {
+    fn setup_form(&mut self, ui: &mut Ui) {
         let s = &mut self.settings;
         ui.horizontal(|ui| {
             ui.label(RichText::new("Objective").strong());
@@ -560,7 +560,6 @@ impl TrainPanel {
                 );
                 ui.end_row();
             });
-        let _ = shared;
     }
 
     fn run_view(&mut self, ui: &mut Ui, shared: &Shared) {
@@ -612,7 +611,7 @@ impl Panel for TrainPanel {
             .default_open(true)
             .open(live.then_some(false))
             .show(ui, |ui| {
-                ui.add_enabled_ui(!live, |ui| self.setup_form(ui, shared));
+                ui.add_enabled_ui(!live, |ui| self.setup_form(ui));
             });
         ui.horizontal(|ui| {
             let start = ui

@@ -392,13 +392,15 @@ impl LiveRun {
             taken += 1;
             self.on_event(event);
         }
-        // A thread that ended without a last word (it panicked) must not leave a spinner.
-        if taken == 0
-            && self.is_live()
-            && self.run.as_ref().is_some_and(TrainingRun::is_finished)
-            && let Some(run) = &self.run
-            && run.try_recv().is_none()
-        {
+        // A thread that ended without a last word (it panicked) must not leave a spinner. Its
+        // events were all sent before it ended, so one more drain sees any that are left.
+        if taken == 0 && self.is_live() && self.run.as_ref().is_some_and(TrainingRun::is_finished) {
+            while let Some(event) = self.run.as_ref().and_then(TrainingRun::try_recv) {
+                taken += 1;
+                self.on_event(event);
+            }
+        }
+        if taken == 0 && self.is_live() && self.run.as_ref().is_some_and(TrainingRun::is_finished) {
             self.state = RunState::Failed;
             self.failure = Some(RunFailure {
                 step: self.step(),
@@ -535,13 +537,23 @@ impl LiveRun {
     /// while the run is live. Returns the value to pass to [`LiveRun::end_frame`].
     pub fn begin_frame(&mut self, ui: &Ui) -> Option<Instant> {
         self.poll();
-        if self.is_live() {
-            // Full frame rate while the run is live, so the curves move smoothly.
-            ui.ctx().request_repaint();
-            Some(self.frames.begin(ui))
-        } else {
-            self.frames.pause_clock();
-            None
+        match self.state {
+            RunState::Preparing | RunState::Running => {
+                // Full frame rate while the run trains, so the curves move smoothly; the frame
+                // clock measures exactly these frames.
+                ui.ctx().request_repaint();
+                Some(self.frames.begin(ui))
+            }
+            RunState::Paused => {
+                // Nothing moves while paused; look for the answer to Step / Resume often.
+                ui.ctx().request_repaint_after(Duration::from_millis(30));
+                self.frames.pause_clock();
+                None
+            }
+            RunState::Finished | RunState::Failed => {
+                self.frames.pause_clock();
+                None
+            }
         }
     }
 
