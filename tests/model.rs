@@ -33,11 +33,10 @@ fn trace_records_every_stage_and_changes_nothing() {
             .forward(ModelInput::new(&input_ids), Some(&mut trace))
             .unwrap();
         let logits = plain.logits.unwrap();
-        assert_eq!(
-            max_abs_diff(&logits, &traced.logits.unwrap()),
-            0.0,
-            "{name}"
-        );
+        // Training (trace off) takes the fused kernels, inspection the step-by-step ops: equal
+        // within float32 rounding.
+        let diff = max_abs_diff(&logits, &traced.logits.unwrap());
+        assert!(diff < 1e-4, "{name}: {diff}");
         assert!(trace.token_embeddings.is_some() && trace.position_embeddings.is_some());
         assert!(trace.embedding_sum.is_some(), "{name}");
         assert_eq!(trace.segment_embeddings.is_some(), name == "bert");
@@ -75,7 +74,7 @@ fn trace_records_every_stage_and_changes_nothing() {
             assert_eq!(layer.mask.is_some(), name == "gpt2");
         }
         assert_eq!(trace.final_norm.is_some(), name == "gpt2");
-        assert_eq!(max_abs_diff(trace.logits.as_ref().unwrap(), &logits), 0.0);
+        assert!(max_abs_diff(trace.logits.as_ref().unwrap(), &logits) < 1e-4);
     }
 }
 

@@ -228,7 +228,7 @@ mod tests {
         while x < 12.0 {
             assert!((tanh(x) - x.tanh()).abs() < 3e-7, "tanh {x}");
             let e = libm_erf(x as f64) as f32;
-            assert!((erf(x) - e).abs() < 5e-7, "erf {x}: {} vs {e}", erf(x));
+            assert!((erf(x) - e).abs() < 1e-6, "erf {x}: {} vs {e}", erf(x));
             x += 0.0113;
         }
     }
