@@ -91,7 +91,10 @@ fn main() -> anyhow::Result<()> {
     }
     config.validate()?;
 
-    println!("train_speed: nanoGPT char-level CPU config, {} steps", options.steps);
+    println!(
+        "train_speed: nanoGPT char-level CPU config, {} steps",
+        options.steps
+    );
     println!("data: {data_note}");
     let setup = Instant::now();
     let mut trainer = Trainer::new(config)?;
@@ -175,7 +178,11 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let Some(line) = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
+    let Some(line) = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+    else {
         println!("pytorch: no result line in the script's output:\n{stdout}");
         return Ok(());
     };

@@ -36,7 +36,9 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// Deterministic pseudo-random values in [-scale, scale).
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             state = state
@@ -181,14 +183,21 @@ fn linear_accepts_strided_input() {
     let mut all: Vec<&Var> = vec![&wide];
     all.extend(params.iter());
     check("linear on a narrow", &all, 1e-5, || {
-        layer.forward(&wide.as_tensor().narrow(1, 2, 6).unwrap()).unwrap()
+        layer
+            .forward(&wide.as_tensor().narrow(1, 2, 6).unwrap())
+            .unwrap()
     });
 }
 
 #[test]
 fn layer_norm_matches_reference() {
     let _g = lock();
-    for shape in [&[4usize, 16][..], &[2, 3, 128][..], &[12, 64, 128][..], &[3, 1][..]] {
+    for shape in [
+        &[4usize, 16][..],
+        &[2, 3, 128][..],
+        &[12, 64, 128][..],
+        &[3, 1][..],
+    ] {
         let h = *shape.last().unwrap();
         for bias in [false, true] {
             let varmap = VarMap::new();
@@ -201,10 +210,15 @@ fn layer_norm_matches_reference() {
             let x = var(shape, 4, 3.0);
             let mut all: Vec<&Var> = vec![&x];
             all.extend(params.iter());
-            check(&format!("layer_norm {shape:?} bias={bias}"), &all, 2e-5, || {
-                // Shift so the mean is far from 0, as in a residual stream.
-                ln.forward(&(x.as_tensor() + 2.0).unwrap()).unwrap()
-            });
+            check(
+                &format!("layer_norm {shape:?} bias={bias}"),
+                &all,
+                2e-5,
+                || {
+                    // Shift so the mean is far from 0, as in a residual stream.
+                    ln.forward(&(x.as_tensor() + 2.0).unwrap()).unwrap()
+                },
+            );
         }
     }
     // Strided input: LayerNorm over the last dim of a transposed tensor.
@@ -230,7 +244,12 @@ fn gelu_matches_reference() {
     let _g = lock();
     for act in [Activation::GeluTanh, Activation::GeluErf] {
         // 40 000 elements run on several threads; 37 leaves a vector tail.
-        for shape in [&[37usize][..], &[3, 5, 7][..], &[40_000][..], &[768, 512][..]] {
+        for shape in [
+            &[37usize][..],
+            &[3, 5, 7][..],
+            &[40_000][..],
+            &[768, 512][..],
+        ] {
             let x = var(shape, 11, 6.0);
             check(&format!("{act:?} {shape:?}"), &[&x], 2e-5, || {
                 act.forward(x.as_tensor()).unwrap()
@@ -246,7 +265,12 @@ fn gelu_matches_reference() {
 #[test]
 fn softmax_matches_reference() {
     let _g = lock();
-    for shape in [&[3usize, 7][..], &[2, 4, 65][..], &[12, 4, 64, 64][..], &[5, 1][..]] {
+    for shape in [
+        &[3usize, 7][..],
+        &[2, 4, 65][..],
+        &[12, 4, 64, 64][..],
+        &[5, 1][..],
+    ] {
         let x = var(shape, 13, 8.0);
         check(&format!("softmax {shape:?}"), &[&x], 2e-5, || {
             softmax_last_dim(x.as_tensor()).unwrap()
@@ -282,8 +306,15 @@ fn check_attention(
         var(&[b, s, h], 24, 1.5),
     );
     check(&format!("{what} separate"), &[&q, &k, &v], 3e-5, || {
-        scaled_dot_product_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, mask, None)
-            .unwrap()
+        scaled_dot_product_attention(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            heads,
+            mask,
+            None,
+        )
+        .unwrap()
     });
 }
 
@@ -292,9 +323,20 @@ fn attention_matches_reference() {
     let _g = lock();
     let cpu = Device::Cpu;
     // Causal (GPT), as in the nanoGPT benchmark and smaller.
-    for &(b, s, h, heads) in &[(12usize, 64usize, 128usize, 4usize), (2, 7, 12, 3), (1, 1, 4, 1)] {
+    for &(b, s, h, heads) in &[
+        (12usize, 64usize, 128usize, 4usize),
+        (2, 7, 12, 3),
+        (1, 1, 4, 1),
+    ] {
         let mask = AttentionMask::build(s, true, None, &cpu).unwrap();
-        check_attention(&format!("causal {b}x{s}x{h}/{heads}"), b, s, h, heads, Some(&mask));
+        check_attention(
+            &format!("causal {b}x{s}x{h}/{heads}"),
+            b,
+            s,
+            h,
+            heads,
+            Some(&mask),
+        );
     }
     // Bidirectional without a mask, and with padding (BERT); the last row is all padding but
     // its first token, the third causal with padding.
@@ -326,7 +368,8 @@ fn attention_with_trace_records_the_same_context() {
     );
     let fast = scaled_dot_product_attention(&q, &k, &v, 2, Some(&mask), None).unwrap();
     let mut layer = glassbox::model::trace::LayerTrace::default();
-    let traced = scaled_dot_product_attention(&q, &k, &v, 2, Some(&mask), Some(&mut layer)).unwrap();
+    let traced =
+        scaled_dot_product_attention(&q, &k, &v, 2, Some(&mask), Some(&mut layer)).unwrap();
     assert_close("context with and without trace", &fast, &traced, 1e-5);
     for (name, t) in [
         ("q", &layer.q),
@@ -364,7 +407,12 @@ fn cross_entropy_matches_candle_nn() {
         // i64 targets give the same.
         let t64 = targets.to_dtype(DType::I64).unwrap();
         let l64 = fused::cross_entropy(logits.as_tensor(), &t64).unwrap();
-        assert_close("cross_entropy i64", &l64, &ref_loss_of(&logits, &targets), 1e-5);
+        assert_close(
+            "cross_entropy i64",
+            &l64,
+            &ref_loss_of(&logits, &targets),
+            1e-5,
+        );
     }
     // Out-of-range targets are an error, not a panic.
     let logits = tensor(&[2, 3], 1, 1.0);
@@ -432,9 +480,21 @@ fn adamw_matches_reference_over_steps() {
         let sumsq: f64 = grads
             .iter()
             .flatten()
-            .map(|g| f64::from(g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()))
+            .map(|g| {
+                f64::from(
+                    g.sqr()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap(),
+                )
+            })
             .sum();
-        assert!((norm - sumsq.sqrt()).abs() < 1e-3 * sumsq.sqrt(), "grad norm");
+        assert!(
+            (norm - sumsq.sqrt()).abs() < 1e-3 * sumsq.sqrt(),
+            "grad norm"
+        );
         let scale = (1.0 / (norm + 1e-6)).min(1.0);
         for (i, r) in reference.iter_mut().enumerate() {
             let Some(g) = &grads[i] else { continue };
@@ -442,7 +502,12 @@ fn adamw_matches_reference_over_steps() {
             *r = reference_adamw(&r.0, g, &r.1, &r.2, lr, wd, step as i32, scale);
         }
         for (i, v) in vars.iter().enumerate() {
-            assert_close(&format!("adamw param {i} step {step}"), v.as_tensor(), &reference[i].0, 1e-6);
+            assert_close(
+                &format!("adamw param {i} step {step}"),
+                v.as_tensor(),
+                &reference[i].0,
+                1e-6,
+            );
             let (m, vv) = opt.moments();
             assert_close(&format!("adamw m {i}"), &m[i], &reference[i].1, 1e-6);
             assert_close(&format!("adamw v {i}"), &vv[i], &reference[i].2, 1e-6);
@@ -459,7 +524,11 @@ fn adamw_matches_reference_over_steps() {
 /// A model fused vs unfused: logits and the gradient of every parameter.
 fn check_model(name: &str, padding: Option<Vec<Vec<u32>>>, tol: f32) {
     let loaded = load_dir(&fixture(name), &Device::Cpu).unwrap();
-    let ids = Tensor::new(&[[2u32, 17, 202, 4, 80, 3], [5, 6, 7, 8, 9, 10]], &Device::Cpu).unwrap();
+    let ids = Tensor::new(
+        &[[2u32, 17, 202, 4, 80, 3], [5, 6, 7, 8, 9, 10]],
+        &Device::Cpu,
+    )
+    .unwrap();
     // Trainable copies of the checkpoint's weights, so gradients can be taken.
     let tensors =
         candle_core::safetensors::load(fixture(name).join("model.safetensors"), &Device::Cpu)
@@ -494,8 +563,10 @@ fn check_model(name: &str, padding: Option<Vec<Vec<u32>>>, tol: f32) {
             let y = out.logits.clone().unwrap_or(out.last_hidden_state.clone());
             let loss = weighted_sum(&y, 5);
             let grads = loss.backward().unwrap();
-            let g: Vec<Option<Tensor>> =
-                vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
+            let g: Vec<Option<Tensor>> = vars
+                .iter()
+                .map(|v| grads.get(v.as_tensor()).cloned())
+                .collect();
             (y, g)
         })
     };
@@ -528,7 +599,11 @@ fn whole_models_match_reference() {
     check_model("gpt2", None, 1e-4);
     check_model("gpt2", Some(vec![vec![1, 1, 1, 1, 0, 0], vec![1; 6]]), 1e-4);
     check_model("bert", Some(vec![vec![1, 1, 1, 1, 1, 0], vec![1; 6]]), 1e-4);
-    check_model("distilbert", Some(vec![vec![1, 1, 1, 0, 0, 0], vec![1; 6]]), 1e-4);
+    check_model(
+        "distilbert",
+        Some(vec![vec![1, 1, 1, 0, 0, 0], vec![1; 6]]),
+        1e-4,
+    );
 }
 
 #[test]
@@ -542,7 +617,16 @@ fn fused_grad_norm_matches_plain_sum() {
     let expected: f64 = grads
         .iter()
         .flatten()
-        .map(|g| f64::from(g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()))
+        .map(|g| {
+            f64::from(
+                g.sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap(),
+            )
+        })
         .sum::<f64>()
         .sqrt();
     let norm = fused::grad_norm(&grads).unwrap();

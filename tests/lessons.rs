@@ -258,10 +258,8 @@ fn every_action_resolves() {
                         "{at}: the course works offline, so it loads only shipped models, not {model}"
                     ),
                     ActionCommand::SetText(t) => text = t.clone(),
-                    ActionCommand::OpenView(view) => {
-                        if !app_views.contains(view.id()) {
-                            missing_views.insert(view.id());
-                        }
+                    ActionCommand::OpenView(view) if !app_views.contains(view.id()) => {
+                        missing_views.insert(view.id());
                     }
                     ActionCommand::SelectLayerHead { side, layer, head } => {
                         let sides = match side {
@@ -884,6 +882,9 @@ fn the_lessons_claims_about_the_shipped_models_hold() {
         };
         let true_next = is_next("the cat saw a mouse near the river .");
         let random = is_next("at night the dog slept in the shed .");
-        assert!(true_next > random, "NSP: true {true_next} vs random {random}");
+        assert!(
+            true_next > random,
+            "NSP: true {true_next} vs random {random}"
+        );
     }
 }

@@ -153,10 +153,8 @@ fn masked_lm_with_next_sentence_learns() {
 
 #[test]
 fn classification_finetunes_a_pretrained_bert() {
-    let (before, after, trainer) = train_and_evaluate(config(
-        &finetune_recipe("classification", "bert", 120),
-        &[],
-    ));
+    let (before, after, trainer) =
+        train_and_evaluate(config(&finetune_recipe("classification", "bert", 120), &[]));
     assert!(after.val_loss < before.val_loss);
     assert!(after.metrics["accuracy"] > 0.85, "{:?}", after.metrics);
     assert!(after.metrics["macro_f1"] > 0.85);
@@ -210,8 +208,7 @@ fn a_resumed_run_continues_the_same_curve() {
     }
     assert_eq!(straight_losses, resumed_losses, "bit-identical curves");
     // The metrics file holds the whole curve once.
-    let records =
-        glassbox::train::metrics::read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    let records = glassbox::train::metrics::read_metrics(&dir.join("metrics.jsonl")).unwrap();
     let steps_logged: Vec<usize> = records.iter().map(|r| r.step()).collect();
     assert_eq!(steps_logged, (1..=12).collect::<Vec<_>>());
 }
@@ -316,7 +313,8 @@ fn pause_stops_the_step_counter_and_single_step_does_one() {
 fn a_saved_checkpoint_loads_with_the_same_outputs() {
     let dir = common::temp_dir("train-checkpoint");
     let out = format!("out_dir=\"{}\"", dir.display());
-    let mut trainer = Trainer::new(config(&tiny_bert_recipe(), &["training.steps=5", &out])).unwrap();
+    let mut trainer =
+        Trainer::new(config(&tiny_bert_recipe(), &["training.steps=5", &out])).unwrap();
     for _ in 0..5 {
         trainer.step().unwrap();
     }
@@ -327,7 +325,10 @@ fn a_saved_checkpoint_loads_with_the_same_outputs() {
         glassbox::model::config::Architecture::BertForPreTraining
     );
     let ids = Tensor::new(&[[2u32, 10, 11, 12, 3]], &Device::Cpu).unwrap();
-    let a = trainer.model().forward(ModelInput::new(&ids), None).unwrap();
+    let a = trainer
+        .model()
+        .forward(ModelInput::new(&ids), None)
+        .unwrap();
     let b = loaded.model.forward(ModelInput::new(&ids), None).unwrap();
     let diff = common::max_abs_diff(&a.logits.unwrap(), &b.logits.unwrap());
     assert_eq!(diff, 0.0);
@@ -339,8 +340,7 @@ fn recipes_report_bad_fields_clearly() {
     assert!(error.to_string().contains("stepz"), "{error}");
     let error = TrainConfig::from_toml_str("objective = \"classification\"\n", &[]).unwrap_err();
     assert!(error.to_string().contains("init_from"), "{error}");
-    let error =
-        TrainConfig::from_toml_str("[model]\nn_embd = 30\nn_head = 4\n", &[]).unwrap_err();
+    let error = TrainConfig::from_toml_str("[model]\nn_embd = 30\nn_head = 4\n", &[]).unwrap_err();
     assert!(error.to_string().contains("divisible"), "{error}");
     let ok = TrainConfig::from_toml_str("", &["training.steps=7".into()]).unwrap();
     assert_eq!(ok.training.steps, 7);

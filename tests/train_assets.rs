@@ -10,7 +10,9 @@ use glassbox::model::checkpoint::load_dir;
 use glassbox::train::{TrainConfig, Trainer};
 
 fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(name)
 }
 
 /// Re-runs the first steps of `assets/NAME/recipe.toml` (nothing written) and compares the
@@ -68,9 +70,15 @@ fn tiny_gpt_knows_what_the_cat_chased() {
 fn tiny_bert_fills_the_mask_with_an_animal() {
     let loaded = load_dir(&asset("tiny-bert"), &Device::Cpu).expect("loads");
     let tokenizer = loaded.tokenizer().expect("tokenizer");
-    let encoded = tokenizer.encode("the cat chased the [MASK] .", true).unwrap();
+    let encoded = tokenizer
+        .encode("the cat chased the [MASK] .", true)
+        .unwrap();
     let (_, mask_id) = tokenizer.mask_token().expect("[MASK]");
-    let position = encoded.ids.iter().position(|&id| id == mask_id).expect("a mask");
+    let position = encoded
+        .ids
+        .iter()
+        .position(|&id| id == mask_id)
+        .expect("a mask");
     let input = Tensor::new(encoded.ids.as_slice(), &Device::Cpu)
         .unwrap()
         .unsqueeze(0)
@@ -90,6 +98,8 @@ fn tiny_bert_fills_the_mask_with_an_animal() {
         .map(|(id, _)| tokenizer.id_to_token(id as u32).unwrap())
         .collect();
     assert!(top.iter().any(|t| t == "mouse"), "top 3: {top:?}");
-    let animals = ["mouse", "cat", "dog", "bird", "fox", "rabbit", "duck", "frog", "owl", "horse"];
+    let animals = [
+        "mouse", "cat", "dog", "bird", "fox", "rabbit", "duck", "frog", "owl", "horse",
+    ];
     assert!(animals.contains(&top[0].as_str()), "top 3: {top:?}");
 }

@@ -64,7 +64,9 @@ fn train_writes_metrics_and_a_loadable_checkpoint_then_finetune_starts_from_it()
     assert_eq!(steps, 12);
     assert_eq!(evals, vec![0, 5, 10, 12]);
     let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
-    assert!(csv.starts_with("step,kind,train_loss,lr,grad_norm,tokens_per_sec,elapsed_secs,val_loss,perplexity\n"));
+    assert!(csv.starts_with(
+        "step,kind,train_loss,lr,grad_norm,tokens_per_sec,elapsed_secs,val_loss,perplexity\n"
+    ));
     assert_eq!(csv.lines().count(), 1 + 12 + 4);
 
     let checkpoint = out.join("checkpoint");
@@ -116,7 +118,10 @@ fn bad_recipes_and_flags_fail_with_a_message() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.toml") && stderr.contains("steps"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("steps"),
+        "{stderr}"
+    );
 
     let output = glassbox()
         .args(["finetune", "--task", "classification"])
@@ -130,7 +135,11 @@ fn bad_recipes_and_flags_fail_with_a_message() {
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let dir = common::temp_dir("cli-ctrl-c");
     let recipe = dir.join("recipe.toml");
-    std::fs::write(&recipe, TINY_RECIPE.replace("steps = 12", "steps = 1000000")).unwrap();
+    std::fs::write(
+        &recipe,
+        TINY_RECIPE.replace("steps = 12", "steps = 1000000"),
+    )
+    .unwrap();
     let out = dir.join("run");
     let mut child = glassbox()
         .args(["train", "--config"])
@@ -146,7 +155,10 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         .map(|t| t.lines().count() < 4)
         .unwrap_or(true)
     {
-        assert!(started.elapsed() < Duration::from_secs(120), "training never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training never started"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let kill = Command::new("kill")
@@ -161,6 +173,6 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     )
     .unwrap();
     let step = state["step"].as_u64().unwrap();
-    assert!(step >= 3 && step < 1_000_000, "saved at step {step}");
+    assert!((3..1_000_000).contains(&step), "saved at step {step}");
     load_dir(&out.join("checkpoint"), &Device::Cpu).expect("loads");
 }

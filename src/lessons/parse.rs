@@ -180,7 +180,7 @@ fn parse_size(value: &str) -> Result<ModelSize, String> {
             }
         }
     }
-    if size.embd % size.heads != 0 {
+    if !size.embd.is_multiple_of(size.heads) {
         return Err(format!(
             "the width ({}) must be divisible by the number of heads ({})",
             size.embd, size.heads

@@ -379,7 +379,7 @@ impl Progress {
         } else {
             // Not a terminal (a log file, a test): about 20 lines per run.
             let every = (s.total_steps / 20).max(1);
-            if s.step % every == 0 || s.step == 1 || s.step == s.total_steps {
+            if s.step.is_multiple_of(every) || s.step == 1 || s.step == s.total_steps {
                 eprintln!("{text}");
             }
         }

@@ -404,7 +404,7 @@ impl TrainConfig {
                     "model.n_layer, n_head, n_embd and n_positions must be at least 1".into(),
                 );
             }
-            if m.n_embd % m.n_head != 0 {
+            if !m.n_embd.is_multiple_of(m.n_head) {
                 return bad(format!(
                     "model.n_embd ({}) must be divisible by model.n_head ({})",
                     m.n_embd, m.n_head

@@ -33,7 +33,7 @@ mod tasks;
 pub mod trainer;
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -206,10 +206,7 @@ impl TrainingRun {
 
     /// The next event, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<TrainEvent> {
-        match self.events.recv_timeout(timeout) {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.events.recv_timeout(timeout).ok()
     }
 
     /// Whether the worker thread has ended.
@@ -324,16 +321,16 @@ fn run_loop(mut trainer: Trainer, commands: &Receiver<TrainCommand>, events: &Se
         }
         let step = trainer.step_count();
         let last = trainer.is_done();
-        if !last && t.eval_every > 0 && step % t.eval_every == 0 {
+        if !last && t.eval_every > 0 && step.is_multiple_of(t.eval_every) {
             match trainer.evaluate() {
                 Ok(report) => emit(TrainEvent::Eval(report)),
                 Err(error) => return fail(&trainer, error, events),
             }
         }
-        if t.probe_every > 0 && step % t.probe_every == 0 {
+        if t.probe_every > 0 && step.is_multiple_of(t.probe_every) {
             send_probe(&trainer, events);
         }
-        if !last && has_out_dir && t.save_every > 0 && step % t.save_every == 0 {
+        if !last && has_out_dir && t.save_every > 0 && step.is_multiple_of(t.save_every) {
             save(&mut trainer, events);
         }
     }

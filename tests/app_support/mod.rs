@@ -59,6 +59,9 @@ pub fn settle(h: &mut Harness<'_, GlassboxApp>) {
             idle_frames = 0;
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(Instant::now() < deadline, "the worker did not answer in time");
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not answer in time"
+        );
     }
 }

@@ -471,10 +471,7 @@ fn selection_summary(
         .filter(|&r| allowed(r, t))
         .filter_map(|r| Some((r, matrix.get(r, t)?)))
         .collect();
-    ui.label(format!(
-        "{name:?} attends most to (its row): {}",
-        top(row)
-    ));
+    ui.label(format!("{name:?} attends most to (its row): {}", top(row)));
     ui.label(format!(
         "Attends most to {name:?} (its column): {}",
         top(column)

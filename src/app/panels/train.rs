@@ -452,7 +452,7 @@ impl TrainPanel {
                     .speed(4),
             );
         });
-        let heads_ok = s.heads > 0 && s.width % s.heads == 0;
+        let heads_ok = s.heads > 0 && s.width.is_multiple_of(s.heads);
         let head_dim_text = if heads_ok {
             format!("head size {} = width / heads", s.width / s.heads)
         } else {

@@ -71,7 +71,11 @@ fn chunk(n: usize) -> usize {
 
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {
-        if self.erf { "fused-gelu-erf" } else { "fused-gelu-tanh" }
+        if self.erf {
+            "fused-gelu-erf"
+        } else {
+            "fused-gelu-tanh"
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {

@@ -81,7 +81,8 @@ pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
         let g = if g.dtype() == DType::F32 && g.device().is_cpu() {
             g.clone()
         } else {
-            g.to_dtype(DType::F32)?.to_device(&candle_core::Device::Cpu)?
+            g.to_dtype(DType::F32)?
+                .to_device(&candle_core::Device::Cpu)?
         };
         total += with_f32(&g, |d| {
             let c = chunk(d.len());
@@ -144,7 +145,13 @@ impl InplaceOp2 for Moment {
         "fused-adamw-moment"
     }
 
-    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<()> {
         let m = dst_slice(dst, dst_l)?;
         let g = f32_data(g, gl)?;
         let c = chunk(m.len());
@@ -248,7 +255,12 @@ impl AdamW {
     /// One update with `grads[i]` for `vars()[i]` (`None`: left alone). With `max_norm`, the
     /// gradients are first scaled by `max_norm / (norm + 1e-6)` when that is below 1 (PyTorch's
     /// `clip_grad_norm_`). Returns the global gradient norm before clipping.
-    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64, max_norm: Option<f64>) -> Result<f64> {
+    pub fn step(
+        &mut self,
+        grads: &[Option<Tensor>],
+        lr: f64,
+        max_norm: Option<f64>,
+    ) -> Result<f64> {
         if grads.len() != self.vars.len() {
             bail!(
                 "adamw: {} gradients for {} parameters",
@@ -279,7 +291,13 @@ impl AdamW {
                 step: self.steps_taken,
                 grad_scale,
             };
-            adamw_step(var, grad, &self.first_moments[i], &self.second_moments[i], &step)?;
+            adamw_step(
+                var,
+                grad,
+                &self.first_moments[i],
+                &self.second_moments[i],
+                &step,
+            )?;
         }
         Ok(norm)
     }

@@ -134,7 +134,11 @@ impl CustomOp2 for CrossEntropyOp {
             .for_each(|(((lse, loss), x), t)| forward_rows(x, t, lse, loss, classes));
         // Summed in f64: the mean of hundreds of rows stays exact to float32 precision.
         let total: f64 = loss.iter().map(|&v| f64::from(v)).sum();
-        let mean = if rows == 0 { f32::NAN } else { (total / rows as f64) as f32 };
+        let mean = if rows == 0 {
+            f32::NAN
+        } else {
+            (total / rows as f64) as f32
+        };
         *lock(&self.saved) = Some((targets, lse));
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }

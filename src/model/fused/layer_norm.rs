@@ -12,8 +12,7 @@ use super::{cpu_tensor, f32_data, lock, rows_per_task, simd, with_f32};
 /// PyTorch). Differentiable in `x`, `weight` and `bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
     let h = weight.elem_count();
-    if weight.rank() != 1 || x.dims().last() != Some(&h) || bias.is_some_and(|b| b.dims() != [h])
-    {
+    if weight.rank() != 1 || x.dims().last() != Some(&h) || bias.is_some_and(|b| b.dims() != [h]) {
         bail!(
             "layer_norm: input {:?}, weight {:?}, bias {:?}",
             x.dims(),

@@ -49,7 +49,11 @@ struct LinearOp {
 
 /// Strides `(row, col)` of the logical `[in, out]` matrix inside the stored weight.
 fn weight_strides(in_dim: usize, out_dim: usize, transposed: bool) -> (usize, usize) {
-    if transposed { (out_dim, 1) } else { (1, in_dim) }
+    if transposed {
+        (out_dim, 1)
+    } else {
+        (1, in_dim)
+    }
 }
 
 impl LinearOp {

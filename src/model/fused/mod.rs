@@ -104,12 +104,8 @@ pub(crate) fn gather(data: &[f32], layout: &Layout) -> Vec<f32> {
     let (inner, inner_stride) = (dims[rank - 1], stride[rank - 1]);
     let mut index = vec![0usize; rank - 1];
     loop {
-        let base = layout.start_offset()
-            + index
-                .iter()
-                .zip(stride)
-                .map(|(i, s)| i * s)
-                .sum::<usize>();
+        let base =
+            layout.start_offset() + index.iter().zip(stride).map(|(i, s)| i * s).sum::<usize>();
         out.extend((0..inner).map(|j| data[base + j * inner_stride]));
         // Odometer over the outer dimensions.
         let mut d = rank - 1;
