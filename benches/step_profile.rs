@@ -22,6 +22,7 @@ struct Args {
     steps: usize,
     warmup: usize,
     stock: bool,
+    gemm: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -29,6 +30,7 @@ fn parse_args() -> anyhow::Result<Args> {
         steps: 30,
         warmup: 5,
         stock: false,
+        gemm: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -36,6 +38,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--steps" => args.steps = it.next().unwrap_or_default().parse()?,
             "--warmup" => args.warmup = it.next().unwrap_or_default().parse()?,
             "--stock" => args.stock = true,
+            "--gemm" => args.gemm = true,
             // `cargo bench` passes `--bench`; ignore anything else.
             _ => {}
         }
@@ -54,8 +57,45 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// GFLOP/s of the step's matmul shapes through the fused linear (forward and backward).
+fn gemm_profile() -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let rows = BATCH * CONTEXT;
+    for (inp, out) in [(128, 384), (128, 128), (128, 512), (512, 128)] {
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, inp), &device)?)?;
+        let w = candle_core::Var::from_tensor(&Tensor::randn(0f32, 0.02, (inp, out), &device)?)?;
+        let dy = Tensor::randn(0f32, 1.0, (rows, out), &device)?;
+        let reps = 50;
+        let mut fwd = Vec::new();
+        let mut bwd = Vec::new();
+        for _ in 0..reps {
+            let t0 = Instant::now();
+            let y = glassbox::model::fused::linear(x.as_tensor(), w.as_tensor(), None, true)?;
+            let t1 = Instant::now();
+            let _g = (y * &dy)?.sum_all()?.backward()?;
+            let t2 = Instant::now();
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+        }
+        let flops = 2.0 * (rows * inp * out) as f64;
+        let f = median(&mut fwd);
+        let b = median(&mut bwd);
+        println!(
+            "  [{rows}x{inp}]·[{inp}x{out}]: forward {:.3} ms ({:.0} GFLOP/s), backward {:.3} ms ({:.0} GFLOP/s incl. mul/sum)",
+            f * 1e3,
+            flops / f / 1e9,
+            b * 1e3,
+            2.0 * flops / b / 1e9
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.gemm {
+        return gemm_profile();
+    }
     glassbox::model::fused::set_enabled(!args.stock);
     let device = Device::Cpu;
     let varmap = VarMap::new();

@@ -40,6 +40,12 @@ fn fixtures() -> ShippedModels {
 }
 
 fn harness() -> Harness<'static, GlassboxApp> {
+    harness_with(false)
+}
+
+/// `allow_missing_glyphs`: the random fixture GPT samples byte tokens that are not valid UTF-8
+/// on their own; the tokenizer decodes them to U+FFFD, which the default fonts cannot draw.
+fn harness_with(allow_missing_glyphs: bool) -> Harness<'static, GlassboxApp> {
     let app = GlassboxApp::new(AppOptions {
         persisted: None,
         load_models: true,
@@ -47,9 +53,11 @@ fn harness() -> Harness<'static, GlassboxApp> {
         shipped: Some(fixtures()),
         started: Instant::now(),
     });
-    Harness::builder()
-        .with_size([1500.0, 1100.0])
-        .build_ui_state(|ui, app: &mut GlassboxApp| app.ui(ui), app)
+    let mut builder = Harness::builder().with_size([1500.0, 1100.0]);
+    if allow_missing_glyphs {
+        builder = builder.allow_missing_glyphs();
+    }
+    builder.build_ui_state(|ui, app: &mut GlassboxApp| app.ui(ui), app)
 }
 
 /// Steps frames until the worker has answered everything the views asked for (bounded).
@@ -171,9 +179,8 @@ fn predict_shows_the_next_token_distribution_of_the_library() {
 }
 
 #[test]
-#[ignore = "failing at the end of session 1 (font/panel work in progress); to be fixed"]
 fn predict_generates_what_the_library_generates() {
-    let mut h = harness();
+    let mut h = harness_with(true);
     settle(&mut h);
     open_view(&mut h, "Predict");
     let settings = SamplingSettings {
@@ -417,7 +424,6 @@ fn qa_fixture() -> std::path::PathBuf {
 // ---- Step through -------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "failing at the end of session 1 (font/panel work in progress); to be fixed"]
 fn step_through_shows_the_trace_stage_by_stage() {
     let mut h = harness();
     settle(&mut h);
@@ -446,7 +452,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
         .unwrap();
     assert_eq!(shown.stage.kind, StageKind::Scores);
     assert_eq!(shown.shape, scores.dims());
-    assert_eq!(shown.formula, "scores = Q·Kᵀ");
+    assert_eq!(shown.formula, "scores = Q·K^T");
     assert!(has_label(&h, "GPT scores layer 0 head 0"));
 
     // → goes to "scale", with √d of the real head width.
@@ -563,7 +569,6 @@ fn bank_cosine_at_last_layer(loaded: &LoadedModel) -> f32 {
 }
 
 #[test]
-#[ignore = "failing at the end of session 1 (font/panel work in progress); to be fixed"]
 fn embeddings_view_matches_the_library() {
     let mut h = harness();
     settle(&mut h);
@@ -684,9 +689,11 @@ fn embeddings_view_matches_the_library() {
     // A word missing from a sentence is an error in the panel, not a panic.
     h.state_mut().panel_mut::<EmbeddingsPanel>().unwrap().word = "zebra".into();
     settle(&mut h);
-    assert!(
-        h.query_by_label_contains("\"zebra\" is not a word of sentence A")
-            .is_some()
+    assert_eq!(
+        h.query_all_by_label_contains("\"zebra\" is not a word of sentence A")
+            .count(),
+        2,
+        "one error per model"
     );
 
     // BERT: segment embeddings join the sum.

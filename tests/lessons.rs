@@ -842,7 +842,6 @@ fn plain(token: &str) -> String {
 }
 
 #[test]
-#[ignore = "lesson says rabbit -> carrot, the retrained tiny-bert ranks fish first; to be reconciled"]
 fn the_lessons_claims_about_the_shipped_models_hold() {
     use glassbox::inspect::{Predictions, inspect};
     if let Some(gpt) = load_shipped(ShippedModel::TinyGpt) {
@@ -863,7 +862,7 @@ fn the_lessons_claims_about_the_shipped_models_hold() {
         // Lesson 5: fill-mask.
         for (text, hidden) in [
             ("the cat chased the [MASK] .", "mouse"),
-            ("the rabbit ate the [MASK] .", "carrot"),
+            ("the [MASK] ate the cheese .", "mouse"),
         ] {
             let inspection = inspect(&bert, text, None, 5).expect("inspects");
             let Predictions::FillMask { masks, .. } = inspection.predictions else {
@@ -887,4 +886,35 @@ fn the_lessons_claims_about_the_shipped_models_hold() {
             "NSP: true {true_next} vs random {random}"
         );
     }
+}
+
+/// Lesson files are user input: whatever a teacher's edit leaves behind, parsing returns a lesson
+/// or an error, never a panic. Tried here with every lesson cut short at every line, and with
+/// every single line removed or doubled.
+#[test]
+fn no_edit_of_a_lesson_panics() {
+    let mut tried = 0;
+    for lesson in course() {
+        let text = std::fs::read_to_string(&lesson.file).expect("read lesson");
+        let lines: Vec<&str> = text.lines().collect();
+        for cut in 0..lines.len() {
+            let variants = [
+                lines[..cut].join("\n"),
+                [&lines[..cut], &lines[cut + 1..]].concat().join("\n"),
+                [&lines[..=cut], &lines[cut..]].concat().join("\n"),
+            ];
+            for variant in variants {
+                match parse_lesson(&lesson.file, &variant) {
+                    Ok(_) => {}
+                    Err(error) => {
+                        assert_eq!(error.file, lesson.file);
+                        assert!(error.line <= lines.len() + 1, "{error}");
+                        assert!(!error.message.is_empty());
+                    }
+                }
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 1000);
 }

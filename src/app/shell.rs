@@ -95,6 +95,7 @@ pub struct GlassboxApp {
     /// Time from start to the end of the first frame.
     pub first_frame: Option<Duration>,
     frame_times: VecDeque<f32>,
+    last_saved: Option<Persisted>,
 }
 
 impl GlassboxApp {
@@ -126,6 +127,7 @@ impl GlassboxApp {
             started: options.started,
             first_frame: None,
             frame_times: VecDeque::new(),
+            last_saved: None,
         };
         let view = options.initial_view.unwrap_or(persisted.view.clone());
         if !app.open_view(&view) {
@@ -339,6 +341,21 @@ impl GlassboxApp {
         }
     }
 
+    /// Draws only the open view (no side bar, text bar or status bar): for snapshot images that
+    /// should not change when views are added.
+    pub fn current_panel_ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        self.apply_style(&ctx);
+        self.shared.poll(&ctx);
+        egui::CentralPanel::default().show(ui, |ui| {
+            let Self { panels, shared, .. } = self;
+            if let Some(panel) = panels.get_mut(self.current) {
+                let id = panel.id();
+                ui.push_id(id, |ui| panel.ui(ui, shared));
+            }
+        });
+    }
+
     fn top_bar(&mut self, ui: &mut Ui) {
         ui.add_space(4.0);
         ui.horizontal(|ui| {
@@ -532,8 +549,18 @@ pub fn fonts() -> egui::FontDefinitions {
 }
 
 impl eframe::App for GlassboxApp {
-    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
         GlassboxApp::ui(self, ui);
+        // Save right away when the view, text, theme or models change (eframe itself saves only
+        // on exit and every 30 s of activity), so a crash or a kill loses nothing of that.
+        let persisted = self.persisted();
+        if self.last_saved.as_ref() != Some(&persisted)
+            && let Some(storage) = frame.storage_mut()
+        {
+            eframe::set_value(storage, STORAGE_KEY, &persisted);
+            storage.flush();
+            self.last_saved = Some(persisted);
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -230,7 +230,7 @@ fn parse_custom(value: &str) -> Result<ArchSpec, String> {
     let layers = number("layers", None)?;
     let hidden = number("hidden", None)?;
     let heads = number("heads", None)?;
-    if hidden % heads != 0 {
+    if !hidden.is_multiple_of(heads) {
         return Err(format!(
             "hidden ({hidden}) must be divisible by heads ({heads})"
         ));

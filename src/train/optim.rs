@@ -126,7 +126,12 @@ impl AdamW {
         let bias_correction2 = 1.0 - beta2.powi(t);
         let step_size = lr / bias_correction1;
         for (i, param) in self.params.iter().enumerate() {
-            let Some(grad) = &grads[i] else { continue };
+            // Detached: gradients computed by backward still point into the step's graph, and a
+            // moment built from them would keep every past step's graph alive.
+            let Some(grad) = grads[i].as_ref().map(Tensor::detach) else {
+                continue;
+            };
+            let grad = &grad;
             let weights = param.var.as_tensor();
             // m = β1·m + (1-β1)·g ;  v = β2·v + (1-β2)·g²
             let m = ((&self.first_moments[i] * beta1)? + (grad * (1.0 - beta1))?)?;
@@ -141,8 +146,8 @@ impl AdamW {
             let denominator = ((v.sqrt()? / bias_correction2.sqrt())? + eps)?;
             let update = ((&m / denominator)? * step_size)?;
             param.var.set(&(decayed - update)?)?;
-            self.first_moments[i] = m;
-            self.second_moments[i] = v;
+            self.first_moments[i] = m.detach();
+            self.second_moments[i] = v.detach();
         }
         Ok(())
     }

@@ -742,11 +742,12 @@ impl MaskedLmTask {
                 nsp_labels.push(if pair.is_next { 0u32 } else { 1 });
             }
         } else {
-            let window = self
-                .seq_len
-                .saturating_sub(2)
-                .max(1)
-                .min(stream.len().saturating_sub(1));
+            // Windows of seq_len - 2 tokens (room for [CLS] and [SEP]), shorter if the text is.
+            let longest = stream.len().saturating_sub(1);
+            let window = match self.seq_len.saturating_sub(2).min(longest) {
+                0 => 1,
+                n => n,
+            };
             let (windows, _) = stream.random_batch(self.batch_size, window, rng)?;
             for w in windows {
                 rows.push(bert_row(&w, None, self.specials, self.seq_len));

@@ -429,7 +429,11 @@ impl Trainer {
             };
             let mut micro_grads = loss.backward()?;
             for (slot, param) in grads.iter_mut().zip(&params) {
-                if let Some(g) = micro_grads.remove(param.var.as_tensor()) {
+                // Detached, so the gradients do not keep this micro-batch's graph alive.
+                if let Some(g) = micro_grads
+                    .remove(param.var.as_tensor())
+                    .map(|g| g.detach())
+                {
                     *slot = Some(match slot.take() {
                         Some(sum) => (sum + g)?,
                         None => g,

@@ -459,6 +459,7 @@ impl EmbeddingsPanel {
         let response = Plot::new(("pca_plot", slot))
             .height(420.0)
             .data_aspect(1.0)
+            .allow_scroll(false)
             .legend(Legend::default())
             .x_axis_label("PC1")
             .y_axis_label("PC2")
@@ -487,24 +488,33 @@ impl EmbeddingsPanel {
                         .shape(MarkerShape::Diamond)
                         .color(text_color),
                 );
-                for p in &points {
-                    if p.in_text || label_sample {
-                        let color = if p.in_text { text_color } else { sample_color };
-                        let text = if p.in_text {
-                            RichText::new(&p.token).strong().size(13.0)
-                        } else {
-                            RichText::new(&p.token).size(10.0)
-                        };
-                        plot.text(
-                            Text::new(
-                                "labels",
-                                PlotPoint::new(p.x as f64, p.y as f64),
-                                text.color(color),
-                            )
+                // Every token of the text is labelled; a sample token only where its label
+                // does not overlap one already placed (on last frame's screen transform).
+                let mut placed: Vec<egui::Pos2> = Vec::new();
+                let order = points
+                    .iter()
+                    .filter(|p| p.in_text)
+                    .chain(points.iter().filter(|p| !p.in_text && label_sample));
+                for p in order {
+                    let at = PlotPoint::new(p.x as f64, p.y as f64);
+                    let screen = plot.screen_from_plot(at);
+                    let crowded = placed
+                        .iter()
+                        .any(|q| (q.x - screen.x).abs() < 42.0 && (q.y - screen.y).abs() < 12.0);
+                    if !p.in_text && crowded {
+                        continue;
+                    }
+                    placed.push(screen);
+                    let (color, text) = if p.in_text {
+                        (text_color, RichText::new(&p.token).strong().size(13.0))
+                    } else {
+                        (sample_color, RichText::new(&p.token).size(10.0))
+                    };
+                    plot.text(
+                        Text::new("", at, text.color(color))
                             .anchor(egui::Align2::LEFT_BOTTOM)
                             .allow_hover(false),
-                        );
-                    }
+                    );
                 }
             });
         response.response.widget_info(|| {
@@ -673,11 +683,10 @@ impl EmbeddingsPanel {
         let plot_series = series.clone();
         let response = Plot::new("bank_plot")
             .height(260.0)
-            .legend(Legend::default())
+            .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
             .include_y(1.0)
-            .include_y(0.0)
-            .include_x(0.0)
-            .include_x((max_len.saturating_sub(1)) as f64)
+            .include_x(-0.3)
+            .include_x(max_len.saturating_sub(1) as f64 + 0.3)
             .allow_scroll(false)
             .x_axis_label("hidden state (emb = embedding output, n = after layer n)")
             .y_axis_label("cosine similarity")

@@ -150,7 +150,9 @@ pub struct PredictPanel {
     /// The text (and pair) before the first click on a token masked it.
     pub before_mask: Option<(String, String)>,
     next: Cached<NextKey, Arc<NextData>>,
-    distribution: Option<(SamplingSettings, usize, Arc<Vec<f32>>)>,
+    /// The distribution of the last logits under the last settings (the logits kept alive so
+    /// the pointer comparison is sound).
+    distribution: Option<(SamplingSettings, Arc<NextData>, Arc<Vec<f32>>)>,
     mask_token: Cached<(u64,), Option<String>>,
     nsp: Cached<(u64, String, String), Option<f32>>,
     qa: Cached<(u64, String, String), Arc<QaResult>>,
@@ -208,15 +210,14 @@ impl PredictPanel {
     }
 
     fn distribution_for(&mut self, data: &Arc<NextData>) -> Arc<Vec<f32>> {
-        let key = Arc::as_ptr(data) as usize;
-        if let Some((settings, k, dist)) = &self.distribution
+        if let Some((settings, logits, dist)) = &self.distribution
             && *settings == self.settings
-            && *k == key
+            && Arc::ptr_eq(logits, data)
         {
             return dist.clone();
         }
         let dist = Arc::new(next_token_distribution(&data.logits, &self.settings));
-        self.distribution = Some((self.settings, key, dist.clone()));
+        self.distribution = Some((self.settings, data.clone(), dist.clone()));
         dist
     }
 

@@ -466,23 +466,37 @@ impl StepThroughPanel {
     /// buttons.
     fn stage_path(&mut self, ui: &mut Ui, list: &[StageRef], causal: bool) {
         let layer = self.current.layer.unwrap_or(0);
+        let layers = list
+            .iter()
+            .filter_map(|s| s.layer)
+            .max()
+            .map_or(0, |l| l + 1);
         let mut chosen = None;
         ui.horizontal_wrapped(|ui| {
             ui.spacing_mut().item_spacing.x = 3.0;
             let mut shown_layer = false;
+            let mut first = true;
             for stage in list {
                 match stage.layer {
                     Some(l) if l != layer => continue,
                     Some(l) if !shown_layer => {
                         shown_layer = true;
-                        ui.label(RichText::new(format!("│ layer {l}:")).strong());
+                        ui.label(
+                            RichText::new(format!("│ layer {l} (of 0–{}):", layers - 1)).strong(),
+                        );
+                        first = true;
                     }
                     None if shown_layer => {
                         shown_layer = false;
                         ui.label(RichText::new("│").strong());
+                        first = true;
                     }
                     _ => {}
                 }
+                if !first {
+                    ui.weak("→");
+                }
+                first = false;
                 let selected = *stage == self.current;
                 if ui
                     .selectable_label(selected, stage.kind.name(causal))
@@ -490,7 +504,6 @@ impl StepThroughPanel {
                 {
                     chosen = Some(*stage);
                 }
-                ui.weak("→");
             }
         });
         if let Some(stage) = chosen {
@@ -625,7 +638,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             "[batch, heads, tokens, d]",
         ),
         StageKind::Scores => (
-            "scores = Q·Kᵀ".to_string(),
+            "scores = Q·K^T".to_string(),
             "Row i, column j: the dot product of token i's query with token j's key — how well \
              they match."
                 .to_string(),
@@ -657,7 +670,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             "[batch, heads, query, key]",
         ),
         StageKind::Softmax => (
-            "probs = softmax(masked),  probs[i, j] = exp(m[i, j]) / Σₖ exp(m[i, k])".to_string(),
+            "probs = softmax(masked),  probs[i, j] = exp(m[i, j]) / Σ_k exp(m[i, k])".to_string(),
             "Each row becomes a probability distribution over the keys (it sums to 1): how much \
              token i attends to each token."
                 .to_string(),
@@ -670,10 +683,10 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             ),
             format!(
                 "Every token's new vector is the attention-weighted average of the value \
-                 vectors; the heads' results are put side by side. Head {} fills columns {}..{}.",
+                 vectors; the heads' results are put side by side. Head {} fills columns {}–{}.",
                 cx.head,
                 cx.head * d,
-                (cx.head + 1) * d
+                ((cx.head + 1) * d).saturating_sub(1)
             ),
             tokens_x_h,
         ),
@@ -741,7 +754,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             tokens_x_h,
         ),
         StageKind::Logits if causal => (
-            "logits = H·E_tokᵀ   (the head shares its weights with the token embeddings)"
+            "logits = H·E_tok^T   (the head shares its weights with the token embeddings)"
                 .to_string(),
             "One score per vocabulary entry at every position; position i scores the token \
              that comes after token i."
@@ -749,7 +762,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             "[batch, tokens, vocabulary]",
         ),
         StageKind::Logits => (
-            "logits = LN(act(H·W + b))·E_tokᵀ + b_vocab   (masked-LM head)".to_string(),
+            "logits = LN(act(H·W + b))·E_tok^T + b_vocab   (masked-LM head)".to_string(),
             "One score per vocabulary entry at every position: which token fits there.".to_string(),
             "[batch, tokens, vocabulary]",
         ),
@@ -1043,6 +1056,22 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                             ui.monospace(format!(
                                 "check: Q[{t}]·K[0] = Σ q·k = {}  (trace: {})",
                                 format_value(dot),
+                                format_value(m.get(t, 0).unwrap_or(0.0))
+                            ));
+                        }
+                    }
+                    StageKind::Scale => {
+                        if let Some(scores) = head_matrix(&format!("layers.{layer}.scores")) {
+                            let d = data
+                                .stage(&StageKind::Qkv.key(layer))
+                                .and_then(|a| a.shape.last().copied())
+                                .unwrap_or(1);
+                            let raw = scores.get(t, 0).unwrap_or(0.0);
+                            ui.monospace(format!(
+                                "check: scores[{t}, 0] / √{d} = {} / {:.6} = {}  (trace: {})",
+                                format_value(raw),
+                                (d as f32).sqrt(),
+                                format_value(raw / (d as f32).sqrt()),
                                 format_value(m.get(t, 0).unwrap_or(0.0))
                             ));
                         }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
+use super::par;
 use super::simd::{self, INV_SQRT_2PI, SQRT_2_OVER_PI};
-use super::{PARALLEL_MIN, cpu_tensor, f32_data, threads, with_f32};
+use super::{cpu_tensor, f32_data, with_f32};
 
 /// GELU: `erf = false` is `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (GPT-2's `gelu_new`),
 /// `erf = true` is `0.5·x·(1 + erf(x/√2))` (BERT's `gelu`). Differentiable.
@@ -59,16 +59,6 @@ crate::simd_fn! {
     }
 }
 
-/// Elements per parallel task.
-fn chunk(n: usize) -> usize {
-    if n < PARALLEL_MIN {
-        n.max(1)
-    } else {
-        // Multiples of 64 keep the vector loops aligned to whole registers.
-        n.div_ceil(threads()).next_multiple_of(64)
-    }
-}
-
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {
         if self.erf {
@@ -81,9 +71,9 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_data(s, l)?;
         let mut y = vec![0f32; x.len()];
-        let c = chunk(x.len());
+        let c = par::elements_per_task(x.len());
         let erf = self.erf;
-        y.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(y, x)| {
+        par::run(y.chunks_mut(c).zip(x.chunks(c)).collect(), |(y, x)| {
             if erf {
                 gelu_erf_fwd(x, y)
             } else {
@@ -98,17 +88,19 @@ impl CustomOp1 for GeluOp {
         let dx = with_f32(arg, |x| {
             with_f32(dy, |dy| {
                 let mut dx = vec![0f32; x.len()];
-                let c = chunk(x.len());
-                dx.par_chunks_mut(c)
-                    .zip(x.par_chunks(c))
-                    .zip(dy.par_chunks(c))
-                    .for_each(|((dx, x), dy)| {
-                        if erf {
-                            gelu_erf_bwd(x, dy, dx)
-                        } else {
-                            gelu_tanh_bwd(x, dy, dx)
-                        }
-                    });
+                let c = par::elements_per_task(x.len());
+                let tasks = dx
+                    .chunks_mut(c)
+                    .zip(x.chunks(c))
+                    .zip(dy.chunks(c))
+                    .collect();
+                par::run(tasks, |((dx, x), dy)| {
+                    if erf {
+                        gelu_erf_bwd(x, dy, dx)
+                    } else {
+                        gelu_tanh_bwd(x, dy, dx)
+                    }
+                });
                 Ok(dx)
             })
         })?;

@@ -4,9 +4,9 @@
 //! global gradient norm in one pass per gradient.
 
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var, bail};
-use rayon::prelude::*;
 
-use super::{PARALLEL_MIN, f32_data, simd, threads, with_f32};
+use super::par::{self, elements_per_task as chunk};
+use super::{f32_data, lock, simd, with_f32};
 
 /// One AdamW update of one parameter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,9 +86,14 @@ pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
         };
         total += with_f32(&g, |d| {
             let c = chunk(d.len());
-            Ok(d.par_chunks(c)
-                .map(|x| f64::from(sum_squares(x)))
-                .sum::<f64>())
+            let sums = std::sync::Mutex::new(0f64);
+            par::run(d.chunks(c).collect(), |x| {
+                let s = f64::from(sum_squares(x));
+                *lock(&sums) += s;
+            });
+            Ok(sums
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
         })?;
     }
     Ok(total.sqrt())
@@ -97,14 +102,6 @@ pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
 crate::simd_fn! {
     fn sum_squares(x: &[f32]) -> f32 {
         simd::dot(x, x)
-    }
-}
-
-fn chunk(n: usize) -> usize {
-    if n < PARALLEL_MIN {
-        n.max(1)
-    } else {
-        n.div_ceil(threads()).next_multiple_of(64)
     }
 }
 
@@ -155,9 +152,9 @@ impl InplaceOp2 for Moment {
         let m = dst_slice(dst, dst_l)?;
         let g = f32_data(g, gl)?;
         let c = chunk(m.len());
-        m.par_chunks_mut(c)
-            .zip(g.par_chunks(c))
-            .for_each(|(m, g)| moment_kernel(m, g, self.beta, self.scale, self.square));
+        par::run(m.chunks_mut(c).zip(g.chunks(c)).collect(), |(m, g)| {
+            moment_kernel(m, g, self.beta, self.scale, self.square)
+        });
         Ok(())
     }
 }
@@ -197,10 +194,8 @@ impl InplaceOp3 for Update {
         let m = f32_data(m, ml)?;
         let v = f32_data(v, vl)?;
         let c = chunk(p.len());
-        p.par_chunks_mut(c)
-            .zip(m.par_chunks(c))
-            .zip(v.par_chunks(c))
-            .for_each(|((p, m), v)| update_kernel(p, m, v, self));
+        let tasks = p.chunks_mut(c).zip(m.chunks(c)).zip(v.chunks(c)).collect();
+        par::run(tasks, |((p, m), v)| update_kernel(p, m, v, self));
         Ok(())
     }
 }

@@ -12,9 +12,8 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
-use rayon::prelude::*;
 
-use super::{f32_data, gather, lock, simd, with_f32};
+use super::{f32_data, gather, lock, par, simd, with_f32};
 
 /// Mask entries at or below this count as blocked.
 const BLOCKED: f32 = -1e30;
@@ -306,22 +305,24 @@ impl CustomOp3 for AttentionOp {
         let mut out = vec![0f32; b * sq * h];
         let mut probs = vec![0f32; b * heads * sq * sk];
         if b > 0 && sq > 0 && sk > 0 && h > 0 {
-            out.par_chunks_mut(sq * h)
-                .zip(probs.par_chunks_mut(heads * sq * sk))
+            let tasks = out
+                .chunks_mut(sq * h)
+                .zip(probs.chunks_mut(heads * sq * sk))
                 .enumerate()
-                .for_each(|(bi, (o, p))| {
-                    let mut kt = vec![0f32; g.d * sk];
-                    forward_batch(
-                        &g,
-                        q.batch(bi),
-                        k.batch(bi),
-                        v.batch(bi),
-                        self.mask_for(bi, sq, sk),
-                        o,
-                        p,
-                        &mut kt,
-                    );
-                });
+                .collect();
+            par::run(tasks, |(bi, (o, p))| {
+                let mut kt = vec![0f32; g.d * sk];
+                forward_batch(
+                    &g,
+                    q.batch(bi),
+                    k.batch(bi),
+                    v.batch(bi),
+                    self.mask_for(bi, sq, sk),
+                    o,
+                    p,
+                    &mut kt,
+                );
+            });
         }
         *lock(&self.probs) = Some(probs);
         Ok((CpuStorage::F32(out), Shape::from((b, sq, h))))
@@ -365,28 +366,30 @@ impl CustomOp3 for AttentionOp {
                     let mut dk = vec![0f32; b * sk * h];
                     let mut dv = vec![0f32; b * sk * h];
                     if b > 0 && sq > 0 && sk > 0 && h > 0 {
-                        dq.par_chunks_mut(sq * h)
-                            .zip(dk.par_chunks_mut(sk * h))
-                            .zip(dv.par_chunks_mut(sk * h))
+                        let tasks = dq
+                            .chunks_mut(sq * h)
+                            .zip(dk.chunks_mut(sk * h))
+                            .zip(dv.chunks_mut(sk * h))
                             .enumerate()
-                            .for_each(|(bi, ((dq, dk), dv))| {
-                                let mut vt = vec![0f32; g.d * sk];
-                                let mut dp = vec![0f32; sk];
-                                backward_batch(
-                                    &g,
-                                    qv.batch(bi),
-                                    kv.batch(bi),
-                                    vv.batch(bi),
-                                    self.mask_for(bi, sq, sk),
-                                    &probs[bi * heads * sq * sk..][..heads * sq * sk],
-                                    &dout[bi * sq * h..][..sq * h],
-                                    dq,
-                                    dk,
-                                    dv,
-                                    &mut vt,
-                                    &mut dp,
-                                );
-                            });
+                            .collect();
+                        par::run(tasks, |(bi, ((dq, dk), dv))| {
+                            let mut vt = vec![0f32; g.d * sk];
+                            let mut dp = vec![0f32; sk];
+                            backward_batch(
+                                &g,
+                                qv.batch(bi),
+                                kv.batch(bi),
+                                vv.batch(bi),
+                                self.mask_for(bi, sq, sk),
+                                &probs[bi * heads * sq * sk..][..heads * sq * sk],
+                                &dout[bi * sq * h..][..sq * h],
+                                dq,
+                                dk,
+                                dv,
+                                &mut vt,
+                                &mut dp,
+                            );
+                        });
                     }
                     Ok((dq, dk, dv))
                 })

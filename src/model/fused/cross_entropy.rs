@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
-use rayon::prelude::*;
 
-use super::{cpu_tensor, f32_data, lock, rows_per_task, simd, with_f32};
+use super::par::{self, rows_per_task};
+use super::{cpu_tensor, f32_data, lock, simd, with_f32};
 
 /// `mean_r( logsumexp(logits[r]) − logits[r, targets[r]] )` for `logits [rows, classes]` (or any
 /// shape ending in the classes) and `targets [rows]` (u8, u32 or i64), as
@@ -127,11 +127,15 @@ impl CustomOp2 for CrossEntropyOp {
         let mut lse = vec![0f32; rows];
         let mut loss = vec![0f32; rows];
         let per = rows_per_task(rows, classes);
-        lse.par_chunks_mut(per)
-            .zip(loss.par_chunks_mut(per))
-            .zip(x.par_chunks(per * classes))
-            .zip(targets.par_chunks(per))
-            .for_each(|(((lse, loss), x), t)| forward_rows(x, t, lse, loss, classes));
+        let tasks = lse
+            .chunks_mut(per)
+            .zip(loss.chunks_mut(per))
+            .zip(x.chunks(per * classes))
+            .zip(targets.chunks(per))
+            .collect();
+        par::run(tasks, |(((lse, loss), x), t)| {
+            forward_rows(x, t, lse, loss, classes)
+        });
         // Summed in f64: the mean of hundreds of rows stays exact to float32 precision.
         let total: f64 = loss.iter().map(|&v| f64::from(v)).sum();
         let mean = if rows == 0 {
@@ -161,11 +165,15 @@ impl CustomOp2 for CrossEntropyOp {
         let dx = with_f32(logits, |x| {
             let mut dx = vec![0f32; x.len()];
             let per = rows_per_task(rows, classes);
-            dx.par_chunks_mut(per * classes)
-                .zip(x.par_chunks(per * classes))
-                .zip(targets.par_chunks(per))
-                .zip(lse.par_chunks(per))
-                .for_each(|(((dx, x), t), l)| backward_rows(x, t, l, dx, scale, classes));
+            let tasks = dx
+                .chunks_mut(per * classes)
+                .zip(x.chunks(per * classes))
+                .zip(targets.chunks(per))
+                .zip(lse.chunks(per))
+                .collect();
+            par::run(tasks, |(((dx, x), t), l)| {
+                backward_rows(x, t, l, dx, scale, classes)
+            });
             Ok(dx)
         })?;
         Ok((Some(cpu_tensor(dx, logits)?), None))

@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
-use rayon::prelude::*;
 
-use super::{cpu_tensor, f32_data, lock, rows_per_task, simd, with_f32};
+use super::par::{self, rows_per_task};
+use super::{cpu_tensor, f32_data, lock, simd, with_f32};
 
 /// `(x - mean) / √(var + eps) · weight (+ bias)` over the last dimension (biased variance, as
 /// PyTorch). Differentiable in `x`, `weight` and `bias`.
@@ -141,11 +141,15 @@ impl LayerNormOp {
         let mut mean = vec![0f32; rows];
         let mut rstd = vec![0f32; rows];
         let per = rows_per_task(rows, h);
-        y.par_chunks_mut(per * h)
-            .zip(mean.par_chunks_mut(per))
-            .zip(rstd.par_chunks_mut(per))
-            .zip(x.par_chunks(per * h))
-            .for_each(|(((y, m), r), x)| forward_rows(x, &w, &b, self.eps, y, m, r));
+        let tasks = y
+            .chunks_mut(per * h)
+            .zip(mean.chunks_mut(per))
+            .zip(rstd.chunks_mut(per))
+            .zip(x.chunks(per * h))
+            .collect();
+        par::run(tasks, |(((y, m), r), x)| {
+            forward_rows(x, &w, &b, self.eps, y, m, r)
+        });
         *lock(&self.saved) = Some((mean, rstd));
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -162,30 +166,28 @@ impl LayerNormOp {
                 with_f32(dy, |dy| {
                     let mut dx = vec![0f32; rows * h];
                     let per = rows_per_task(rows, h);
-                    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-                        .par_chunks_mut(per * h)
-                        .zip(x.par_chunks(per * h))
-                        .zip(dy.par_chunks(per * h))
-                        .zip(mean.par_chunks(per))
-                        .zip(rstd.par_chunks(per))
-                        .map(|((((dx, x), dy), m), r)| {
-                            let mut dw = vec![0f32; h];
-                            let mut db = vec![0f32; h];
-                            let mut xhat = vec![0f32; h];
-                            let mut g = vec![0f32; h];
-                            backward_rows(x, wd, m, r, dy, dx, &mut dw, &mut db, &mut xhat, &mut g);
-                            (dw, db)
-                        })
+                    // Each task sums its rows' dγ, dβ into its own [dγ | dβ | scratch] block.
+                    let tasks_n = rows.div_ceil(per);
+                    let mut partials = vec![0f32; tasks_n * 4 * h];
+                    let tasks = dx
+                        .chunks_mut(per * h)
+                        .zip(x.chunks(per * h))
+                        .zip(dy.chunks(per * h))
+                        .zip(mean.chunks(per))
+                        .zip(rstd.chunks(per))
+                        .zip(partials.chunks_mut(4 * h))
                         .collect();
+                    par::run(tasks, |(((((dx, x), dy), m), r), part)| {
+                        let (dw, rest) = part.split_at_mut(h);
+                        let (db, rest) = rest.split_at_mut(h);
+                        let (xhat, g) = rest.split_at_mut(h);
+                        backward_rows(x, wd, m, r, dy, dx, dw, db, xhat, g);
+                    });
                     let mut dw = vec![0f32; h];
                     let mut db = vec![0f32; h];
-                    for (pw, pb) in partials {
-                        for (a, b) in dw.iter_mut().zip(&pw) {
-                            *a += b;
-                        }
-                        for (a, b) in db.iter_mut().zip(&pb) {
-                            *a += b;
-                        }
+                    for part in partials.chunks(4 * h) {
+                        simd::axpy(&mut dw, 1.0, &part[..h]);
+                        simd::axpy(&mut db, 1.0, &part[h..2 * h]);
                     }
                     Ok((dx, dw, db))
                 })

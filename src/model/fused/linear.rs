@@ -1,11 +1,11 @@
 //! A fully connected layer as one graph node: `y = x·W (+ b)` with `W` stored `[in, out]`
 //! (GPT-2's Conv1D) or `[out, in]` (nn.Linear), computed by `gemm` straight from the strides — no
 //! reshape, transpose or broadcast nodes, and a backward that runs `dx = dy·Wᵀ` and `dW = xᵀ·dy`
-//! side by side on two threads.
+//! side by side on two threads. gemm runs single-threaded on row blocks, shared out by `par`.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::{cpu_tensor, f32_data, simd, threads, with_f32};
+use super::{cpu_tensor, f32_data, par, simd, with_f32};
 
 /// `x [.., in]` times `weight` (`[in, out]` when `transposed`, else `[out, in]`) plus `bias [out]`:
 /// `[.., out]`. Differentiable in all three.
@@ -80,14 +80,14 @@ impl LinearOp {
             }
         }
         let (w_rs, w_cs) = weight_strides(in_dim, out_dim, self.transposed);
-        gemm_f32(
+        let job = Gemm::new(
             (rows, out_dim, in_dim),
             (&mut y, out_dim, 1),
             bias.is_some(),
             (&x, in_dim, 1),
             (&w, w_rs, w_cs),
-            threads(),
         )?;
+        par::run(job.split(par::threads()), Gemm::run);
         let mut shape = xl.dims().to_vec();
         if let Some(last) = shape.last_mut() {
             *last = out_dim;
@@ -112,46 +112,38 @@ impl LinearOp {
                 with_f32(dy, |dy| {
                     let mut dx = vec![0f32; rows * in_dim];
                     let mut dw = vec![0f32; in_dim * out_dim];
-                    let n = threads();
-                    let (left, right) = ((n / 2).max(1), (n - n / 2).max(1));
-                    let (rx, rw) = rayon::join(
-                        // dx [rows, in] = dy [rows, out] · W_effᵀ [out, in]
-                        || {
-                            gemm_f32(
-                                (rows, in_dim, out_dim),
-                                (&mut dx, in_dim, 1),
-                                false,
-                                (dy, out_dim, 1),
-                                (w, w_cs, w_rs),
-                                left,
-                            )
-                        },
-                        || {
-                            if transposed {
-                                // dW [in, out] = xᵀ · dy
-                                gemm_f32(
-                                    (in_dim, out_dim, rows),
-                                    (&mut dw, out_dim, 1),
-                                    false,
-                                    (x, 1, in_dim),
-                                    (dy, out_dim, 1),
-                                    right,
-                                )
-                            } else {
-                                // dW [out, in] = dyᵀ · x
-                                gemm_f32(
-                                    (out_dim, in_dim, rows),
-                                    (&mut dw, in_dim, 1),
-                                    false,
-                                    (dy, 1, out_dim),
-                                    (x, in_dim, 1),
-                                    right,
-                                )
-                            }
-                        },
-                    );
-                    rx?;
-                    rw?;
+                    // dx [rows, in] = dy [rows, out] · W_effᵀ [out, in]
+                    let dx_job = Gemm::new(
+                        (rows, in_dim, out_dim),
+                        (&mut dx, in_dim, 1),
+                        false,
+                        (dy, out_dim, 1),
+                        (w, w_cs, w_rs),
+                    )?;
+                    let dw_job = if transposed {
+                        // dW [in, out] = xᵀ · dy
+                        Gemm::new(
+                            (in_dim, out_dim, rows),
+                            (&mut dw, out_dim, 1),
+                            false,
+                            (x, 1, in_dim),
+                            (dy, out_dim, 1),
+                        )?
+                    } else {
+                        // dW [out, in] = dyᵀ · x
+                        Gemm::new(
+                            (out_dim, in_dim, rows),
+                            (&mut dw, in_dim, 1),
+                            false,
+                            (dy, 1, out_dim),
+                            (x, in_dim, 1),
+                        )?
+                    };
+                    // The two products cost the same: half the threads each, side by side.
+                    let parts = (par::threads() / 2).max(1);
+                    let mut tasks = dx_job.split(parts);
+                    tasks.extend(dw_job.split(parts));
+                    par::run(tasks, Gemm::run);
                     let db = with_bias.then(|| {
                         let mut db = vec![0f32; out_dim];
                         column_sums(dy, &mut db);
@@ -239,66 +231,170 @@ impl CustomOp3 for LinearOp {
     }
 }
 
-/// `dst (+)= lhs · rhs` for row-major-with-strides matrices: `(m, n, k)`, then `(data, row
-/// stride, column stride)` of dst `[m, n]`, lhs `[m, k]` and rhs `[k, n]`. `accumulate` adds to
-/// dst instead of overwriting it. Checks every index stays inside its slice.
-pub(crate) fn gemm_f32(
-    (m, n, k): (usize, usize, usize),
-    (dst, dst_rs, dst_cs): (&mut [f32], usize, usize),
+/// One `dst (+)= lhs · rhs` for matrices given as `(data, row stride, column stride)`: dst
+/// `[m, n]`, lhs `[m, k]`, rhs `[k, n]`. [`Gemm::new`] checks that every index stays inside its
+/// slice; [`Gemm::split`] cuts the job into row blocks for several threads.
+pub(crate) struct Gemm<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &'a mut [f32],
+    dst_rs: usize,
+    dst_cs: usize,
     accumulate: bool,
-    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
-    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
-    threads: usize,
-) -> Result<()> {
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    if last(m, n, dst_rs, dst_cs) >= dst.len() {
-        bail!("gemm: destination too small");
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    dst[i * dst_rs + j * dst_cs] = 0.0;
-                }
+    lhs: &'a [f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &'a [f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+}
+
+impl<'a> Gemm<'a> {
+    pub(crate) fn new(
+        (m, n, k): (usize, usize, usize),
+        (dst, dst_rs, dst_cs): (&'a mut [f32], usize, usize),
+        accumulate: bool,
+        (lhs, lhs_rs, lhs_cs): (&'a [f32], usize, usize),
+        (rhs, rhs_rs, rhs_cs): (&'a [f32], usize, usize),
+    ) -> Result<Self> {
+        let end = |rows: usize, cols: usize, rs: usize, cs: usize| {
+            if rows == 0 || cols == 0 {
+                0
+            } else {
+                (rows - 1) * rs + (cols - 1) * cs + 1
             }
+        };
+        if end(m, n, dst_rs, dst_cs) > dst.len()
+            || end(m, k, lhs_rs, lhs_cs) > lhs.len()
+            || end(k, n, rhs_rs, rhs_cs) > rhs.len()
+        {
+            bail!("gemm: an operand is smaller than its shape and strides");
         }
-        return Ok(());
-    }
-    if last(m, k, lhs_rs, lhs_cs) >= lhs.len() || last(k, n, rhs_rs, rhs_cs) >= rhs.len() {
-        bail!("gemm: operand too small");
-    }
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: every index gemm touches, (i·rs + j·cs) for i, j within the shapes, was checked to
-    // lie inside the slices above; dst is exclusively borrowed and distinct from lhs and rhs.
-    unsafe {
-        gemm::gemm(
+        Ok(Self {
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            dst_cs as isize,
-            dst_rs as isize,
+            dst,
+            dst_rs,
+            dst_cs,
             accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+            lhs,
+            lhs_rs,
+            lhs_cs,
+            rhs,
+            rhs_rs,
+            rhs_cs,
+        })
     }
-    Ok(())
+
+    /// Up to `parts` jobs over consecutive row blocks (a single job when dst is not row-major
+    /// or too small to be worth splitting).
+    pub(crate) fn split(self, parts: usize) -> Vec<Gemm<'a>> {
+        let work = self.m * self.n * self.k;
+        if parts <= 1 || self.m < 2 || self.dst_cs != 1 || self.dst_rs < self.n || work < MIN_SPLIT
+        {
+            return vec![self];
+        }
+        let rows_per = self.m.div_ceil(parts.min(self.m));
+        let Gemm {
+            m,
+            n,
+            k,
+            dst,
+            dst_rs,
+            dst_cs,
+            accumulate,
+            lhs,
+            lhs_rs,
+            lhs_cs,
+            rhs,
+            rhs_rs,
+            rhs_cs,
+        } = self;
+        dst.chunks_mut(rows_per * dst_rs)
+            .take(m.div_ceil(rows_per))
+            .enumerate()
+            .map(|(i, dst)| {
+                let r0 = i * rows_per;
+                Gemm {
+                    m: rows_per.min(m - r0),
+                    n,
+                    k,
+                    dst,
+                    dst_rs,
+                    dst_cs,
+                    accumulate,
+                    lhs: &lhs[(r0 * lhs_rs).min(lhs.len())..],
+                    lhs_rs,
+                    lhs_cs,
+                    rhs,
+                    rhs_rs,
+                    rhs_cs,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the job on the calling thread.
+    pub(crate) fn run(self) {
+        let Gemm {
+            m,
+            n,
+            k,
+            dst,
+            dst_rs,
+            dst_cs,
+            accumulate,
+            lhs,
+            lhs_rs,
+            lhs_cs,
+            rhs,
+            rhs_rs,
+            rhs_cs,
+        } = self;
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                for i in 0..m {
+                    for j in 0..n {
+                        dst[i * dst_rs + j * dst_cs] = 0.0;
+                    }
+                }
+            }
+            return;
+        }
+        // SAFETY: `new` checked that every index gemm touches, i·rs + j·cs for i, j within the
+        // shapes, lies inside the slices, and `split` keeps that true for each row block (the
+        // block's rows start at its slice's start). dst is exclusively borrowed, so it cannot
+        // overlap lhs or rhs.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                dst_cs as isize,
+                dst_rs as isize,
+                accumulate,
+                lhs.as_ptr(),
+                lhs_cs as isize,
+                lhs_rs as isize,
+                rhs.as_ptr(),
+                rhs_cs as isize,
+                rhs_rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
 }
+
+/// Multiply-adds below which a product is not split over threads.
+const MIN_SPLIT: usize = 1 << 18;

@@ -22,9 +22,11 @@
 //! dtype, or [`set_enabled`]`(false)`) they run the plain-op reference path, which the tests in
 //! `tests/fused.rs` compare against, values and gradients.
 //!
-//! Kernels use both cores through rayon (the pool candle's matmul uses too), call `gemm` directly
-//! with strides instead of materialising transposes, and are compiled for AVX-512 / AVX2 with
-//! run-time dispatch ([`simd`]).
+//! Kernels share the work over candle's own CPU worker pool (see `par.rs` for why not rayon),
+//! call `gemm` directly with strides instead of materialising transposes, and are compiled for
+//! AVX-512 / AVX2 with run-time dispatch ([`simd`]). On glibc, the first fused op also tunes
+//! malloc ([`tune_allocator`]) so the step's large buffers are reused rather than mapped and
+//! unmapped (and page-faulted) afresh every step.
 
 pub mod simd;
 
@@ -34,9 +36,11 @@ mod attention;
 mod cross_entropy;
 mod layer_norm;
 mod linear;
+mod par;
 mod softmax;
 
 use std::borrow::Cow;
+use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, bail};
@@ -64,16 +68,35 @@ pub fn enabled() -> bool {
 
 /// Whether a fused kernel can run on `t`: fused paths on, CPU, float32.
 pub fn applies(t: &Tensor) -> bool {
-    enabled() && t.device().is_cpu() && t.dtype() == DType::F32
+    let yes = enabled() && t.device().is_cpu() && t.dtype() == DType::F32;
+    if yes {
+        tune_allocator();
+    }
+    yes
 }
 
-/// Element counts below this run on one thread (a rayon hand-off costs a few microseconds).
+/// Makes glibc's malloc keep freed memory for reuse (once per process; elsewhere a no-op).
+///
+/// A training step allocates and frees tens of megabytes in buffers of 0.1–2 MB. By default
+/// glibc serves blocks above its (adaptive) mmap threshold with fresh `mmap`s and returns memory
+/// at the top of the heap to the kernel, so every step page-faults its buffers in again: on the
+/// benchmark machine that cost about as much as the matmuls. With a 32 MiB mmap threshold and a
+/// 512 MiB trim threshold, the buffers come back from the heap warm. The process keeps up to
+/// that much freed memory mapped, a fair trade for a training or inspection app.
+pub fn tune_allocator() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator parameters; it is thread-safe in glibc.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        }
+    });
+}
+
+/// Element counts below this run on one thread (handing work to another costs microseconds).
 pub(crate) const PARALLEL_MIN: usize = 32 * 1024;
-
-/// Threads the kernels split work over (rayon's pool, as candle's matmul).
-pub(crate) fn threads() -> usize {
-    rayon::current_num_threads().max(1)
-}
 
 /// Row-major float32 data of `layout` in `storage`: borrowed when contiguous, gathered otherwise.
 pub(crate) fn f32_data<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<Cow<'a, [f32]>> {
@@ -143,15 +166,4 @@ pub(crate) fn cpu_tensor(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
 /// Locks a mutex, recovering the data when another thread panicked while holding it.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Rows per parallel task for a row-wise kernel over `rows` rows of `width` elements: one task
-/// when the work is small, else an even split over the threads.
-pub(crate) fn rows_per_task(rows: usize, width: usize) -> usize {
-    let n = threads();
-    if n <= 1 || rows * width < PARALLEL_MIN {
-        rows.max(1)
-    } else {
-        rows.div_ceil(n).max(1)
-    }
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
-use rayon::prelude::*;
 
-use super::{cpu_tensor, f32_data, rows_per_task, simd, with_f32};
+use super::par::{self, rows_per_task};
+use super::{cpu_tensor, f32_data, simd, with_f32};
 
 /// Softmax over the last dimension. Differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -62,9 +62,9 @@ impl CustomOp1 for SoftmaxOp {
         let x = f32_data(s, l)?;
         let mut y = vec![0f32; x.len()];
         let per = rows_per_task(x.len() / w, w) * w;
-        y.par_chunks_mut(per)
-            .zip(x.par_chunks(per))
-            .for_each(|(y, x)| softmax_rows(x, y, w));
+        par::run(y.chunks_mut(per).zip(x.chunks(per)).collect(), |(y, x)| {
+            softmax_rows(x, y, w)
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -77,10 +77,12 @@ impl CustomOp1 for SoftmaxOp {
             with_f32(dy, |dy| {
                 let mut dx = vec![0f32; p.len()];
                 let per = rows_per_task(p.len() / w, w) * w;
-                dx.par_chunks_mut(per)
-                    .zip(p.par_chunks(per))
-                    .zip(dy.par_chunks(per))
-                    .for_each(|((dx, p), dy)| softmax_bwd_rows(p, dy, dx, w));
+                let tasks = dx
+                    .chunks_mut(per)
+                    .zip(p.chunks(per))
+                    .zip(dy.chunks(per))
+                    .collect();
+                par::run(tasks, |((dx, p), dy)| softmax_bwd_rows(p, dy, dx, w));
                 Ok(dx)
             })
         })?;
