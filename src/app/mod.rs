@@ -84,7 +84,7 @@ pub use shell::{AppOptions, GlassboxApp, Persisted, STORAGE_KEY};
 ///
 /// Environment: `GLASSBOX_VIEW` opens a view by id (model, tokens, attention, params, ...);
 /// `GLASSBOX_TEXT` sets the text; `GLASSBOX_THEME=light|dark`; `GLASSBOX_TIMING=1` prints the
-/// time to the first frame; `GLASSBOX_ASSETS` points at the shipped models' folder.
+/// time to the first frame and the UI frame times every 5 s; `GLASSBOX_ASSETS` points at the shipped models' folder.
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let options = eframe::NativeOptions {

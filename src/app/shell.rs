@@ -95,6 +95,8 @@ pub struct GlassboxApp {
     /// Time from start to the end of the first frame.
     pub first_frame: Option<Duration>,
     frame_times: VecDeque<f32>,
+    /// `GLASSBOX_TIMING`: when the current 5 s window started, and its frame times.
+    timing_log: Option<(Instant, Vec<f32>)>,
     last_saved: Option<Persisted>,
 }
 
@@ -127,6 +129,7 @@ impl GlassboxApp {
             started: options.started,
             first_frame: None,
             frame_times: VecDeque::new(),
+            timing_log: None,
             last_saved: None,
         };
         let view = options.initial_view.unwrap_or(persisted.view.clone());
@@ -325,6 +328,7 @@ impl GlassboxApp {
         if self.frame_times.len() > 120 {
             self.frame_times.pop_front();
         }
+        self.log_frame_times(ms);
         if self.first_frame.is_none() {
             let elapsed = self.started.elapsed();
             self.first_frame = Some(elapsed);
@@ -354,6 +358,34 @@ impl GlassboxApp {
                 ui.push_id(id, |ui| panel.ui(ui, shared));
             }
         });
+    }
+
+    /// With `GLASSBOX_TIMING` set, prints the UI thread's frame times every 5 s (median, 99th
+    /// percentile, worst, frames per second): how the frame budget holds up during a run.
+    fn log_frame_times(&mut self, ms: f32) {
+        if std::env::var_os("GLASSBOX_TIMING").is_none() {
+            return;
+        }
+        let log = self
+            .timing_log
+            .get_or_insert_with(|| (Instant::now(), Vec::new()));
+        log.1.push(ms);
+        let elapsed = log.0.elapsed().as_secs_f32();
+        if elapsed < 5.0 {
+            return;
+        }
+        let mut sorted = std::mem::take(&mut log.1);
+        sorted.sort_by(f32::total_cmp);
+        let at = |q: f32| sorted[((sorted.len() - 1) as f32 * q).round() as usize];
+        eprintln!(
+            "glassbox: UI frames over {elapsed:.1} s: {} frames ({:.0}/s), median {:.2} ms, p99 {:.2} ms, worst {:.2} ms",
+            sorted.len(),
+            sorted.len() as f32 / elapsed,
+            at(0.5),
+            at(0.99),
+            at(1.0),
+        );
+        log.0 = Instant::now();
     }
 
     fn top_bar(&mut self, ui: &mut Ui) {
