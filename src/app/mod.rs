@@ -62,9 +62,15 @@
 //! ```
 //!
 //! Programmatic control (lessons, tests): [`GlassboxApp::apply`] with a [`panels::Action`]
-//! (set the text, open a view, load a model, select layer/head/token/preset), or typed access
-//! with [`GlassboxApp::panel_mut`]. Tests drive [`GlassboxApp::ui`] inside an `egui_kittest`
-//! harness; `GLASSBOX_VIEW=attention` opens a view at start.
+//! (set the text, open a view, load a model, select layer/head/token/preset, mask a token, step
+//! through, start a run, ...), or typed access with [`GlassboxApp::panel_mut`]. Tests drive
+//! [`GlassboxApp::ui`] inside an `egui_kittest` harness; `GLASSBOX_VIEW=attention` opens a view
+//! at start.
+//!
+//! Lessons: [`panels::lessons`] lists the course; an open lesson is drawn by the shell in a pane
+//! right of the central view. Its "try it" buttons become [`panels::Action`]s through a runner
+//! that waits for models and tokens ([`panels::lessons::runner`]); the shell applies them like
+//! any other action.
 
 use eframe::egui;
 pub mod assets;
@@ -77,14 +83,18 @@ pub mod worker;
 
 use std::time::Instant;
 
+use panels::lessons::{LessonsPanel, StartLesson};
 pub use panels::{Action, Panel};
 pub use shell::{AppOptions, GlassboxApp, Persisted, STORAGE_KEY};
 
 /// Opens the window. Models load on the worker after the first frame is up.
 ///
-/// Environment: `GLASSBOX_VIEW` opens a view by id (model, tokens, attention, params, ...);
-/// `GLASSBOX_TEXT` sets the text; `GLASSBOX_THEME=light|dark`; `GLASSBOX_TIMING=1` prints the
-/// time to the first frame and the UI frame times every 5 s; `GLASSBOX_ASSETS` points at the shipped models' folder.
+/// Environment: `GLASSBOX_VIEW` opens a view by id (lessons, model, tokens, attention, params,
+/// ...); `GLASSBOX_TEXT` sets the text; `GLASSBOX_THEME=light|dark`; `GLASSBOX_TIMING=1` prints
+/// the time to the first frame and the UI frame times every 5 s; `GLASSBOX_ASSETS` points at the
+/// shipped models' folder; `GLASSBOX_LESSONS` at a lessons folder. `GLASSBOX_LESSON=attention`
+/// opens a lesson beside the views (`attention:3` at its third step; `none` opens none); without
+/// it the lesson open when the app last closed comes back (the first lesson on a first start).
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let options = eframe::NativeOptions {
@@ -108,13 +118,21 @@ pub fn run() -> anyhow::Result<()> {
             if let Ok(theme) = std::env::var("GLASSBOX_THEME") {
                 persisted.get_or_insert_with(Persisted::default).dark = theme != "light";
             }
-            let app = GlassboxApp::new(AppOptions {
+            let mut app = GlassboxApp::new(AppOptions {
                 persisted,
                 load_models: true,
                 initial_view: std::env::var("GLASSBOX_VIEW").ok(),
                 shipped: None,
                 started,
             });
+            let start = match std::env::var("GLASSBOX_LESSON") {
+                Ok(id) if id.eq_ignore_ascii_case("none") => None,
+                Ok(id) => Some(StartLesson::Id(id)),
+                Err(_) => Some(StartLesson::Resume),
+            };
+            if let (Some(start), Some(lessons)) = (start, app.panel_mut::<LessonsPanel>()) {
+                lessons.open_on_start(start);
+            }
             Ok(Box::new(app))
         }),
     )

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::assets::{ShippedModels, is_model_dir};
 use super::data::{ModelSource, Slot};
+use super::panels::lessons::LessonsPanel;
 use super::panels::{self, Action, Panel};
-use super::state::Shared;
+use super::state::{Notice, Shared};
 use super::worker::WorkerHandle;
 
 /// The key under which the app's settings are stored.
@@ -217,9 +218,55 @@ impl GlassboxApp {
         self.apply(Action::SetText(text.to_string()));
     }
 
-    /// Whether the worker has nothing left to do for the UI.
+    /// Whether the worker has nothing left to do for the UI, and no lesson button is still
+    /// working through its steps.
     pub fn is_idle(&self) -> bool {
-        self.shared.busy().is_none() && self.shared.loads().is_empty()
+        self.shared.busy().is_none()
+            && self.shared.loads().is_empty()
+            && !self
+                .panel::<LessonsPanel>()
+                .is_some_and(LessonsPanel::is_running)
+    }
+
+    /// Lessons: advances a running "try it" button and applies what it asks for. Problems the
+    /// panels meet while applying it are shown in the lesson pane, next to the button, rather
+    /// than as banners.
+    fn run_lesson_actions(&mut self) {
+        let Self { panels, shared, .. } = self;
+        let Some(lessons) = lessons_panel(panels) else {
+            return;
+        };
+        lessons.frame(shared);
+        let actions = lessons.take_actions();
+        if actions.is_empty() {
+            return;
+        }
+        let before = self.shared.notices.len();
+        for action in actions {
+            self.apply(action);
+        }
+        let problems: Vec<Notice> = self.shared.notices.drain(before..).collect();
+        if let Some(lessons) = lessons_panel(&mut self.panels) {
+            lessons.report(problems);
+        }
+    }
+
+    /// The open lesson, in a resizable pane right of the view it drives.
+    fn lesson_pane(&mut self, ui: &mut Ui) {
+        let current_view = self.current_view();
+        let large_text = self.large_text;
+        let Self { panels, shared, .. } = self;
+        let Some(lessons) = lessons_panel(panels).filter(|l| l.is_open()) else {
+            return;
+        };
+        let max = (ui.available_width() * 0.6).max(320.0);
+        egui::Panel::right("lesson_pane")
+            .resizable(true)
+            .default_size(460.0)
+            .size_range(300.0..=max)
+            .show(ui, |ui| {
+                lessons.pane_ui(ui, shared, large_text, current_view)
+            });
     }
 
     /// Does what a lesson or test asks: the shell's part, then every panel's.
@@ -233,24 +280,20 @@ impl GlassboxApp {
                 }
                 None => self.shared.use_pair = false,
             },
-            Action::OpenView(id) => {
-                if !self.open_view(id) {
-                    self.shared
-                        .error(format!("There is no view called {id:?}."));
-                }
+            // The guard opens the view; the arm says when there is none.
+            Action::OpenView(id) if !self.open_view(id) => {
+                self.shared
+                    .error(format!("There is no view called {id:?}."));
             }
             Action::LoadModel(source) => {
                 self.shared.load_model(source.clone());
             }
-            Action::SelectLayerHead { .. } => {
-                self.open_view("attention");
-            }
-            Action::SelectPreset(_) | Action::SelectLoadedParams(_) => {
-                self.open_view("params");
-            }
             Action::SetDarkTheme(dark) => self.dark = *dark,
             Action::SetLargeText(large) => self.large_text = *large,
-            Action::LoadShipped(_) | Action::SelectToken { .. } => {}
+            _ => {}
+        }
+        if let Some(view) = action.view() {
+            self.open_view(view);
         }
         for panel in &mut self.panels {
             panel.apply(&action, &mut self.shared);
@@ -274,7 +317,7 @@ impl GlassboxApp {
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context) {
-        const KEYS: [Key; 9] = [
+        const KEYS: [Key; 10] = [
             Key::Num1,
             Key::Num2,
             Key::Num3,
@@ -284,6 +327,7 @@ impl GlassboxApp {
             Key::Num7,
             Key::Num8,
             Key::Num9,
+            Key::Num0,
         ];
         for (index, key) in KEYS.iter().enumerate().take(self.panels.len()) {
             if ctx.input_mut(|i| i.consume_key(Modifiers::COMMAND, *key)) {
@@ -302,6 +346,7 @@ impl GlassboxApp {
         if let Some(id) = self.shared.requested_view.take() {
             self.open_view(&id);
         }
+        self.run_lesson_actions();
 
         egui::Panel::top("glassbox_top").show(ui, |ui| self.top_bar(ui));
         egui::Panel::bottom("glassbox_status").show(ui, |ui| self.status_bar(ui));
@@ -309,6 +354,7 @@ impl GlassboxApp {
             .default_size(150.0)
             .min_size(110.0)
             .show(ui, |ui| self.view_list(ui));
+        self.lesson_pane(ui);
         egui::CentralPanel::default().show(ui, |ui| {
             self.notices(ui);
             let Self { panels, shared, .. } = self;
@@ -449,8 +495,8 @@ impl GlassboxApp {
             .min_size(egui::vec2(ui.available_width(), 26.0));
             let mut response = ui.add(button);
             let hint = panel.hint();
-            let shortcut = if index < 9 {
-                format!(" (Ctrl+{})", index + 1)
+            let shortcut = if index < 10 {
+                format!(" (Ctrl+{})", (index + 1) % 10)
             } else {
                 String::new()
             };
@@ -566,6 +612,13 @@ impl GlassboxApp {
             });
         });
     }
+}
+
+/// The lessons panel among the panels.
+fn lessons_panel(panels: &mut [Box<dyn Panel>]) -> Option<&mut LessonsPanel> {
+    panels
+        .iter_mut()
+        .find_map(|p| (p.as_mut() as &mut dyn Any).downcast_mut::<LessonsPanel>())
 }
 
 /// egui's default fonts, with Hack (the monospace font) as a fallback for proportional text too:

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::assets::ShippedModels;
 use super::data::{InspectionData, ModelSource, ModelSummary, Slot};
 use super::worker::{Command, Event, Output, Progress, RequestId, WorkerHandle, WorkerResult};
+use crate::lessons::compute::MeasuredRun;
 
 /// The text every view starts with.
 pub const DEFAULT_TEXT: &str = "The cat chased the mouse.";
@@ -93,6 +94,9 @@ pub struct Shared {
     /// A view a panel wants opened (by id); the shell switches to it on the next frame.
     pub requested_view: Option<String>,
     pub notices: Vec<Notice>,
+    /// The speed of the latest training or fine-tuning run (parameters, tokens/s): the compute
+    /// calculator's "this machine".
+    pub measured_run: Option<MeasuredRun>,
     worker: WorkerHandle,
     models: BTreeMap<Slot, Arc<ModelSummary>>,
     generations: BTreeMap<Slot, u64>,
@@ -116,6 +120,7 @@ impl Shared {
             shipped,
             requested_view: None,
             notices: Vec::new(),
+            measured_run: None,
             worker,
             models: BTreeMap::new(),
             generations: BTreeMap::new(),

@@ -153,9 +153,10 @@ impl Panel for AttentionPanel {
         match action {
             Action::SelectLayerHead { slot, layer, head } => {
                 self.select_layer_head(*layer, *head);
-                if let Some(slot) = slot {
-                    self.models = Models::Only(*slot);
-                }
+                self.models = match slot {
+                    Some(slot) => Models::Only(*slot),
+                    None => Models::SideBySide,
+                };
             }
             Action::SelectToken { slot, index } => self.select_token(*slot, *index),
             Action::SetText(_) | Action::SetPair(_) => self.selected.clear(),

@@ -128,6 +128,7 @@ pub struct EmbeddingsPanel {
     pub compare: CompareModels,
     /// The selected token (row of the heatmaps).
     pub token: Option<usize>,
+    scroll_to_compare: bool,
     pca: Cached<PcaKey, Arc<PcaResult>>,
     comparisons: BTreeMap<Slot, Cached<CompareKey, Arc<WordComparison>>>,
 }
@@ -144,6 +145,7 @@ impl Default for EmbeddingsPanel {
             sentence_b: saved.sentence_b,
             compare: saved.compare,
             token: None,
+            scroll_to_compare: false,
             pca: Cached::default(),
             comparisons: BTreeMap::new(),
         }
@@ -201,8 +203,26 @@ impl Panel for EmbeddingsPanel {
     }
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
-        if let Action::SetText(_) | Action::SetPair(_) = action {
-            self.token = None;
+        match action {
+            Action::SetText(_) | Action::SetPair(_) => self.token = None,
+            Action::CompareWord {
+                word,
+                sentence_a,
+                sentence_b,
+            } => {
+                self.word = word.clone();
+                self.sentence_a = sentence_a.clone();
+                self.sentence_b = sentence_b.clone();
+                if !self.compare.gpt && !self.compare.bert {
+                    self.compare = CompareModels {
+                        gpt: true,
+                        bert: true,
+                    };
+                }
+                // The comparison is at the bottom of the view: bring it into sight.
+                self.scroll_to_compare = true;
+            }
+            _ => {}
         }
     }
 
@@ -572,7 +592,11 @@ impl EmbeddingsPanel {
     }
 
     fn compare_section(&mut self, ui: &mut Ui, shared: &mut Shared) {
-        ui.label(RichText::new("Static vs contextual: one word, two sentences").heading());
+        let heading =
+            ui.label(RichText::new("Static vs contextual: one word, two sentences").heading());
+        if std::mem::take(&mut self.scroll_to_compare) {
+            heading.scroll_to_me(Some(egui::Align::TOP));
+        }
         ui.label(
             "A token embedding is static: the word gets the same vector in every sentence. \
              Each layer mixes in the other tokens through attention, so the vectors become \

@@ -721,6 +721,72 @@ impl FinetunePanel {
         }
     }
 
+    pub fn run_mut(&mut self) -> Option<&mut LiveRun> {
+        self.run.as_mut()
+    }
+
+    /// A lesson's `finetune:` block: fills in the form (starting from `model_dir`, the folder its
+    /// `from:` names) and, unless it says `start: no`, starts the run and shows step 5.
+    fn start_from_lesson(
+        &mut self,
+        lesson: &crate::lessons::FinetuneSettings,
+        model_dir: &Path,
+        shared: &mut Shared,
+    ) {
+        use crate::lessons::{DataSource, ModelRef, ShippedModel};
+        let task = match lesson.objective {
+            Objective::Classification => Task::Classification,
+            Objective::Qa => Task::Qa,
+            Objective::Generation => Task::Generation,
+            other => {
+                shared.error(format!("{} is not a fine-tuning task", other.name()));
+                return;
+            }
+        };
+        // The library's own mapping, so the form and `glassbox finetune` agree on the defaults.
+        let config = lesson.to_train_config(model_dir.to_path_buf());
+        let s = &mut self.settings;
+        s.task = task;
+        match &lesson.from {
+            ModelRef::Shipped(ShippedModel::TinyBert) => s.model = ModelChoice::ShippedBert,
+            ModelRef::Shipped(ShippedModel::TinyGpt) => s.model = ModelChoice::ShippedGpt,
+            ModelRef::Folder(_) | ModelRef::Hub(_) => {
+                s.model = ModelChoice::Folder;
+                s.folder = model_dir.display().to_string();
+            }
+        }
+        match &lesson.data {
+            DataSource::Builtin => s.data = DataChoice::BuiltIn,
+            DataSource::File(path) => {
+                s.data = DataChoice::File;
+                s.data_path = path.display().to_string();
+            }
+        }
+        s.use_epochs = false;
+        s.steps = config.training.steps;
+        s.lr = config.optimizer.lr;
+        s.batch = config.training.batch_size;
+        s.warmup = config.optimizer.warmup_steps;
+        s.eval_every = config.training.eval_every;
+        if let Some(seed) = lesson.seed {
+            s.seed = seed;
+        }
+        if !lesson.start {
+            return;
+        }
+        if let Some(run) = self.run.as_mut().filter(|r| r.is_live()) {
+            // The lesson asks for a new run: the old one stops (and saves its checkpoint).
+            run.stop();
+            shared.info("The fine-tuning run in progress was stopped for the new one.");
+        }
+        if self.start(shared) {
+            self.step = 4;
+        } else {
+            let message = self.start_error.clone().unwrap_or_default();
+            shared.error(format!("Cannot start the fine-tuning run: {message}"));
+        }
+    }
+
     fn stepper(&mut self, ui: &mut Ui) {
         let done = [
             self.model_info.value().is_some(),
@@ -1742,10 +1808,22 @@ impl Panel for FinetunePanel {
         self.nav(ui);
         if let Some(run) = self.run.as_mut() {
             run.end_frame(frame);
+            if let Some(speed) = run.measured_speed() {
+                shared.measured_run = Some(speed);
+            }
         }
     }
 
-    fn apply(&mut self, _action: &Action, _shared: &mut Shared) {}
+    fn apply(&mut self, action: &Action, shared: &mut Shared) {
+        match action {
+            Action::StartFinetune {
+                settings,
+                model_dir,
+            } => self.start_from_lesson(settings, model_dir, shared),
+            Action::ShowFinetuneStep(step) => self.step = step.number() - 1,
+            _ => {}
+        }
+    }
 
     fn save_state(&self) -> Option<serde_json::Value> {
         serde_json::to_value(&self.settings).ok()

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod embeddings;
 pub mod finetune;
+pub mod lessons;
 pub mod model;
 pub mod params;
 pub mod predict;
@@ -19,7 +20,9 @@ use egui::Ui;
 
 use super::data::{ModelSource, Slot};
 use super::state::Shared;
-use crate::model::params::Preset;
+use crate::lessons::{ComputeInputs, FinetuneSettings, FinetuneStep, Sampling, TrainingSettings};
+use crate::model::params::{ArchSpec, Preset};
+use step_through::StageKind;
 
 /// Something a lesson, a test or another panel asks the app to do. The shell handles the
 /// general ones (text, view, model, theme) and offers every action to every panel, so a panel
@@ -51,8 +54,75 @@ pub enum Action {
     SelectPreset(Preset),
     /// Parameter view: show the loaded model of a slot.
     SelectLoadedParams(Slot),
+    /// Parameter view: show a configuration of one's own.
+    SetCustomConfig(ArchSpec),
+    /// Embeddings view: compare `word` in two sentences, layer by layer.
+    CompareWord {
+        word: String,
+        sentence_a: String,
+        sentence_b: String,
+    },
+    /// Predict view (BERT fill-mask): replace token `index` of the current text by the mask
+    /// token, as a click on the token does.
+    MaskToken {
+        index: usize,
+    },
+    /// Step-through view: go to `stage` (in `layer`, for head `head`) of `slot`'s forward pass;
+    /// `None` keeps what the view shows.
+    StepThrough {
+        slot: Option<Slot>,
+        stage: StageKind,
+        layer: Option<usize>,
+        head: Option<usize>,
+    },
+    /// Predict view (GPT): sampling settings; `None` keeps a setting.
+    SetSampling(Sampling),
+    /// Predict view (GPT): sample this many tokens after the text.
+    Generate(usize),
+    /// Predict view (BERT): extractive question answering, the current text as the context.
+    AskQuestion(String),
+    /// Train view: fill in the form, and start the run unless `start` is off.
+    StartTraining(TrainingSettings),
+    /// Fine-tune view: fill in the form from `model_dir`, and start unless `start` is off.
+    StartFinetune {
+        settings: FinetuneSettings,
+        model_dir: std::path::PathBuf,
+    },
+    /// Fine-tune view: show one of the seven steps.
+    ShowFinetuneStep(FinetuneStep),
+    /// Lessons view: the compute calculator, filled in.
+    ShowCalculator(ComputeInputs),
     SetDarkTheme(bool),
     SetLargeText(bool),
+}
+
+impl Action {
+    /// The view an action shows its result in (the shell opens it).
+    pub fn view(&self) -> Option<&'static str> {
+        Some(match self {
+            Action::SelectLayerHead { .. } => "attention",
+            Action::SelectPreset(_)
+            | Action::SelectLoadedParams(_)
+            | Action::SetCustomConfig(_) => "params",
+            Action::CompareWord { .. } => "embeddings",
+            Action::MaskToken { .. }
+            | Action::SetSampling(_)
+            | Action::Generate(_)
+            | Action::AskQuestion(_) => "predict",
+            Action::StepThrough { .. } => "step-through",
+            Action::StartTraining(_) => "train",
+            Action::StartFinetune { .. } | Action::ShowFinetuneStep(_) => "finetune",
+            Action::ShowCalculator(_) => "lessons",
+            Action::SetText(_)
+            | Action::SetPair(_)
+            | Action::OpenView(_)
+            | Action::LoadModel(_)
+            | Action::LoadShipped(_)
+            | Action::SelectToken { .. }
+            | Action::SetDarkTheme(_)
+            | Action::SetLargeText(_) => return None,
+        })
+    }
 }
 
 /// A view of the app.
@@ -82,6 +152,7 @@ pub trait Panel: Any {
 /// Every view, in side bar order. Adding a panel: one line here.
 pub fn all() -> Vec<Box<dyn Panel>> {
     vec![
+        Box::new(lessons::LessonsPanel::default()),
         Box::new(model::ModelPanel::default()),
         Box::new(tokens::TokensPanel::default()),
         Box::new(embeddings::EmbeddingsPanel::default()),

@@ -226,6 +226,10 @@ impl Panel for ParamsPanel {
         match action {
             Action::SelectPreset(preset) => self.select_preset(*preset),
             Action::SelectLoadedParams(slot) => self.source = ParamSource::Loaded(*slot),
+            Action::SetCustomConfig(spec) => {
+                self.custom = CustomConfig::from_spec(spec);
+                self.source = ParamSource::Custom;
+            }
             _ => {}
         }
     }

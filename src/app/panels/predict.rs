@@ -149,6 +149,9 @@ pub struct PredictPanel {
     pub context: String,
     /// The text (and pair) before the first click on a token masked it.
     pub before_mask: Option<(String, String)>,
+    /// A token a lesson asked to mask, with the text its index counts in; masked as soon as the
+    /// mask token is known (as a click would).
+    pending_mask: Option<(usize, String)>,
     next: Cached<NextKey, Arc<NextData>>,
     /// The distribution of the last logits under the last settings (the logits kept alive so
     /// the pointer comparison is sound).
@@ -173,6 +176,7 @@ impl Default for PredictPanel {
             question: saved.question,
             context: saved.context,
             before_mask: None,
+            pending_mask: None,
             next: Cached::default(),
             distribution: None,
             mask_token: Cached::default(),
@@ -298,10 +302,47 @@ impl Panel for PredictPanel {
         }
     }
 
-    fn apply(&mut self, action: &Action, _shared: &mut Shared) {
-        if let Action::SetText(_) = action {
-            self.remaining = 0;
-            self.before_mask = None;
+    fn apply(&mut self, action: &Action, shared: &mut Shared) {
+        match action {
+            Action::SetText(_) => {
+                self.remaining = 0;
+                self.before_mask = None;
+            }
+            Action::SetPair(Some(pair)) => {
+                // Next-sentence prediction on the pair (the text is sentence A).
+                self.mode = Mode::Bert;
+                self.nsp_a = shared.text.clone();
+                self.nsp_b = pair.clone();
+            }
+            Action::MaskToken { index } => {
+                self.mode = Mode::Bert;
+                self.pending_mask = Some((*index, shared.text.clone()));
+            }
+            Action::SetSampling(sampling) => {
+                self.mode = Mode::Gpt;
+                if let Some(t) = sampling.temperature {
+                    self.settings.temperature = t.clamp(0.0, 5.0) as f32;
+                }
+                if let Some(k) = sampling.top_k {
+                    self.settings.top_k = k;
+                }
+                if let Some(p) = sampling.top_p {
+                    self.settings.top_p = p.clamp(0.0, 1.0) as f32;
+                }
+            }
+            Action::Generate(count) => {
+                // A new generation after the text as it is now.
+                self.mode = Mode::Gpt;
+                self.reset();
+                self.message = None;
+                self.remaining = *count;
+            }
+            Action::AskQuestion(question) => {
+                self.mode = Mode::Bert;
+                self.question = question.clone();
+                self.context = shared.text.clone();
+            }
+            _ => {}
         }
     }
 
@@ -702,25 +743,23 @@ impl PredictPanel {
     fn fill_mask(&mut self, ui: &mut Ui, shared: &mut Shared) {
         let slot = Slot::Bert;
         let generation = shared.generation(slot);
-        let mask = self
-            .mask_token
-            .fetch(
-                shared,
-                (generation,),
-                || Command::Job {
-                    name: "BERT mask token".into(),
-                    run: Box::new(move |models| {
-                        let loaded = models.get(slot).ok_or_else(|| {
-                            GlassboxError::InvalidInput("no BERT model is loaded".into())
-                        })?;
-                        let mask = loaded.tokenizer()?.mask_token().map(|(t, _)| t);
-                        Ok(Box::new(mask))
-                    }),
-                },
-                extract::<Option<String>>,
-            )
-            .data()
-            .flatten();
+        let mask_fetch = self.mask_token.fetch(
+            shared,
+            (generation,),
+            || Command::Job {
+                name: "BERT mask token".into(),
+                run: Box::new(move |models| {
+                    let loaded = models.get(slot).ok_or_else(|| {
+                        GlassboxError::InvalidInput("no BERT model is loaded".into())
+                    })?;
+                    let mask = loaded.tokenizer()?.mask_token().map(|(t, _)| t);
+                    Ok(Box::new(mask))
+                }),
+            },
+            extract::<Option<String>>,
+        );
+        let mask_known = matches!(mask_fetch, Fetch::Ready(_) | Fetch::Failed(_));
+        let mask = mask_fetch.data().flatten();
         ui.label(
             "BERT was trained to guess hidden words from both sides. Click a token to replace it \
              with [MASK] in the text; the bars show the model's top guesses at every [MASK]. \
@@ -732,6 +771,21 @@ impl PredictPanel {
         };
         let fresh =
             data.text == shared.text && data.pair == shared.pair_text() && !fetch.is_pending();
+        // A lesson's `mask:`, once the tokens of its text and the mask token are here.
+        if let Some((index, text)) = self.pending_mask.clone()
+            && (text != shared.text || (fresh && mask_known))
+        {
+            self.pending_mask = None;
+            match &mask {
+                _ if text != shared.text => {}
+                None => shared.error("this tokenizer has no mask token"),
+                Some(mask) => {
+                    if let Err(message) = self.replace_token(shared, &data, index, mask) {
+                        shared.error(message);
+                    }
+                }
+            }
+        }
         if let Some(i) = token_chips(ui, &data.tokens, None) {
             match (&mask, fresh) {
                 (None, _) => error_label(ui, "this tokenizer has no mask token"),

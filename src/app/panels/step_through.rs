@@ -139,6 +139,35 @@ impl StageKind {
     }
 }
 
+impl From<crate::lessons::Stage> for StageKind {
+    /// A lesson's `stage:` (the same list, by another name).
+    fn from(stage: crate::lessons::Stage) -> Self {
+        use crate::lessons::Stage;
+        match stage {
+            Stage::Embed => StageKind::Embed,
+            Stage::AddPositions => StageKind::AddPositions,
+            Stage::AddSegments => StageKind::AddSegments,
+            Stage::EmbeddingNorm => StageKind::EmbeddingNorm,
+            Stage::NormAttention => StageKind::NormAttention,
+            Stage::Qkv => StageKind::Qkv,
+            Stage::Scores => StageKind::Scores,
+            Stage::Scale => StageKind::Scale,
+            Stage::Mask => StageKind::Mask,
+            Stage::Softmax => StageKind::Softmax,
+            Stage::WeightedSum => StageKind::WeightedSum,
+            Stage::OutputProjection => StageKind::OutputProjection,
+            Stage::ResidualAttention => StageKind::ResidualAttention,
+            Stage::NormMlp => StageKind::NormMlp,
+            Stage::MlpHidden => StageKind::MlpHidden,
+            Stage::MlpOutput => StageKind::MlpOutput,
+            Stage::ResidualMlp => StageKind::ResidualMlp,
+            Stage::FinalNorm => StageKind::FinalNorm,
+            Stage::Logits => StageKind::Logits,
+            Stage::Probabilities => StageKind::Probabilities,
+        }
+    }
+}
+
 /// A stage of one forward pass: its kind and, inside the layers, which layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StageRef {
@@ -321,6 +350,23 @@ impl Panel for StepThroughPanel {
         match action {
             Action::SetText(_) | Action::SetPair(_) => self.token = None,
             Action::SelectToken { slot, index } if *slot == self.slot => self.token = *index,
+            Action::StepThrough {
+                slot,
+                stage,
+                layer,
+                head,
+            } => {
+                if let Some(slot) = slot
+                    && *slot != self.slot
+                {
+                    self.slot = *slot;
+                    self.token = None;
+                }
+                self.go_to(*stage, layer.or(self.current.layer).unwrap_or(0));
+                if let Some(head) = head {
+                    self.head = *head;
+                }
+            }
             _ => {}
         }
     }

@@ -16,6 +16,7 @@ use super::training::{Background, FilePicker, LiveRun, ProbeViewer, new_run_dir}
 use super::{Action, Panel};
 use crate::app::state::Shared;
 use crate::app::widgets::error_label;
+use crate::lessons::{DataSource, TrainingSettings};
 use crate::model::config::Architecture;
 use crate::model::params::{self, ArchSpec, Heads, group_thousands};
 use crate::train::TrainConfig;
@@ -195,6 +196,42 @@ impl TrainSettings {
             TokenizerKindChoice::Bpe => Some(self.vocab_size.max(257) as u64),
             TokenizerKindChoice::Wordpiece => Some(self.vocab_size as u64),
         }
+    }
+
+    /// Fills the form from a lesson's `train:` block (the output folder stays as it is).
+    pub fn set_from_lesson(&mut self, lesson: &TrainingSettings) {
+        // The library's own mapping, so the form and `glassbox train` agree on every default.
+        let config = lesson.to_train_config();
+        let causal = config.objective.is_causal();
+        self.objective = if causal {
+            PretrainObjective::Gpt
+        } else {
+            PretrainObjective::Bert
+        };
+        self.next_sentence = config.next_sentence;
+        match &lesson.corpus {
+            DataSource::Builtin => self.corpus = CorpusChoice::BuiltIn,
+            DataSource::File(path) => {
+                self.corpus = CorpusChoice::File;
+                self.corpus_path = path.display().to_string();
+            }
+        }
+        self.tokenizer = lesson.tokenizer.unwrap_or(if causal {
+            TokenizerKindChoice::Char
+        } else {
+            TokenizerKindChoice::Wordpiece
+        });
+        self.layers = config.model.n_layer;
+        self.width = config.model.n_embd;
+        self.heads = config.model.n_head;
+        self.context = config.model.n_positions;
+        self.lr = config.optimizer.lr;
+        self.warmup = config.optimizer.warmup_steps;
+        self.steps = config.training.steps;
+        self.batch = config.training.batch_size;
+        self.eval_every = config.training.eval_every;
+        self.probe_every = config.training.probe_every;
+        self.seed = config.seed;
     }
 
     fn corpus_key(&self) -> (CorpusChoice, usize, u64, String) {
@@ -634,10 +671,27 @@ impl Panel for TrainPanel {
         self.run_view(ui, shared);
         if let Some(run) = self.run.as_mut() {
             run.end_frame(frame);
+            if let Some(speed) = run.measured_speed() {
+                shared.measured_run = Some(speed);
+            }
         }
     }
 
-    fn apply(&mut self, _action: &Action, _shared: &mut Shared) {}
+    fn apply(&mut self, action: &Action, shared: &mut Shared) {
+        let Action::StartTraining(lesson) = action else {
+            return;
+        };
+        if let Some(run) = self.run.as_mut().filter(|r| r.is_live()) {
+            // The lesson asks for a new run: the old one stops (and saves, if it has a folder).
+            run.stop();
+            shared.info("The training run in progress was stopped for the new one.");
+        }
+        self.settings.set_from_lesson(lesson);
+        if lesson.start && !self.start(shared) {
+            let message = self.start_error.clone().unwrap_or_default();
+            shared.error(format!("Cannot start the training run: {message}"));
+        }
+    }
 
     fn save_state(&self) -> Option<serde_json::Value> {
         serde_json::to_value(&self.settings).ok()

@@ -1,5 +1,6 @@
 //! Widgets shared by the panels: heatmaps, token chips, bars, export buttons, a folder browser,
-//! colour scales, and status lines for data the worker is computing.
+//! colour scales, a Markdown renderer (lesson text), and status lines for data the worker is
+//! computing.
 
 pub mod bars;
 pub mod chips;
@@ -8,6 +9,7 @@ pub mod curves;
 pub mod export;
 pub mod folder_browser;
 pub mod heatmap;
+pub mod markdown;
 
 pub use bars::value_bars;
 pub use chips::{token_chip, token_chips};
@@ -15,6 +17,7 @@ pub use color::ColorScale;
 pub use export::{ExportFormat, export_buttons};
 pub use folder_browser::FolderBrowser;
 pub use heatmap::{Heatmap, HeatmapResponse, HoverReadout, Selection, format_value};
+pub use markdown::markdown;
 
 use eframe::egui;
 use egui::Ui;

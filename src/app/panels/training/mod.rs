@@ -17,6 +17,7 @@ use crate::app::widgets::export::{
     ExportFormat, export_buttons, heatmap_png, matrix_csv, matrix_json,
 };
 use crate::app::widgets::{ColorScale, Heatmap};
+use crate::lessons::compute::MeasuredRun;
 use crate::train::{
     EvalReport, ProbeReport, RunInfo, RunSummary, StepReport, TrainConfig, TrainEvent, TrainingRun,
 };
@@ -368,6 +369,14 @@ impl LiveRun {
     /// The evaluation of the untrained model (step 0), if one was made.
     pub fn first_eval(&self) -> Option<&EvalReport> {
         self.evals.first().filter(|e| e.step == 0)
+    }
+
+    /// How fast this machine trains, from the run's size and its latest step's tokens/s: the
+    /// compute calculator's "this machine".
+    pub fn measured_speed(&self) -> Option<MeasuredRun> {
+        let info = self.info.as_ref()?;
+        let step = self.last_step.as_ref()?;
+        MeasuredRun::new(info.parameters as f64, step.tokens_per_sec).ok()
     }
 
     /// The last checkpoint folder written.

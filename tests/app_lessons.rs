@@ -1,0 +1,791 @@
+//! The Lessons view in an egui_kittest harness, driven through accessible labels: every lesson of
+//! the course (`lessons/`) opened from the list, every "try it" button of every step clicked and
+//! checked against the app state it should have set, every question answered right and wrong,
+//! keyboard navigation, a broken lesson file next to working ones, and progress that survives a
+//! restart (and a corrupt progress file that does not stop the app).
+//!
+//! The shipped tiny models are used when `assets/` has them (the fixtures otherwise). Training
+//! and fine-tuning runs a button starts are stopped at once, so the tests stay quick.
+
+mod app_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+use glassbox::app::assets::ShippedModels;
+use glassbox::app::data::{ModelSource, Slot};
+use glassbox::app::panels::attention::AttentionPanel;
+use glassbox::app::panels::embeddings::EmbeddingsPanel;
+use glassbox::app::panels::finetune::{FinetunePanel, Task};
+use glassbox::app::panels::lessons::{LessonsPanel, Outcome};
+use glassbox::app::panels::params::{CustomConfig, ParamSource, ParamsPanel};
+use glassbox::app::panels::predict::{Mode, PredictPanel};
+use glassbox::app::panels::step_through::{StageKind, StageRef, StepThroughPanel};
+use glassbox::app::panels::train::{PretrainObjective, TrainPanel};
+use glassbox::app::panels::training::LiveRun;
+use glassbox::app::{AppOptions, GlassboxApp};
+use glassbox::lessons::{
+    Action, ActionCommand, Lesson, ModelRef, Progress, QuestionKind, Side, load_lessons,
+};
+
+fn course_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons")
+}
+
+fn course() -> Vec<Lesson> {
+    let (lessons, errors) = load_lessons(&course_dir());
+    assert!(errors.is_empty(), "{errors:?}");
+    lessons
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "glassbox-app-lessons-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The app on the shipped models (fixtures if there are none), reading lessons from `lessons`,
+/// keeping progress and runs under `dir`.
+fn app_in(dir: &Path, lessons: &Path, load_models: bool) -> GlassboxApp {
+    let mut app = GlassboxApp::new(AppOptions {
+        persisted: None,
+        load_models,
+        initial_view: None,
+        shipped: Some(ShippedModels::find()),
+        started: Instant::now(),
+    });
+    let panel = app.panel_mut::<LessonsPanel>().expect("lessons panel");
+    panel.set_lessons_dir(lessons.to_path_buf());
+    panel.set_progress_path(Some(dir.join("progress.json")));
+    app.panel_mut::<TrainPanel>()
+        .expect("train")
+        .settings
+        .out_dir = dir.join("train").display().to_string();
+    app.panel_mut::<FinetunePanel>()
+        .expect("finetune")
+        .settings
+        .runs_dir = dir.join("finetune").display().to_string();
+    app
+}
+
+fn harness(app: GlassboxApp) -> Harness<'static, GlassboxApp> {
+    app_support::harness_sized(app, [1600.0, 1100.0])
+}
+
+fn click(h: &mut Harness<'static, GlassboxApp>, label: &str) {
+    h.get_by_role_and_label(Role::Button, label)
+        .click_accesskit();
+    h.step();
+    h.step();
+}
+
+fn lessons<'a>(h: &'a Harness<'static, GlassboxApp>) -> &'a LessonsPanel {
+    h.state().panel::<LessonsPanel>().expect("lessons panel")
+}
+
+fn has_text(h: &Harness<'static, GlassboxApp>, part: &str) -> bool {
+    h.query_all_by_label_contains(part).next().is_some()
+}
+
+fn no_error_notices(h: &Harness<'static, GlassboxApp>) {
+    let errors: Vec<_> = h
+        .state()
+        .shared
+        .notices
+        .iter()
+        .filter(|n| n.is_error)
+        .collect();
+    assert!(errors.is_empty(), "error notices: {errors:?}");
+}
+
+/// Steps frames until `done` holds (at most `secs` seconds).
+fn wait_until(
+    h: &mut Harness<'static, GlassboxApp>,
+    secs: u64,
+    what: &str,
+    mut done: impl FnMut(&mut Harness<'static, GlassboxApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn stop_and_wait(
+    h: &mut Harness<'static, GlassboxApp>,
+    run: impl Fn(&mut GlassboxApp) -> Option<&mut LiveRun>,
+) {
+    if let Some(run) = run(h.state_mut()) {
+        run.stop();
+    }
+    wait_until(h, 120, "the run to stop", |h| {
+        run(h.state_mut()).is_none_or(|r| r.is_done())
+    });
+}
+
+fn slot_of(side: Side) -> Slot {
+    match side {
+        Side::Gpt => Slot::Gpt,
+        Side::Bert => Slot::Bert,
+    }
+}
+
+/// Checks that every command of `action` left its mark on the app.
+fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: &Action) {
+    let what = format!("{} / {:?}", lesson.id, action.label);
+    match lessons(h).outcome(&lesson.id, action.line) {
+        Some(Outcome::Done(_)) => {}
+        other => panic!("{what}: the button did not finish: {other:?}"),
+    }
+    no_error_notices(h);
+    if let Some(view) = glassbox::app::panels::lessons::runner::target_view(action) {
+        assert_eq!(h.state().current_view(), view.id(), "{what}: view");
+    }
+    let masks = action
+        .commands
+        .iter()
+        .any(|c| matches!(c, ActionCommand::MaskToken(_)));
+    let generates = action
+        .commands
+        .iter()
+        .any(|c| matches!(c, ActionCommand::Generate(_)));
+    let stepping = action
+        .commands
+        .iter()
+        .any(|c| matches!(c, ActionCommand::StepThrough { .. }));
+    let shipped = h.state().shared.shipped.clone();
+    for command in &action.commands {
+        let app = h.state_mut();
+        match command {
+            ActionCommand::LoadModel(model) => {
+                if let ModelRef::Shipped(m) = model {
+                    let slot = slot_of(m.side());
+                    let dir = shipped.get(slot).cloned().expect("shipped model");
+                    assert_eq!(
+                        app.shared.model(slot).map(|m| m.source.clone()),
+                        Some(ModelSource::Folder(dir)),
+                        "{what}: load"
+                    );
+                }
+            }
+            ActionCommand::SetText(text) => {
+                if masks {
+                    assert!(
+                        app.shared.text.contains("[MASK]"),
+                        "{what}: {:?}",
+                        app.shared.text
+                    );
+                } else if generates {
+                    assert!(app.shared.text.starts_with(text.as_str()), "{what}");
+                } else {
+                    assert_eq!(&app.shared.text, text, "{what}: text");
+                }
+            }
+            ActionCommand::SetPair(pair) => match pair {
+                Some(pair) => {
+                    assert!(app.shared.use_pair, "{what}: pairs on");
+                    assert_eq!(&app.shared.pair, pair, "{what}: pair");
+                    // The Predict view asks BERT whether the pair follows the text.
+                    let text = app.shared.text.clone();
+                    let panel = app.panel::<PredictPanel>().expect("predict");
+                    assert_eq!((&panel.nsp_a, &panel.nsp_b), (&text, pair), "{what}: NSP");
+                    if h.state().current_view() == "predict" {
+                        assert!(has_text(h, "B follows A (IsNext)"), "{what}: NSP shown");
+                    }
+                }
+                None => assert!(!app.shared.use_pair, "{what}: pairs off"),
+            },
+            ActionCommand::OpenView(_) => {}
+            ActionCommand::SelectLayerHead { side, layer, head } if !stepping => {
+                let panel = app.panel::<AttentionPanel>().expect("attention");
+                assert_eq!(panel.layer, *layer, "{what}: layer");
+                assert_eq!(panel.head, *head, "{what}: head");
+                let slot = side.map(slot_of);
+                match slot {
+                    Some(slot) => assert!(
+                        h.query_all_by_label_contains(&format!(
+                            "{} attention layer {layer}",
+                            slot.short()
+                        ))
+                        .next()
+                        .is_some(),
+                        "{what}: the {} map of layer {layer} is shown",
+                        slot.short()
+                    ),
+                    None => {
+                        for slot in Slot::ALL {
+                            assert!(
+                                has_text(h, &format!("{} attention layer {layer}", slot.short())),
+                                "{what}: both maps of layer {layer} are shown"
+                            );
+                        }
+                    }
+                }
+            }
+            ActionCommand::SelectLayerHead { .. } => {}
+            ActionCommand::SelectToken { side, token } => {
+                let slots = side.map_or(Slot::ALL.to_vec(), |s| vec![slot_of(s)]);
+                for slot in slots {
+                    let tokens = app
+                        .shared
+                        .inspection(slot)
+                        .data()
+                        .expect("tokens")
+                        .token_labels();
+                    let want = token.find(&tokens);
+                    let panel = app.panel::<AttentionPanel>().expect("attention");
+                    assert_eq!(
+                        panel.selected.get(&slot).copied(),
+                        want,
+                        "{what}: token in {}",
+                        slot.short()
+                    );
+                    assert!(want.is_some() || side.is_none(), "{what}: token found");
+                }
+            }
+            ActionCommand::CompareWord {
+                word,
+                sentence_a,
+                sentence_b,
+            } => {
+                let panel = app.panel::<EmbeddingsPanel>().expect("embeddings");
+                assert_eq!(
+                    (&panel.word, &panel.sentence_a, &panel.sentence_b),
+                    (word, sentence_a, sentence_b),
+                    "{what}"
+                );
+                let comparison = panel.comparison(Slot::Bert).expect("a BERT comparison");
+                assert_eq!(&comparison.word, word, "{what}: compared");
+            }
+            ActionCommand::MaskToken(_) => {
+                let panel = app.panel::<PredictPanel>().expect("predict");
+                assert_eq!(panel.mode, Mode::Bert, "{what}");
+                assert!(app.shared.text.contains("[MASK]"), "{what}: masked");
+                assert!(
+                    has_text(h, "[MASK] at position"),
+                    "{what}: predictions shown"
+                );
+            }
+            ActionCommand::SelectPreset(preset) => {
+                let panel = app.panel::<ParamsPanel>().expect("params");
+                assert_eq!(panel.source, ParamSource::Preset(*preset), "{what}");
+            }
+            ActionCommand::SelectLoadedParams(side) => {
+                let panel = app.panel::<ParamsPanel>().expect("params");
+                assert_eq!(panel.source, ParamSource::Loaded(slot_of(*side)), "{what}");
+            }
+            ActionCommand::SetCustomConfig(spec) => {
+                let panel = app.panel::<ParamsPanel>().expect("params");
+                assert_eq!(panel.source, ParamSource::Custom, "{what}");
+                assert_eq!(panel.custom, CustomConfig::from_spec(spec), "{what}");
+            }
+            ActionCommand::StepThrough { side, stage } => {
+                let layer = action.commands.iter().find_map(|c| match c {
+                    ActionCommand::SelectLayerHead { layer, head, .. } => Some((*layer, *head)),
+                    _ => None,
+                });
+                let panel = app.panel::<StepThroughPanel>().expect("step through");
+                if let Some(side) = side {
+                    assert_eq!(panel.slot, slot_of(*side), "{what}: side");
+                }
+                let kind = StageKind::from(*stage);
+                let expected = StageRef::new(
+                    kind,
+                    kind.is_layer_stage().then(|| layer.map_or(0, |(l, _)| l)),
+                );
+                let shown = panel.shown.as_ref().expect("a stage is shown");
+                assert_eq!(shown.stage, expected, "{what}: stage");
+                if let Some((_, Some(head))) = layer {
+                    assert_eq!(panel.head, head, "{what}: head");
+                }
+            }
+            ActionCommand::SetSampling(sampling) => {
+                let panel = app.panel::<PredictPanel>().expect("predict");
+                if let Some(t) = sampling.temperature {
+                    assert_eq!(panel.settings.temperature, t as f32, "{what}");
+                }
+                if let Some(k) = sampling.top_k {
+                    assert_eq!(panel.settings.top_k, k, "{what}");
+                }
+                if let Some(p) = sampling.top_p {
+                    assert_eq!(panel.settings.top_p, p as f32, "{what}");
+                }
+            }
+            ActionCommand::Generate(count) => {
+                let panel = app.panel::<PredictPanel>().expect("predict");
+                assert_eq!(panel.remaining, 0, "{what}: generation finished");
+                let picks = panel.session.as_ref().map_or(0, |s| s.picks.len());
+                // A sampled end-of-text token ends a generation early, with a message.
+                assert!(
+                    picks == *count || (picks > 0 && panel.message.is_some()),
+                    "{what}: {picks} of {count} tokens"
+                );
+            }
+            ActionCommand::AskQuestion(question) => {
+                let panel = app.panel::<PredictPanel>().expect("predict");
+                assert_eq!(panel.mode, Mode::Bert, "{what}");
+                assert_eq!(&panel.question, question, "{what}");
+                assert_eq!(panel.context, app.shared.text, "{what}: context");
+            }
+            ActionCommand::StartTraining(settings) => {
+                let panel = app.panel::<TrainPanel>().expect("train");
+                let objective = if settings.objective.is_causal() {
+                    PretrainObjective::Gpt
+                } else {
+                    PretrainObjective::Bert
+                };
+                assert_eq!(panel.settings.objective, objective, "{what}");
+                assert_eq!(panel.settings.steps, settings.steps, "{what}");
+                assert_eq!(
+                    panel.settings.next_sentence, settings.next_sentence,
+                    "{what}"
+                );
+                assert_eq!(panel.run().is_some(), settings.start, "{what}: started");
+                if let Some(run) = panel.run() {
+                    assert_eq!(run.config.training.steps, settings.steps, "{what}");
+                    assert!(
+                        run.config
+                            .out_dir
+                            .as_ref()
+                            .is_some_and(|d| d.starts_with(std::env::temp_dir())),
+                        "{what}: the run writes to the test's folder"
+                    );
+                }
+                stop_and_wait(h, |app| {
+                    app.panel_mut::<TrainPanel>().and_then(TrainPanel::run_mut)
+                });
+            }
+            ActionCommand::StartFinetune(settings) => {
+                let panel = app.panel::<FinetunePanel>().expect("finetune");
+                let task = match settings.objective {
+                    glassbox::train::config::Objective::Classification => Task::Classification,
+                    glassbox::train::config::Objective::Qa => Task::Qa,
+                    _ => Task::Generation,
+                };
+                assert_eq!(panel.settings.task, task, "{what}");
+                assert_eq!(panel.settings.steps, settings.steps, "{what}");
+                assert!(!panel.settings.use_epochs, "{what}");
+                if settings.start {
+                    let run = panel.run().expect("a run started");
+                    assert_eq!(run.config.training.steps, settings.steps, "{what}");
+                    assert_eq!(run.config.objective, settings.objective, "{what}");
+                }
+                stop_and_wait(h, |app| {
+                    app.panel_mut::<FinetunePanel>()
+                        .and_then(FinetunePanel::run_mut)
+                });
+            }
+            ActionCommand::ShowFinetuneStep(step) => {
+                let panel = app.panel::<FinetunePanel>().expect("finetune");
+                assert_eq!(panel.step, step.number() - 1, "{what}");
+            }
+            ActionCommand::ShowCalculator(inputs) => {
+                let panel = app.panel::<LessonsPanel>().expect("lessons");
+                assert_eq!(&panel.calculator.inputs, inputs, "{what}");
+                assert!(has_text(h, "Training compute: 6 ×"), "{what}: result shown");
+            }
+        }
+    }
+}
+
+/// Opens `id` from the list and clicks every "try it" button of every step.
+fn walk_lesson(id: &str) {
+    let lesson = course()
+        .into_iter()
+        .find(|l| l.id == id)
+        .expect("the lesson exists");
+    let dir = temp_dir(id);
+    let mut h = harness(app_in(&dir, &course_dir(), true));
+    app_support::settle(&mut h);
+    click(&mut h, "Lessons");
+    assert_eq!(h.state().current_view(), "lessons");
+    click(&mut h, &format!("Open lesson: {}", lesson.title));
+    assert_eq!(
+        lessons(&h).open_lesson().map(|l| l.id.as_str()),
+        Some(id),
+        "the lesson opens"
+    );
+    let steps = lesson.steps.len();
+    for (index, step) in lesson.steps.iter().enumerate() {
+        assert_eq!(lessons(&h).step(), index);
+        assert!(has_text(&h, &format!("Step {} of {steps}", index + 1)));
+        for action in step.actions() {
+            click(&mut h, &format!("Try it: {}", action.label));
+            app_support::settle(&mut h);
+            check_action(&mut h, &lesson, action);
+        }
+        if index + 1 < steps {
+            click(&mut h, "Next step");
+        }
+    }
+    assert!(
+        h.state()
+            .panel::<LessonsPanel>()
+            .is_some_and(|l| l.is_open())
+    );
+    no_error_notices(&h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lesson_what_is_an_llm() {
+    walk_lesson("what-is-an-llm");
+}
+
+#[test]
+fn lesson_transformer() {
+    walk_lesson("transformer");
+}
+
+#[test]
+fn lesson_tokens_and_embeddings() {
+    walk_lesson("tokens-and-embeddings");
+}
+
+#[test]
+fn lesson_attention() {
+    walk_lesson("attention");
+}
+
+#[test]
+fn lesson_bert() {
+    walk_lesson("bert");
+}
+
+#[test]
+fn lesson_gpt() {
+    walk_lesson("gpt");
+}
+
+#[test]
+fn lesson_training() {
+    walk_lesson("training");
+}
+
+#[test]
+fn lesson_fine_tuning() {
+    walk_lesson("fine-tuning");
+}
+
+/// The test harness without models: the questions need none.
+fn quiet_harness(dir: &Path) -> Harness<'static, GlassboxApp> {
+    let mut h = harness(app_in(dir, &course_dir(), false));
+    h.step();
+    h
+}
+
+#[test]
+fn every_question_checks_right_and_wrong_answers() {
+    let dir = temp_dir("questions");
+    let mut h = quiet_harness(&dir);
+    click(&mut h, "Lessons");
+    for lesson in course() {
+        click(&mut h, &format!("Open lesson: {}", lesson.title));
+        let numbers: Vec<String> = lesson.questions().map(|q| q.id.clone()).collect();
+        for (index, step) in lesson.steps.iter().enumerate() {
+            if step.questions().next().is_none() {
+                continue;
+            }
+            h.state_mut()
+                .panel_mut::<LessonsPanel>()
+                .expect("lessons")
+                .go_to(index);
+            h.step();
+            for question in step.questions() {
+                let n = numbers
+                    .iter()
+                    .position(|id| *id == question.id)
+                    .expect("numbered")
+                    + 1;
+                let what = format!("{} / {}", lesson.id, question.id);
+                // A wrong answer first.
+                match &question.kind {
+                    QuestionKind::MultipleChoice {
+                        choices,
+                        answer_index,
+                    } => {
+                        let wrong = (answer_index + 1) % choices.len();
+                        h.get_by_role_and_label(
+                            Role::RadioButton,
+                            &format!("Question {n}: {}", choices[wrong]),
+                        )
+                        .click_accesskit();
+                    }
+                    QuestionKind::Number { answer, .. } => {
+                        h.get_by_role_and_label(
+                            Role::TextInput,
+                            &format!("Your answer to question {n}:"),
+                        )
+                        .set_text_value_accesskit(&format!("{}", answer * 2.0 + 1.0));
+                    }
+                }
+                h.step();
+                click(&mut h, &format!("Check question {n}"));
+                let verdict = lessons(&h)
+                    .verdict(&lesson.id, &question.id)
+                    .cloned()
+                    .expect("a verdict");
+                assert!(!verdict.correct, "{what}: a wrong answer passed");
+                assert!(
+                    verdict.message.starts_with("Not quite"),
+                    "{what}: {verdict:?}"
+                );
+                assert!(has_text(&h, "Not quite"), "{what}: the verdict is shown");
+                let record = lessons(&h)
+                    .progress()
+                    .answer(&lesson.id, &question.id)
+                    .cloned()
+                    .expect("recorded");
+                assert!(
+                    !record.correct && record.attempts == 1,
+                    "{what}: {record:?}"
+                );
+
+                // Then the stated answer.
+                match &question.kind {
+                    QuestionKind::MultipleChoice {
+                        choices,
+                        answer_index,
+                    } => {
+                        h.get_by_role_and_label(
+                            Role::RadioButton,
+                            &format!("Question {n}: {}", choices[*answer_index]),
+                        )
+                        .click_accesskit();
+                    }
+                    QuestionKind::Number { answer, .. } => {
+                        h.get_by_role_and_label(
+                            Role::TextInput,
+                            &format!("Your answer to question {n}:"),
+                        )
+                        .set_text_value_accesskit(&format!("{answer}"));
+                    }
+                }
+                h.step();
+                click(&mut h, &format!("Check question {n}"));
+                let verdict = lessons(&h)
+                    .verdict(&lesson.id, &question.id)
+                    .cloned()
+                    .expect("a verdict");
+                assert!(
+                    verdict.correct,
+                    "{what}: the stated answer failed: {verdict:?}"
+                );
+                assert!(has_text(&h, "Correct."), "{what}: the verdict is shown");
+                let record = lessons(&h)
+                    .progress()
+                    .answer(&lesson.id, &question.id)
+                    .cloned()
+                    .expect("recorded");
+                assert!(record.correct && record.attempts == 2, "{what}: {record:?}");
+            }
+        }
+        let summary = lessons(&h).progress().summary(&lesson);
+        assert_eq!(
+            summary.questions_correct, summary.questions_total,
+            "{}",
+            lesson.id
+        );
+        click(&mut h, "◀ Lesson list");
+    }
+    // Every answer is on disk.
+    let saved = Progress::load(&dir.join("progress.json")).expect("progress saved");
+    assert_eq!(&saved, lessons(&h).progress());
+    no_error_notices(&h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn keys_move_between_steps_and_large_text_grows_the_lesson() {
+    let dir = temp_dir("keys");
+    let mut h = quiet_harness(&dir);
+    click(&mut h, "Lessons");
+    click(&mut h, "Open lesson: Attention, causal and bidirectional");
+    let steps = lessons(&h).open_lesson().expect("open").steps.len();
+    assert!(has_text(&h, &format!("Step 1 of {steps}")));
+    let small = h
+        .get_by_label(&format!("Step 1 of {steps}"))
+        .rect()
+        .height();
+
+    h.key_press(egui::Key::ArrowRight);
+    h.step();
+    assert_eq!(lessons(&h).step(), 1);
+    assert!(has_text(&h, &format!("Step 2 of {steps}")));
+    h.key_press(egui::Key::PageDown);
+    h.step();
+    assert_eq!(lessons(&h).step(), 2);
+    h.key_press(egui::Key::ArrowLeft);
+    h.step();
+    h.key_press(egui::Key::PageUp);
+    h.step();
+    assert_eq!(lessons(&h).step(), 0);
+    // Moving on marked the steps passed as done.
+    let progress = lessons(&h).progress().clone();
+    assert!(progress.is_step_complete("attention", 0) && progress.is_step_complete("attention", 1));
+    h.key_press(egui::Key::ArrowLeft);
+    h.step();
+    assert_eq!(lessons(&h).step(), 0, "no step before the first");
+
+    // Large text: the lesson's own body font grows (the harness measures in zoomed points).
+    h.state_mut().large_text = true;
+    h.run_steps(3);
+    let large = h
+        .get_by_label(&format!("Step 1 of {steps}"))
+        .rect()
+        .height();
+    assert!(large > small * 1.08, "large text {large} vs {small}");
+
+    // Closing the lesson returns to the list.
+    click(&mut h, "◀ Lesson list");
+    assert!(!lessons(&h).is_open());
+    assert_eq!(h.state().current_view(), "lessons");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_broken_lesson_is_reported_and_the_others_still_open() {
+    let dir = temp_dir("broken");
+    let lessons_dir = dir.join("lessons");
+    std::fs::create_dir_all(&lessons_dir).expect("dir");
+    for name in ["01-what-is-an-llm.md", "04-attention.md"] {
+        std::fs::copy(course_dir().join(name), lessons_dir.join(name)).expect("copy");
+    }
+    std::fs::write(
+        lessons_dir.join("09-broken.md"),
+        "---\nid: broken\ntitle: Broken\n---\n## A step\n\nText.\n\n```try\nlabel: Go\nview: nowhere\n```\n",
+    )
+    .expect("write");
+    let mut h = harness(app_in(&dir, &lessons_dir, false));
+    h.step();
+    click(&mut h, "Lessons");
+    assert!(
+        has_text(&h, "09-broken.md:11"),
+        "the error names the file and line: {:?}",
+        lessons(&h).errors()
+    );
+    assert_eq!(lessons(&h).lessons().len(), 2);
+    click(&mut h, "Open lesson: Attention, causal and bidirectional");
+    assert!(lessons(&h).is_open());
+    assert!(has_text(&h, "Step 1 of"));
+
+    // Fixing the file and reloading brings it in.
+    click(&mut h, "◀ Lesson list");
+    std::fs::write(
+        lessons_dir.join("09-broken.md"),
+        "---\nid: broken\ntitle: Mended\n---\n## A step\n\nText.\n",
+    )
+    .expect("write");
+    click(&mut h, "Reload lessons");
+    assert!(lessons(&h).errors().is_empty());
+    assert_eq!(lessons(&h).lessons().len(), 3);
+    click(&mut h, "Open lesson: Mended");
+    assert!(has_text(&h, "Step 1 of 1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn progress_is_saved_and_loaded_by_a_new_app() {
+    let dir = temp_dir("progress");
+    let lesson = course()
+        .into_iter()
+        .find(|l| l.id == "attention")
+        .expect("lesson");
+    {
+        let mut h = quiet_harness(&dir);
+        click(&mut h, "Lessons");
+        click(&mut h, "Open lesson: Attention, causal and bidirectional");
+        click(&mut h, "Next step");
+        click(&mut h, "Next step");
+        let (index, question) = lesson
+            .steps
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.questions().next().map(|q| (i, q.clone())))
+            .expect("a question");
+        h.state_mut()
+            .panel_mut::<LessonsPanel>()
+            .expect("lessons")
+            .go_to(index);
+        h.step();
+        let QuestionKind::MultipleChoice {
+            choices,
+            answer_index,
+        } = &question.kind
+        else {
+            panic!("the first question is multiple choice")
+        };
+        h.get_by_role_and_label(
+            Role::RadioButton,
+            &format!("Question 1: {}", choices[*answer_index]),
+        )
+        .click_accesskit();
+        h.step();
+        click(&mut h, "Check question 1");
+        assert!(has_text(&h, "Correct."));
+    }
+    let saved = Progress::load(&dir.join("progress.json")).expect("saved");
+    assert_eq!(saved.current_lesson.as_deref(), Some("attention"));
+    assert!(saved.is_step_complete("attention", 0) && saved.is_step_complete("attention", 1));
+
+    // A new app reads it: the list shows it, and the lesson opens where it was left.
+    let mut h = quiet_harness(&dir);
+    click(&mut h, "Lessons");
+    assert_eq!(lessons(&h).progress(), &saved);
+    let summary = saved.summary(&lesson);
+    assert!(has_text(
+        &h,
+        &format!(
+            "{}/{} steps done · 1/{} questions right",
+            summary.steps_done, summary.steps_total, summary.questions_total
+        )
+    ));
+    assert!(has_text(&h, "Answered correctly before.") || !lessons(&h).is_open());
+    click(&mut h, "Open lesson: Attention, causal and bidirectional");
+    assert_eq!(
+        lessons(&h).step(),
+        saved.lesson("attention").expect("lesson").current_step
+    );
+    assert!(has_text(&h, "Answered correctly before."));
+
+    // A corrupt file: a note, a fresh start, no panic; the file is kept aside.
+    drop(h);
+    std::fs::write(dir.join("progress.json"), "{ not json").expect("write");
+    let mut h = quiet_harness(&dir);
+    h.step();
+    assert!(
+        h.state()
+            .shared
+            .notices
+            .iter()
+            .any(|n| !n.is_error && n.message.contains("could not be read")),
+        "{:?}",
+        h.state().shared.notices
+    );
+    assert_eq!(lessons(&h).progress(), &Progress::default());
+    assert!(dir.join("progress.json.unreadable").is_file());
+    click(&mut h, "Lessons");
+    click(&mut h, "Open lesson: Attention, causal and bidirectional");
+    assert_eq!(
+        Progress::load(&dir.join("progress.json"))
+            .expect("a good file again")
+            .current_lesson
+            .as_deref(),
+        Some("attention")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
