@@ -789,3 +789,81 @@ fn progress_is_saved_and_loaded_by_a_new_app() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_button_that_cannot_run_says_why_in_the_lesson() {
+    let dir = temp_dir("cannot-run");
+    let lessons_dir = dir.join("lessons");
+    std::fs::create_dir_all(&lessons_dir).expect("dir");
+    std::fs::write(
+        lessons_dir.join("01-odd.md"),
+        "---\nid: odd\ntitle: Odd buttons\n---\n## Buttons\n\n\
+         ```try\nlabel: Select a giraffe\ntext: the cat sat .\ntoken: giraffe\nview: attention\n```\n\n\
+         ```try\nlabel: Generate without a model\ngenerate: 5\n```\n",
+    )
+    .expect("write");
+
+    // No models: generating needs the GPT.
+    let mut h = harness(app_in(&dir, &lessons_dir, false));
+    h.step();
+    click(&mut h, "Lessons");
+    click(&mut h, "Open lesson: Odd buttons");
+    click(&mut h, "Try it: Generate without a model");
+    wait_until(&mut h, 30, "the button to finish", |h| {
+        !lessons(h).is_running()
+    });
+    let line = |label: &str| {
+        course_like(&lessons_dir)
+            .actions()
+            .find(|a| a.label == label)
+            .expect("button")
+            .line
+    };
+    match lessons(&h).outcome("odd", line("Generate without a model")) {
+        Some(Outcome::Failed(message)) => {
+            assert!(message.contains("No GPT model is loaded"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        has_text(&h, "No GPT model is loaded"),
+        "the reason is shown"
+    );
+    no_error_notices(&h);
+    drop(h);
+
+    // With models: a word that is not in the text.
+    let mut h = harness(app_in(&dir, &lessons_dir, true));
+    app_support::settle(&mut h);
+    click(&mut h, "Lessons");
+    click(&mut h, "Open lesson: Odd buttons");
+    click(&mut h, "Try it: Select a giraffe");
+    app_support::settle(&mut h);
+    match lessons(&h).outcome("odd", line("Select a giraffe")) {
+        Some(Outcome::Failed(message)) => {
+            assert!(
+                message.contains("There is no token \"giraffe\""),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        has_text(&h, "There is no token \"giraffe\""),
+        "the reason is shown"
+    );
+    assert_eq!(
+        h.state().shared.text,
+        "the cat sat .",
+        "the text was set before"
+    );
+    no_error_notices(&h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The only lesson in `dir`.
+fn course_like(dir: &Path) -> Lesson {
+    let (mut lessons, errors) = load_lessons(dir);
+    assert!(errors.is_empty(), "{errors:?}");
+    lessons.remove(0)
+}
