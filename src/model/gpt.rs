@@ -124,17 +124,8 @@ impl Gpt2 {
     /// (pass `vb.pp("transformer")` for `GPT2LMHeadModel` files, `vb` for bare `GPT2Model` files).
     pub fn new(vb: VarBuilder, config: &GptConfig) -> Result<Self> {
         let wte = Embedding::new(vb.pp("wte"), config.vocab_size, config.n_embd)?;
-        // GPT-2 initialises positions with a smaller spread than tokens.
-        let wpe = Embedding {
-            weight: vb.get_with_hints(
-                (config.n_positions, config.n_embd),
-                "wpe.weight",
-                candle_nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.01,
-                },
-            )?,
-        };
+        // Positions start like tokens: normal(0, 0.02), as Hugging Face's GPT-2 and nanoGPT do.
+        let wpe = Embedding::new(vb.pp("wpe"), config.n_positions, config.n_embd)?;
         let blocks = (0..config.n_layer)
             .map(|i| Block::new(vb.pp(format!("h.{i}")), config))
             .collect::<Result<Vec<_>>>()?;
