@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{Tensor, Var};
 
 use crate::error::{GlassboxError, Result};
+use crate::model::fused;
 
 /// Linear warm-up to `max_lr`, then a cosine decay to `min_lr` at `decay_steps`, flat after.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,6 +153,77 @@ impl AdamW {
         Ok(())
     }
 
+    /// The global gradient norm (before clipping): one fused pass per gradient on the CPU in
+    /// float32, plain tensor ops elsewhere.
+    pub fn grad_norm(&self, grads: &[Option<Tensor>]) -> Result<f32> {
+        if self.fused_applies(grads) {
+            return Ok(fused::grad_norm(grads)? as f32);
+        }
+        global_grad_norm(grads)
+    }
+
+    /// Clips the gradients to `max_norm` by their global `norm` (0: no clipping), then applies
+    /// one update. On the CPU in float32 the fused kernels update parameters and moments in
+    /// place, three passes per tensor with the clipping folded into the gradient reads; the
+    /// result is [`AdamW::step`]'s within float32 rounding (tests/fused.rs).
+    pub fn clip_and_step(
+        &mut self,
+        grads: &mut [Option<Tensor>],
+        lr: f64,
+        norm: f32,
+        max_norm: f64,
+    ) -> Result<()> {
+        if !self.fused_applies(grads) {
+            clip_grads(grads, norm, max_norm)?;
+            return self.step(grads, lr);
+        }
+        let grad_scale = if max_norm > 0.0 {
+            (max_norm / (f64::from(norm) + 1e-6)).min(1.0)
+        } else {
+            1.0
+        };
+        self.steps_taken += 1;
+        let AdamWSettings {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.settings;
+        for (i, param) in self.params.iter().enumerate() {
+            let Some(grad) = &grads[i] else { continue };
+            let update = fused::AdamWStep {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay: if param.decay { weight_decay } else { 0.0 },
+                step: self.steps_taken,
+                grad_scale,
+            };
+            fused::adamw_step(
+                &param.var,
+                grad,
+                &self.first_moments[i],
+                &self.second_moments[i],
+                &update,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the fused update can run: fused kernels on, every parameter, moment and gradient
+    /// a contiguous float32 CPU tensor.
+    fn fused_applies(&self, grads: &[Option<Tensor>]) -> bool {
+        grads.len() == self.params.len()
+            && self.params.iter().enumerate().all(|(i, p)| {
+                let contiguous = |t: &Tensor| fused::applies(t) && t.is_contiguous();
+                contiguous(p.var.as_tensor())
+                    && contiguous(&self.first_moments[i])
+                    && contiguous(&self.second_moments[i])
+                    && grads[i].as_ref().is_none_or(contiguous)
+            })
+    }
+
     /// The moments as named tensors (`exp_avg.NAME`, `exp_avg_sq.NAME`), for the trainer state.
     pub fn state_tensors(&self) -> BTreeMap<String, Tensor> {
         let mut out = BTreeMap::new();
@@ -187,7 +259,11 @@ impl AdamW {
                         slot.dims()
                     )));
                 }
-                *slot = tensor.to_device(slot.device())?.to_dtype(slot.dtype())?;
+                // A copy with storage of its own: the fused update writes moments in place.
+                *slot = tensor
+                    .to_device(slot.device())?
+                    .to_dtype(slot.dtype())?
+                    .copy()?;
             }
         }
         self.steps_taken = steps_taken;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Objective, TrainConfig};
 use super::metrics::{ConfusionMatrix, MetricsLog, MetricsRecord};
-use super::optim::{AdamW, AdamWSettings, LrSchedule, Param, clip_grads, global_grad_norm};
+use super::optim::{AdamW, AdamWSettings, LrSchedule, Param};
 use super::params::{ParamStore, Pretrained};
 use super::tasks::{self, DataSummary, Task, TaskSetup};
 use crate::error::{GlassboxError, Result};
@@ -443,12 +443,12 @@ impl Trainer {
             timings.backward_ms += ms_since(phase);
         }
         let phase = Instant::now();
-        let grad_norm = global_grad_norm(&grads)?;
+        let grad_norm = self.optimizer.grad_norm(&grads)?;
         if !grad_norm.is_finite() {
             return Err(self.diverged("gradient norm", grad_norm, lr));
         }
-        clip_grads(&mut grads, grad_norm, self.config.optimizer.grad_clip)?;
-        self.optimizer.step(&grads, lr)?;
+        self.optimizer
+            .clip_and_step(&mut grads, lr, grad_norm, self.config.optimizer.grad_clip)?;
         timings.optimizer_ms = ms_since(phase);
         self.step += 1;
 

@@ -399,13 +399,16 @@ fn table(ui: &mut Ui, b: &ParamBreakdown) {
         .show(ui, |ui| {
             Grid::new("param_table")
                 .striped(true)
-                .num_columns(5)
+                // A sixth, empty column takes the remaining width, so the right-aligned
+                // textbook numbers stay under their header.
+                .num_columns(6)
                 .show(ui, |ui| {
                     ui.strong("Component");
                     ui.strong("Exact formula");
                     ui.strong("Exact");
                     ui.strong("Textbook formula");
                     ui.strong("Textbook");
+                    ui.label("");
                     ui.end_row();
                     for row in &b.rows {
                         ui.label(&row.component);
@@ -413,6 +416,7 @@ fn table(ui: &mut Ui, b: &ParamBreakdown) {
                         number(ui, RichText::new(group_thousands(row.exact)).monospace());
                         ui.monospace(&row.textbook_formula);
                         number(ui, RichText::new(group_thousands(row.textbook)).monospace());
+                        ui.label("");
                         ui.end_row();
                     }
                     ui.strong("Total");
@@ -423,6 +427,7 @@ fn table(ui: &mut Ui, b: &ParamBreakdown) {
                         ui,
                         RichText::new(group_thousands(b.textbook_total)).strong(),
                     );
+                    ui.label("");
                     ui.end_row();
                 });
         });

@@ -583,20 +583,23 @@ impl TrainPanel {
                 ui.label("probe every");
                 ui.add(egui::DragValue::new(&mut s.probe_every).range(0..=100_000))
                     .on_hover_text("Steps between snapshots of the probe text's attention");
-                ui.label("probe text");
-                ui.add(
-                    egui::TextEdit::singleline(&mut s.probe_text)
-                        .hint_text("default for the objective")
-                        .desired_width(160.0),
-                );
-                ui.label("output folder");
-                ui.add(
-                    egui::TextEdit::singleline(&mut s.out_dir)
-                        .hint_text("runs/train-<time>")
-                        .desired_width(160.0),
-                );
                 ui.end_row();
             });
+        // Text fields outside the grid: a grid cell would squeeze them to its column's width.
+        ui.horizontal(|ui| {
+            ui.label("probe text");
+            ui.add(
+                egui::TextEdit::singleline(&mut s.probe_text)
+                    .hint_text("default for the objective")
+                    .desired_width(220.0),
+            );
+            ui.label("output folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut s.out_dir)
+                    .hint_text("runs/train-<time>")
+                    .desired_width(220.0),
+            );
+        });
     }
 
     fn run_view(&mut self, ui: &mut Ui, shared: &Shared) {
