@@ -2,8 +2,9 @@
 //! width 128, context 64, batch 12, no biases, AdamW): forward + loss, backward and the optimizer
 //! timed separately, median over the measured steps.
 //!
-//! `cargo bench --bench step_profile -- [--steps N] [--warmup N] [--stock]`
-//! `--stock` runs candle's plain ops (the unfused reference path) for comparison.
+//! `cargo bench --bench step_profile -- [--steps N] [--warmup N] [--stock] [--gemm] [--attention]`
+//! `--stock` runs candle's plain ops (the unfused reference path) for comparison; `--gemm` and
+//! `--attention` time the step's matmul shapes and one layer's attention alone.
 
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ struct Args {
     warmup: usize,
     stock: bool,
     gemm: bool,
+    attention: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -31,6 +33,7 @@ fn parse_args() -> anyhow::Result<Args> {
         warmup: 5,
         stock: false,
         gemm: false,
+        attention: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -39,6 +42,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--warmup" => args.warmup = it.next().unwrap_or_default().parse()?,
             "--stock" => args.stock = true,
             "--gemm" => args.gemm = true,
+            "--attention" => args.attention = true,
             // `cargo bench` passes `--bench`; ignore anything else.
             _ => {}
         }
@@ -91,10 +95,63 @@ fn gemm_profile() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Time of the step's causal attention (one layer: 4 heads of 32 over `[12, 64, 128]`) through
+/// the fused kernel, forward and backward.
+fn attention_profile() -> anyhow::Result<()> {
+    // As the first fused op of a training step would (keeps the buffers off fresh mmaps).
+    glassbox::model::fused::tune_allocator();
+    let device = Device::Cpu;
+    let (heads, width) = (4, 128);
+    let shape = (BATCH, CONTEXT, width);
+    let var = || -> anyhow::Result<candle_core::Var> {
+        Ok(candle_core::Var::from_tensor(&Tensor::randn(
+            0f32, 1.0, shape, &device,
+        )?)?)
+    };
+    let (q, k, v) = (var()?, var()?, var()?);
+    let mask: Vec<f32> = (0..CONTEXT * CONTEXT)
+        .map(|n| {
+            if n % CONTEXT > n / CONTEXT {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (1, 1, CONTEXT, CONTEXT), &device)?;
+    let dy = Tensor::randn(0f32, 1.0, shape, &device)?;
+    let mut fwd = Vec::new();
+    let mut bwd = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let y = glassbox::model::fused::attention(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            heads,
+            Some(&mask),
+        )?;
+        let t1 = Instant::now();
+        let _g = (y * &dy)?.sum_all()?.backward()?;
+        let t2 = Instant::now();
+        fwd.push((t1 - t0).as_secs_f64() * 1e3);
+        bwd.push((t2 - t1).as_secs_f64() * 1e3);
+    }
+    println!(
+        "  attention [{BATCH}x{CONTEXT}x{width}], {heads} heads, causal: forward {:.3} ms, backward {:.3} ms (incl. mul/sum; median)",
+        median(&mut fwd),
+        median(&mut bwd)
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     if args.gemm {
         return gemm_profile();
+    }
+    if args.attention {
+        return attention_profile();
     }
     glassbox::model::fused::set_enabled(!args.stock);
     let device = Device::Cpu;

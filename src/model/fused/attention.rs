@@ -68,7 +68,8 @@ struct AttentionOp {
     /// Additive mask, `mask_batches` × sq × sk.
     mask: Option<Vec<f32>>,
     mask_batches: usize,
-    /// Softmax output `[b, heads, sq, sk]` from the forward.
+    /// Softmax output `[b, heads, sq, skp]` from the forward, rows padded with zeros to a whole
+    /// number of tiles (`skp = sk` rounded up to `TILE`).
     probs: Mutex<Option<Vec<f32>>>,
 }
 
@@ -144,6 +145,194 @@ fn visible(mask_row: &[f32], sk: usize) -> usize {
     }
 }
 
+/// Register-block width along keys (score rows) and head dims (context rows): two AVX-512
+/// vectors. Scratch copies of K, V, Q and dO are padded to whole tiles so no tile needs a tail.
+const TILE: usize = 32;
+/// Rows computed together: each loaded tile feeds `ROWS` multiply-adds. A last partial block
+/// recomputes its final row in the spare slots (cheaper than a second, one-row kernel).
+const ROWS: usize = 4;
+
+/// `Aᵀ`-free score tile: `out[r·out_row + j] = Σ_c a[(i0+r)·a_row + c] · bt[c·bt_row + j]` for
+/// `r < rows` and `j < n` (`n` a multiple of `TILE`; `bt` `[d, ≥n]`). Each output tile stays in
+/// registers while the loop runs over the `d` shared dims with `a` broadcast.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scores_block(
+    a: &[f32],
+    a_row: usize,
+    rows: usize,
+    d: usize,
+    bt: &[f32],
+    bt_row: usize,
+    n: usize,
+    out: &mut [f32],
+    out_row: usize,
+) {
+    let a: [&[f32]; ROWS] = std::array::from_fn(|r| &a[r.min(rows - 1) * a_row..][..d]);
+    for j0 in (0..n).step_by(TILE) {
+        let mut acc = [[0f32; TILE]; ROWS];
+        for c in 0..d {
+            let b = &bt[c * bt_row + j0..][..TILE];
+            for r in 0..ROWS {
+                let x = a[r][c];
+                for l in 0..TILE {
+                    acc[r][l] += x * b[l];
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            out[r * out_row + j0..][..TILE].copy_from_slice(acc);
+        }
+    }
+}
+
+/// Weighted sum of rows: `out[r·out_row + c] = Σ_{j in lo..hi} w[r·w_r + j·w_j] · b[j·b_row + c]`
+/// for `r < rows`, `c < d` (`b` rows padded to `dp`, a multiple of `TILE`). With `w_r = 1` and
+/// `w_j` a row stride it sums over a column of `w` instead (`Wᵀ·B`). The output tile stays in
+/// registers while the loop runs over `j` with `w` broadcast.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn weighted_block(
+    w: &[f32],
+    w_r: usize,
+    w_j: usize,
+    rows: usize,
+    (lo, hi): (usize, usize),
+    b: &[f32],
+    b_row: usize,
+    (d, dp): (usize, usize),
+    out: &mut [f32],
+    out_row: usize,
+) {
+    let wr: [usize; ROWS] = std::array::from_fn(|r| r.min(rows - 1) * w_r);
+    for c0 in (0..dp).step_by(TILE) {
+        let mut acc = [[0f32; TILE]; ROWS];
+        for j in lo..hi {
+            let bj = &b[j * b_row + c0..][..TILE];
+            let wj = &w[j * w_j..];
+            for r in 0..ROWS {
+                let x = wj[wr[r]];
+                for l in 0..TILE {
+                    acc[r][l] += x * bj[l];
+                }
+            }
+        }
+        let width = TILE.min(d - c0);
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            out[r * out_row + c0..][..width].copy_from_slice(&acc[..width]);
+        }
+    }
+}
+
+/// Per-row key limits of one sequence's mask (`visible`), for each key the first row that can
+/// see it (`sq` when none can: the row range the `Wᵀ·B` sums in the backward run over), and the
+/// additive bias `[sq, skp]` the forward softmax uses: the mask (0 without one) up to each row's
+/// limit, −∞ past it, so that whole tiles go through the softmax and come out exactly 0 there.
+fn limits(mask: &[f32], sq: usize, sk: usize, sc: &mut Scratch) {
+    let skp = sk.next_multiple_of(TILE);
+    sc.lims.clear();
+    sc.lims.extend((0..sq).map(|i| {
+        let mrow = if mask.is_empty() {
+            mask
+        } else {
+            &mask[i * sk..][..sk]
+        };
+        visible(mrow, sk)
+    }));
+    sc.first.clear();
+    sc.first.resize(sk, sq);
+    let mut seen = 0;
+    for (i, &lim) in sc.lims.iter().enumerate() {
+        for f in &mut sc.first[seen.min(lim)..lim] {
+            *f = i;
+        }
+        seen = seen.max(lim);
+    }
+    if !sc.bias.is_empty() {
+        for (i, (row, &lim)) in sc.bias.chunks_exact_mut(skp).zip(&sc.lims).enumerate() {
+            let (seen, hidden) = row.split_at_mut(lim);
+            if mask.is_empty() {
+                seen.fill(0.0);
+            } else {
+                seen.copy_from_slice(&mask[i * sk..][..lim]);
+            }
+            hidden.fill(f32::NEG_INFINITY);
+        }
+    }
+}
+
+/// Copies the `d` columns at `off` of `rows` rows (row stride `row`) into `dst` `[rows, dp]`.
+fn copy_head(
+    src: &[f32],
+    row: usize,
+    off: usize,
+    rows: usize,
+    d: usize,
+    dst: &mut [f32],
+    dp: usize,
+) {
+    for (j, dst) in dst.chunks_exact_mut(dp).take(rows).enumerate() {
+        dst[..d].copy_from_slice(&src[j * row + off..][..d]);
+    }
+}
+
+/// Copies the `d` columns at `off` of `rows` rows, transposed, into `dst` `[d, rows_p]`.
+fn transpose_head(
+    src: &[f32],
+    row: usize,
+    off: usize,
+    rows: usize,
+    d: usize,
+    dst: &mut [f32],
+    rows_p: usize,
+) {
+    for j in 0..rows {
+        for (c, &x) in src[j * row + off..][..d].iter().enumerate() {
+            dst[c * rows_p + j] = x;
+        }
+    }
+}
+
+/// Per-task scratch, reused over the heads of a sequence. Padding columns stay zero.
+struct Scratch {
+    /// Kᵀ (forward) or Vᵀ (backward), `[d, skp]`.
+    t: Vec<f32>,
+    /// V (forward) or K (backward), `[sk, dp]`.
+    keys: Vec<f32>,
+    /// Q, `[sq, dp]` (backward).
+    q: Vec<f32>,
+    /// dO, `[sq, dp]` (backward).
+    dout: Vec<f32>,
+    /// Scores of a row block (forward, `[ROWS, skp]`) or dS (backward, `[sq, skp]`).
+    s: Vec<f32>,
+    /// Padded additive mask `[sq, skp]` (forward; see [`limits`]).
+    bias: Vec<f32>,
+    lims: Vec<usize>,
+    first: Vec<usize>,
+}
+
+impl Scratch {
+    fn new(g: &Geometry, backward: bool) -> Self {
+        let (skp, dp) = (g.sk.next_multiple_of(TILE), g.d.next_multiple_of(TILE));
+        let rows = if backward { g.sq } else { ROWS };
+        let qp = if backward { g.sq * dp } else { 0 };
+        Self {
+            t: vec![0.0; g.d * skp],
+            keys: vec![0.0; g.sk * dp],
+            q: vec![0.0; qp],
+            dout: vec![0.0; qp],
+            s: vec![0.0; rows * skp],
+            bias: if backward {
+                Vec::new()
+            } else {
+                vec![0.0; g.sq * skp]
+            },
+            lims: Vec::with_capacity(g.sq),
+            first: Vec::with_capacity(g.sk),
+        }
+    }
+}
+
 crate::simd_fn! {
     fn forward_batch(
         g: &Geometry,
@@ -153,51 +342,43 @@ crate::simd_fn! {
         mask: &[f32],
         out: &mut [f32],
         probs: &mut [f32],
-        kt: &mut [f32],
+        sc: &mut Scratch,
     ) {
         let Geometry { sq, sk, heads, d, h, q_row, k_row, v_row, scale } = *g;
+        let (skp, dp) = (sk.next_multiple_of(TILE), d.next_multiple_of(TILE));
+        limits(mask, sq, sk, sc);
         for hd in 0..heads {
             let off = hd * d;
-            // Kᵀ for this head, [d, sk]: each score row is then a sum of d contiguous axpys.
-            for j in 0..sk {
-                let kj = &k[j * k_row + off..][..d];
-                for (c, &kv) in kj.iter().enumerate() {
-                    kt[c * sk + j] = kv;
-                }
-            }
-            for i in 0..sq {
-                let mrow = if mask.is_empty() { mask } else { &mask[i * sk..][..sk] };
-                let lim = visible(mrow, sk);
-                let prow = &mut probs[(hd * sq + i) * sk..][..sk];
-                let (row, hidden) = prow.split_at_mut(lim);
-                hidden.fill(0.0);
-                row.fill(0.0);
-                let qi = &q[i * q_row + off..][..d];
-                for (c, &qc) in qi.iter().enumerate() {
-                    simd::axpy(row, qc, &kt[c * sk..][..lim]);
-                }
-                if mrow.is_empty() {
-                    for s in row.iter_mut() {
-                        *s *= scale;
+            transpose_head(k, k_row, off, sk, d, &mut sc.t, skp);
+            copy_head(v, v_row, off, sk, d, &mut sc.keys, dp);
+            for i0 in (0..sq).step_by(ROWS) {
+                let rows = ROWS.min(sq - i0);
+                let hi = sc.lims[i0..i0 + rows].iter().copied().max().unwrap_or(0);
+                // S = Q·Kᵀ for the block's rows, in whole tiles up to the last visible key; the
+                // softmax runs over the same tiles (the bias is −∞ past each row's limit).
+                let n = hi.next_multiple_of(TILE);
+                let s = &mut sc.s[..rows * skp];
+                scores_block(&q[i0 * q_row + off..], q_row, rows, d, &sc.t, skp, n, s, skp);
+                for (r, srow) in s.chunks_exact_mut(skp).enumerate() {
+                    let i = i0 + r;
+                    let srow = &mut srow[..n];
+                    for (x, &m) in srow.iter_mut().zip(&sc.bias[i * skp..][..n]) {
+                        *x = *x * scale + m;
                     }
-                } else {
-                    for (s, m) in row.iter_mut().zip(mrow) {
-                        *s = *s * scale + m;
+                    let m = simd::max(srow);
+                    for x in srow.iter_mut() {
+                        *x = simd::exp(*x - m);
                     }
+                    let total = simd::sum(srow);
+                    let (row, hidden) = probs[(hd * sq + i) * skp..][..skp].split_at_mut(n);
+                    for (p, &x) in row.iter_mut().zip(srow.iter()) {
+                        *p = x / total;
+                    }
+                    hidden.fill(0.0);
                 }
-                let m = simd::max(row);
-                for s in row.iter_mut() {
-                    *s = simd::exp(*s - m);
-                }
-                let total = simd::sum(row);
-                for s in row.iter_mut() {
-                    *s /= total;
-                }
-                let oi = &mut out[i * h + off..][..d];
-                oi.fill(0.0);
-                for (j, &p) in row.iter().enumerate() {
-                    simd::axpy(oi, p, &v[j * v_row + off..][..d]);
-                }
+                // O = P·V for the same rows (probabilities past a row's limit are zero).
+                weighted_block(&probs[(hd * sq + i0) * skp..], skp, 1, rows, (0, hi), &sc.keys,
+                    dp, (d, dp), &mut out[i0 * h + off..], h);
             }
         }
     }
@@ -215,47 +396,52 @@ crate::simd_fn! {
         dq: &mut [f32],
         dk: &mut [f32],
         dv: &mut [f32],
-        vt: &mut [f32],
-        dp: &mut [f32],
+        sc: &mut Scratch,
     ) {
         let Geometry { sq, sk, heads, d, h, q_row, k_row, v_row, scale } = *g;
+        let (skp, dp) = (sk.next_multiple_of(TILE), d.next_multiple_of(TILE));
+        limits(mask, sq, sk, sc);
         for hd in 0..heads {
             let off = hd * d;
-            for j in 0..sk {
-                let vj = &v[j * v_row + off..][..d];
-                for (c, &vv) in vj.iter().enumerate() {
-                    vt[c * sk + j] = vv;
+            let p = &probs[hd * sq * skp..][..sq * skp];
+            transpose_head(v, v_row, off, sk, d, &mut sc.t, skp);
+            copy_head(k, k_row, off, sk, d, &mut sc.keys, dp);
+            copy_head(q, q_row, off, sq, d, &mut sc.q, dp);
+            copy_head(dout, h, off, sq, d, &mut sc.dout, dp);
+            // dP = dO·Vᵀ in whole tiles up to the block's last visible key, then the softmax
+            // backward and the 1/√d scale in place: dS_ij = p_ij (dP_ij − Σ_j p·dP) / √d. p is
+            // zero past each row's limit, and so is dS; the tiles past the block's are cleared.
+            for i0 in (0..sq).step_by(ROWS) {
+                let rows = ROWS.min(sq - i0);
+                let hi = sc.lims[i0..i0 + rows].iter().copied().max().unwrap_or(0);
+                let n = hi.next_multiple_of(TILE);
+                let ds = &mut sc.s[i0 * skp..][..rows * skp];
+                scores_block(&dout[i0 * h + off..], h, rows, d, &sc.t, skp, n, ds, skp);
+                for (r, ds) in ds.chunks_exact_mut(skp).enumerate() {
+                    let pr = &p[(i0 + r) * skp..][..n];
+                    let (ds, hidden) = ds.split_at_mut(n);
+                    let rd = simd::dot(pr, ds);
+                    for (x, &pj) in ds.iter_mut().zip(pr) {
+                        *x = pj * (*x - rd) * scale;
+                    }
+                    hidden.fill(0.0);
                 }
             }
-            for i in 0..sq {
-                let mrow = if mask.is_empty() { mask } else { &mask[i * sk..][..sk] };
-                let lim = visible(mrow, sk);
-                let p = &probs[(hd * sq + i) * sk..][..lim];
-                let doi = &dout[i * h + off..][..d];
-                // dV_j += p_ij · dO_i
-                for (j, &pj) in p.iter().enumerate() {
-                    simd::axpy(&mut dv[j * h + off..][..d], pj, doi);
-                }
-                // dP_ij = dO_i · V_j
-                let dpr = &mut dp[..lim];
-                dpr.fill(0.0);
-                for (c, &dc) in doi.iter().enumerate() {
-                    simd::axpy(dpr, dc, &vt[c * sk..][..lim]);
-                }
-                // Softmax backward, then the 1/√d scale: dS_ij = p_ij (dP_ij − Σ_j p·dP) / √d
-                let rd = simd::dot(p, dpr);
-                for (x, &pj) in dpr.iter_mut().zip(p) {
-                    *x = pj * (*x - rd) * scale;
-                }
-                // dQ_i = Σ_j dS_ij K_j ;  dK_j += dS_ij Q_i
-                let dqi = &mut dq[i * h + off..][..d];
-                for (j, &s) in dpr.iter().enumerate() {
-                    simd::axpy(dqi, s, &k[j * k_row + off..][..d]);
-                }
-                let qi = &q[i * q_row + off..][..d];
-                for (j, &s) in dpr.iter().enumerate() {
-                    simd::axpy(&mut dk[j * h + off..][..d], s, qi);
-                }
+            for i0 in (0..sq).step_by(ROWS) {
+                let rows = ROWS.min(sq - i0);
+                let hi = sc.lims[i0..i0 + rows].iter().copied().max().unwrap_or(0);
+                // dQ_i = Σ_j dS_ij K_j
+                weighted_block(&sc.s[i0 * skp..], skp, 1, rows, (0, hi), &sc.keys, dp, (d, dp),
+                    &mut dq[i0 * h + off..], h);
+            }
+            for j0 in (0..sk).step_by(ROWS) {
+                let rows = ROWS.min(sk - j0);
+                let lo = sc.first[j0..j0 + rows].iter().copied().min().unwrap_or(sq);
+                // dK_j = Σ_i dS_ij Q_i ;  dV_j = Σ_i p_ij dO_i
+                weighted_block(&sc.s[j0..], 1, skp, rows, (lo, sq), &sc.q, dp, (d, dp),
+                    &mut dk[j0 * h + off..], h);
+                weighted_block(&p[j0..], 1, skp, rows, (lo, sq), &sc.dout, dp, (d, dp),
+                    &mut dv[j0 * h + off..], h);
             }
         }
     }
@@ -303,15 +489,17 @@ impl CustomOp3 for AttentionOp {
             scale: self.scale,
         };
         let mut out = vec![0f32; b * sq * h];
-        let mut probs = vec![0f32; b * heads * sq * sk];
+        // Rows padded to whole tiles (zeros past sk) for the backward's tile loops.
+        let skp = sk.next_multiple_of(TILE);
+        let mut probs = vec![0f32; b * heads * sq * skp];
         if b > 0 && sq > 0 && sk > 0 && h > 0 {
             let tasks = out
                 .chunks_mut(sq * h)
-                .zip(probs.chunks_mut(heads * sq * sk))
+                .zip(probs.chunks_mut(heads * sq * skp))
                 .enumerate()
                 .collect();
             par::run(tasks, |(bi, (o, p))| {
-                let mut kt = vec![0f32; g.d * sk];
+                let mut scratch = Scratch::new(&g, false);
                 forward_batch(
                     &g,
                     q.batch(bi),
@@ -320,7 +508,7 @@ impl CustomOp3 for AttentionOp {
                     self.mask_for(bi, sq, sk),
                     o,
                     p,
-                    &mut kt,
+                    &mut scratch,
                 );
             });
         }
@@ -343,6 +531,7 @@ impl CustomOp3 for AttentionOp {
         let (b, sq, h) = q.dims3()?;
         let sk = k.dim(1)?;
         let heads = self.heads;
+        let skp = sk.next_multiple_of(TILE);
         let (dq, dk, dv) = with_view(q, |qv| {
             with_view(k, |kv| {
                 with_view(v, |vv| {
@@ -373,21 +562,19 @@ impl CustomOp3 for AttentionOp {
                             .enumerate()
                             .collect();
                         par::run(tasks, |(bi, ((dq, dk), dv))| {
-                            let mut vt = vec![0f32; g.d * sk];
-                            let mut dp = vec![0f32; sk];
+                            let mut scratch = Scratch::new(&g, true);
                             backward_batch(
                                 &g,
                                 qv.batch(bi),
                                 kv.batch(bi),
                                 vv.batch(bi),
                                 self.mask_for(bi, sq, sk),
-                                &probs[bi * heads * sq * sk..][..heads * sq * sk],
+                                &probs[bi * heads * sq * skp..][..heads * sq * skp],
                                 &dout[bi * sq * h..][..sq * h],
                                 dq,
                                 dk,
                                 dv,
-                                &mut vt,
-                                &mut dp,
+                                &mut scratch,
                             );
                         });
                     }
