@@ -11,14 +11,31 @@ mod app_support;
 
 use egui_kittest::Harness;
 
-use glassbox::app::GlassboxApp;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use glassbox::app::assets::ShippedModels;
 use glassbox::app::data::Slot;
 use glassbox::app::panels::attention::AttentionPanel;
+use glassbox::app::{AppOptions, GlassboxApp};
 
-use app_support::{new_app, settle};
+use app_support::settle;
 
 fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
-    let mut app = new_app(None);
+    // Relative paths (tests run in the package root): the Model view shows the folders, and the
+    // images must not depend on where the repository is checked out.
+    let mut app = GlassboxApp::new(AppOptions {
+        persisted: None,
+        load_models: true,
+        initial_view: None,
+        shipped: Some(ShippedModels {
+            gpt: Some(PathBuf::from("tests/fixtures/gpt2")),
+            bert: Some(PathBuf::from("tests/fixtures/bert")),
+            message: None,
+            searched: Vec::new(),
+        }),
+        started: Instant::now(),
+    });
     app.show_timings = false;
     app.dark = dark;
     Harness::builder()
