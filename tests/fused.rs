@@ -15,7 +15,8 @@ use common::fixture;
 use glassbox::model::checkpoint::load_dir;
 use glassbox::model::fused;
 use glassbox::model::layers::{
-    Activation, AttentionMask, LayerNorm, Linear, scaled_dot_product_attention, softmax_last_dim,
+    Activation, AttentionMask, LayerNorm, Linear, attention_from_qkv, scaled_dot_product_attention,
+    softmax_last_dim,
 };
 use glassbox::model::trace::Trace;
 use glassbox::model::{Model, ModelInput};
@@ -299,6 +300,10 @@ fn check_attention(
         let k = t.narrow(2, h, h).unwrap();
         let v = t.narrow(2, 2 * h, h).unwrap();
         scaled_dot_product_attention(&q, &k, &v, heads, mask, None).unwrap()
+    });
+    // The same, through the QKV entry point GPT-2 uses (one gradient for the projection).
+    check(&format!("{what} qkv"), &[&qkv], 3e-5, || {
+        attention_from_qkv(qkv.as_tensor(), heads, mask, None).unwrap()
     });
     let (q, k, v) = (
         var(&[b, s, h], 22, 1.5),

@@ -9,8 +9,8 @@ use candle_nn::VarBuilder;
 
 use super::config::GptConfig;
 use super::layers::{
-    Activation, AttentionMask, Embedding, INIT_STD, LayerNorm, Linear, position_ids,
-    scaled_dot_product_attention,
+    Activation, AttentionMask, Embedding, INIT_STD, LayerNorm, Linear, attention_from_qkv,
+    position_ids,
 };
 use super::trace::{Trace, begin_layer};
 
@@ -77,22 +77,11 @@ impl Block {
         trace: &mut Option<&mut Trace>,
     ) -> Result<Tensor> {
         let mut layer = begin_layer(trace);
-        let h = x.dim(2)?;
 
         // Attention sublayer: x + attn(ln_1(x))
         let ln_attention = self.ln_1.forward(x)?; // [b, s, h]
-        let qkv = self.attn.c_attn.forward(&ln_attention)?; // [b, s, 3h]
-        let query = qkv.narrow(2, 0, h)?;
-        let key = qkv.narrow(2, h, h)?;
-        let value = qkv.narrow(2, 2 * h, h)?;
-        let context = scaled_dot_product_attention(
-            &query,
-            &key,
-            &value,
-            self.attn.n_head,
-            Some(mask),
-            layer.as_deref_mut(),
-        )?; // [b, s, h]
+        let qkv = self.attn.c_attn.forward(&ln_attention)?; // [b, s, 3h]: Q, K, V side by side
+        let context = attention_from_qkv(&qkv, self.attn.n_head, Some(mask), layer.as_deref_mut())?; // [b, s, h]
         let attention_output = self.attn.c_proj.forward(&context)?;
         let residual_after_attention = (x + &attention_output)?;
 

@@ -273,6 +273,25 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
     x.transpose(1, 2)?.contiguous()?.reshape((b, s, heads * d))
 }
 
+/// Scaled dot-product attention on a fused QKV projection `[b, s, 3h]` (Q, K, V side by side,
+/// GPT-2's `c_attn`). Returns `[b, s, h]`. With the trace off on the CPU the fused kernel reads
+/// the three blocks in place and its backward returns one gradient for the whole projection.
+pub fn attention_from_qkv(
+    qkv: &Tensor,
+    heads: usize,
+    mask: Option<&AttentionMask>,
+    trace: Option<&mut LayerTrace>,
+) -> Result<Tensor> {
+    if trace.is_none() && fused::applies(qkv) && mask.is_none_or(|m| fused::applies(&m.bias)) {
+        return fused::attention_qkv(qkv, heads, mask.map(|m| &m.bias));
+    }
+    let h = qkv.dim(2)? / 3;
+    let query = qkv.narrow(2, 0, h)?; // [b, s, h] each
+    let key = qkv.narrow(2, h, h)?;
+    let value = qkv.narrow(2, 2 * h, h)?;
+    scaled_dot_product_attention(&query, &key, &value, heads, mask, trace)
+}
+
 /// Scaled dot-product attention on already projected Q, K, V (`[b, s, h]` each).
 /// Returns the weighted sum with heads merged again, `[b, s, h]`.
 pub fn scaled_dot_product_attention(

@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
 
-use super::{f32_data, gather, lock, par, simd, with_f32};
+use super::{gather, lock, par, simd, with_f32};
 
 /// Mask entries at or below this count as blocked.
 const BLOCKED: f32 = -1e30;
@@ -39,27 +39,55 @@ pub fn attention(
             v.dims()
         );
     }
-    let (mask, mask_batches) = match mask_bias {
-        None => (None, 0),
-        Some(m) => {
-            let n = m.elem_count();
-            let dims = m.dims();
-            let tail_ok = dims.len() >= 2 && dims[dims.len() - 2..] == [sq, sk];
-            let batches = n / (sq * sk).max(1);
-            if !tail_ok || batches * sq * sk != n || (batches != 1 && batches != b) {
-                bail!("attention: mask {dims:?} for {b} sequences of {sq}×{sk}");
-            }
-            (Some(with_f32(m, |d| Ok(d.to_vec()))?), batches)
-        }
-    };
-    let op = AttentionOp {
-        heads,
-        scale: 1.0 / ((h / heads) as f64).sqrt() as f32,
-        mask,
-        mask_batches,
-        probs: Mutex::new(None),
-    };
+    let op = AttentionOp::new(heads, h, sq, sk, b, mask_bias)?;
     q.apply_op3_arc(k, v, Arc::new(Box::new(op)))
+}
+
+/// Attention straight on a fused QKV projection `qkv [b, s, 3h]` (Q, K, V side by side, as GPT-2's
+/// `c_attn` makes them): the same result as [`attention`] on its three column slices, but the
+/// backward returns one `[b, s, 3h]` gradient. (Three `narrow`s would each pad their gradient
+/// with zeros to the full width and add it up: three allocations, copies and sums per layer.)
+pub fn attention_qkv(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Result<Tensor> {
+    let (b, s, h3) = qkv.dims3()?;
+    if h3 % 3 != 0 || heads == 0 || (h3 / 3) % heads != 0 {
+        bail!("attention: qkv {:?} with {heads} heads", qkv.dims());
+    }
+    let op = AttentionOp::new(heads, h3 / 3, s, s, b, mask_bias)?;
+    qkv.apply_op1_arc(Arc::new(Box::new(QkvAttentionOp(op))))
+}
+
+impl AttentionOp {
+    /// The op for `b` sequences of `sq` queries and `sk` keys of width `h`, with its mask checked
+    /// and copied.
+    fn new(
+        heads: usize,
+        h: usize,
+        sq: usize,
+        sk: usize,
+        b: usize,
+        mask_bias: Option<&Tensor>,
+    ) -> Result<Self> {
+        let (mask, mask_batches) = match mask_bias {
+            None => (None, 0),
+            Some(m) => {
+                let n = m.elem_count();
+                let dims = m.dims();
+                let tail_ok = dims.len() >= 2 && dims[dims.len() - 2..] == [sq, sk];
+                let batches = n / (sq * sk).max(1);
+                if !tail_ok || batches * sq * sk != n || (batches != 1 && batches != b) {
+                    bail!("attention: mask {dims:?} for {b} sequences of {sq}×{sk}");
+                }
+                (Some(with_f32(m, |d| Ok(d.to_vec()))?), batches)
+            }
+        };
+        Ok(AttentionOp {
+            heads,
+            scale: 1.0 / ((h / heads) as f64).sqrt() as f32,
+            mask,
+            mask_batches,
+            probs: Mutex::new(None),
+        })
+    }
 }
 
 struct AttentionOp {
@@ -476,6 +504,46 @@ impl CustomOp3 for AttentionOp {
         let (q, k, v) = (view(s1, l1)?, view(s2, l2)?, view(s3, l3)?);
         let (b, sq, h) = (l1.dims()[0], l1.dims()[1], l1.dims()[2]);
         let sk = l2.dims()[1];
+        let out = self.forward_views(&q, &k, &v, (b, sq, sk, h));
+        Ok((CpuStorage::F32(out), Shape::from((b, sq, h))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, sq, h) = q.dims3()?;
+        let sk = k.dim(1)?;
+        let (dq, dk, dv) = with_view(q, |qv| {
+            with_view(k, |kv| {
+                with_view(v, |vv| {
+                    with_f32(dout, |dout| {
+                        self.backward_views(qv, kv, vv, dout, (b, sq, sk, h))
+                    })
+                })
+            })
+        })?;
+        Ok((
+            Some(Tensor::from_vec(dq, (b, sq, h), q.device())?),
+            Some(Tensor::from_vec(dk, (b, sk, h), k.device())?),
+            Some(Tensor::from_vec(dv, (b, sk, h), v.device())?),
+        ))
+    }
+}
+
+impl AttentionOp {
+    /// The context `[b, sq, h]` for Q, K, V views; keeps the probabilities for the backward.
+    fn forward_views(
+        &self,
+        q: &View<'_>,
+        k: &View<'_>,
+        v: &View<'_>,
+        (b, sq, sk, h): (usize, usize, usize, usize),
+    ) -> Vec<f32> {
         let heads = self.heads;
         let g = Geometry {
             sq,
@@ -513,79 +581,134 @@ impl CustomOp3 for AttentionOp {
             });
         }
         *lock(&self.probs) = Some(probs);
-        Ok((CpuStorage::F32(out), Shape::from((b, sq, h))))
+        out
     }
 
-    fn bwd(
+    /// `(dQ, dK, dV)`, each `[b, s, h]`, from the output gradient `dout [b, sq, h]`.
+    #[allow(clippy::type_complexity)]
+    fn backward_views(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        _res: &Tensor,
-        dout: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        qv: &View<'_>,
+        kv: &View<'_>,
+        vv: &View<'_>,
+        dout: &[f32],
+        (b, sq, sk, h): (usize, usize, usize, usize),
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let guard = lock(&self.probs);
         let Some(probs) = guard.as_ref() else {
             bail!("attention backward before forward");
         };
-        let (b, sq, h) = q.dims3()?;
-        let sk = k.dim(1)?;
         let heads = self.heads;
         let skp = sk.next_multiple_of(TILE);
-        let (dq, dk, dv) = with_view(q, |qv| {
-            with_view(k, |kv| {
-                with_view(v, |vv| {
-                    let (storage, layout) = dout.storage_and_layout();
-                    let Storage::Cpu(ds) = &*storage else {
-                        bail!("fused attention runs on the CPU");
-                    };
-                    let dout = f32_data(ds, layout)?;
-                    let g = Geometry {
-                        sq,
-                        sk,
-                        heads,
-                        d: h / heads,
-                        h,
-                        q_row: qv.row,
-                        k_row: kv.row,
-                        v_row: vv.row,
-                        scale: self.scale,
-                    };
-                    let mut dq = vec![0f32; b * sq * h];
-                    let mut dk = vec![0f32; b * sk * h];
-                    let mut dv = vec![0f32; b * sk * h];
-                    if b > 0 && sq > 0 && sk > 0 && h > 0 {
-                        let tasks = dq
-                            .chunks_mut(sq * h)
-                            .zip(dk.chunks_mut(sk * h))
-                            .zip(dv.chunks_mut(sk * h))
-                            .enumerate()
-                            .collect();
-                        par::run(tasks, |(bi, ((dq, dk), dv))| {
-                            let mut scratch = Scratch::new(&g, true);
-                            backward_batch(
-                                &g,
-                                qv.batch(bi),
-                                kv.batch(bi),
-                                vv.batch(bi),
-                                self.mask_for(bi, sq, sk),
-                                &probs[bi * heads * sq * skp..][..heads * sq * skp],
-                                &dout[bi * sq * h..][..sq * h],
-                                dq,
-                                dk,
-                                dv,
-                                &mut scratch,
-                            );
-                        });
-                    }
-                    Ok((dq, dk, dv))
-                })
-            })
+        let g = Geometry {
+            sq,
+            sk,
+            heads,
+            d: h / heads,
+            h,
+            q_row: qv.row,
+            k_row: kv.row,
+            v_row: vv.row,
+            scale: self.scale,
+        };
+        let mut dq = vec![0f32; b * sq * h];
+        let mut dk = vec![0f32; b * sk * h];
+        let mut dv = vec![0f32; b * sk * h];
+        if b > 0 && sq > 0 && sk > 0 && h > 0 {
+            let tasks = dq
+                .chunks_mut(sq * h)
+                .zip(dk.chunks_mut(sk * h))
+                .zip(dv.chunks_mut(sk * h))
+                .enumerate()
+                .collect();
+            par::run(tasks, |(bi, ((dq, dk), dv))| {
+                let mut scratch = Scratch::new(&g, true);
+                backward_batch(
+                    &g,
+                    qv.batch(bi),
+                    kv.batch(bi),
+                    vv.batch(bi),
+                    self.mask_for(bi, sq, sk),
+                    &probs[bi * heads * sq * skp..][..heads * sq * skp],
+                    &dout[bi * sq * h..][..sq * h],
+                    dq,
+                    dk,
+                    dv,
+                    &mut scratch,
+                );
+            });
+        }
+        Ok((dq, dk, dv))
+    }
+}
+
+/// [`AttentionOp`] on one `[b, s, 3h]` QKV tensor (see [`attention_qkv`]).
+struct QkvAttentionOp(AttentionOp);
+
+/// Views of Q, K and V in a `[b, s, 3h]` tensor: column blocks 0, 1 and 2 (gathered first when
+/// its last dimension is strided).
+fn qkv_views<'a>(data: &'a [f32], batch: usize, row: usize, h: usize) -> [View<'a>; 3] {
+    [0, 1, 2].map(|c| View {
+        data: Cow::Borrowed(&data[c * h..]),
+        batch,
+        row,
+    })
+}
+
+/// Row-major data of a `[b, s, 3h]` CPU tensor with unit column stride: (data from the first
+/// element, batch stride, row stride).
+fn qkv_data<'a>(storage: &'a CpuStorage, l: &Layout) -> Result<(Cow<'a, [f32]>, usize, usize)> {
+    let CpuStorage::F32(data) = storage else {
+        bail!("attention takes float32");
+    };
+    let (dims, stride) = (l.dims(), l.stride());
+    if dims.len() != 3 {
+        bail!("attention: expected qkv [b, s, 3h], got {dims:?}");
+    }
+    Ok(if stride[2] == 1 {
+        (
+            Cow::Borrowed(&data[l.start_offset()..]),
+            stride[0],
+            stride[1],
+        )
+    } else {
+        (Cow::Owned(gather(data, l)), dims[1] * dims[2], dims[2])
+    })
+}
+
+impl CustomOp1 for QkvAttentionOp {
+    fn name(&self) -> &'static str {
+        "fused-attention-qkv"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, s, h3) = (layout.dims()[0], layout.dims()[1], layout.dims()[2]);
+        let h = h3 / 3;
+        let (data, batch, row) = qkv_data(storage, layout)?;
+        let [q, k, v] = qkv_views(&data, batch, row, h);
+        let out = self.0.forward_views(&q, &k, &v, (b, s, s, h));
+        Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, _res: &Tensor, dout: &Tensor) -> Result<Option<Tensor>> {
+        let (b, s, h3) = qkv.dims3()?;
+        let h = h3 / 3;
+        let (storage, layout) = qkv.storage_and_layout();
+        let Storage::Cpu(storage) = &*storage else {
+            bail!("fused attention runs on the CPU");
+        };
+        let (data, batch, row) = qkv_data(storage, layout)?;
+        let [q, k, v] = qkv_views(&data, batch, row, h);
+        let (dq, dk, dv) = with_f32(dout, |dout| {
+            self.0.backward_views(&q, &k, &v, dout, (b, s, s, h))
         })?;
-        Ok((
-            Some(Tensor::from_vec(dq, (b, sq, h), q.device())?),
-            Some(Tensor::from_vec(dk, (b, sk, h), k.device())?),
-            Some(Tensor::from_vec(dv, (b, sk, h), v.device())?),
-        ))
+        // Side by side again: row r of the gradient is [dQ_r | dK_r | dV_r].
+        let mut dqkv = Vec::with_capacity(b * s * h3);
+        for ((q, k), v) in dq.chunks(h).zip(dk.chunks(h)).zip(dv.chunks(h)) {
+            dqkv.extend_from_slice(q);
+            dqkv.extend_from_slice(k);
+            dqkv.extend_from_slice(v);
+        }
+        Ok(Some(Tensor::from_vec(dqkv, (b, s, h3), qkv.device())?))
     }
 }

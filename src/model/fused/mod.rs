@@ -47,7 +47,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, bail};
 
 pub use activation::gelu;
 pub use adamw::{AdamW, AdamWConfig, AdamWStep, adamw_step, grad_norm};
-pub use attention::attention;
+pub use attention::{attention, attention_qkv};
 pub use cross_entropy::cross_entropy;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
