@@ -8,9 +8,10 @@
 //! and fine-tuning runs a button starts are stopped at once, so the tests stay quick.
 
 mod app_support;
+use app_support::{no_error_notices, wait_until};
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use eframe::egui;
 use egui::accesskit::Role;
@@ -94,35 +95,6 @@ fn lessons<'a>(h: &'a Harness<'static, GlassboxApp>) -> &'a LessonsPanel {
 
 fn has_text(h: &Harness<'static, GlassboxApp>, part: &str) -> bool {
     h.query_all_by_label_contains(part).next().is_some()
-}
-
-fn no_error_notices(h: &Harness<'static, GlassboxApp>) {
-    let errors: Vec<_> = h
-        .state()
-        .shared
-        .notices
-        .iter()
-        .filter(|n| n.is_error)
-        .collect();
-    assert!(errors.is_empty(), "error notices: {errors:?}");
-}
-
-/// Steps frames until `done` holds (at most `secs` seconds).
-fn wait_until(
-    h: &mut Harness<'static, GlassboxApp>,
-    secs: u64,
-    what: &str,
-    mut done: impl FnMut(&mut Harness<'static, GlassboxApp>) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn stop_and_wait(

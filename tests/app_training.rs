@@ -5,6 +5,8 @@
 //!
 //! Waits are bounded; models are tiny and runs short so the tests stay fast and deterministic.
 
+mod app_support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,8 @@ use glassbox::app::assets::ShippedModels;
 use glassbox::app::panels::finetune::{DataChoice, FinetunePanel, FinetuneSettings, Task};
 use glassbox::app::panels::train::{CorpusChoice, PretrainObjective, TrainPanel, TrainSettings};
 use glassbox::app::panels::training::RunState;
+
+use app_support::wait_until;
 use glassbox::app::{AppOptions, GlassboxApp};
 use glassbox::train::config::TokenizerKindChoice;
 
@@ -53,24 +57,6 @@ fn harness() -> Harness<'static, GlassboxApp> {
     Harness::builder()
         .with_size([1600.0, 3200.0])
         .build_ui_state(|ui, app: &mut GlassboxApp| app.ui(ui), app)
-}
-
-/// Steps frames until `done` holds (at most `secs` seconds).
-fn wait_until(
-    h: &mut Harness<'static, GlassboxApp>,
-    secs: u64,
-    what: &str,
-    mut done: impl FnMut(&mut Harness<'static, GlassboxApp>) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Steps frames for `ms` milliseconds.

@@ -177,11 +177,7 @@ impl AdamW {
             clip_grads(grads, norm, max_norm)?;
             return self.step(grads, lr);
         }
-        let grad_scale = if max_norm > 0.0 {
-            (max_norm / (f64::from(norm) + 1e-6)).min(1.0)
-        } else {
-            1.0
-        };
+        let grad_scale = clip_coefficient(norm, max_norm);
         self.steps_taken += 1;
         let AdamWSettings {
             beta1,
@@ -281,13 +277,20 @@ pub fn global_grad_norm(grads: &[Option<Tensor>]) -> Result<f32> {
     Ok(sum_of_squares.sqrt() as f32)
 }
 
+/// What the gradients are multiplied by: `max_norm / (norm + 1e-6)` when that is below 1, else 1
+/// (also when `max_norm` is 0: no clipping).
+fn clip_coefficient(norm: f32, max_norm: f64) -> f64 {
+    if max_norm > 0.0 {
+        (max_norm / (f64::from(norm) + 1e-6)).min(1.0)
+    } else {
+        1.0
+    }
+}
+
 /// Scales the gradients so their global norm is at most `max_norm` (PyTorch's rule:
 /// multiply by `max_norm / (norm + 1e-6)` when that is below 1).
 pub fn clip_grads(grads: &mut [Option<Tensor>], norm: f32, max_norm: f64) -> Result<()> {
-    if max_norm <= 0.0 {
-        return Ok(());
-    }
-    let coefficient = max_norm / (f64::from(norm) + 1e-6);
+    let coefficient = clip_coefficient(norm, max_norm);
     if coefficient < 1.0 {
         for grad in grads.iter_mut().flatten() {
             *grad = (&*grad * coefficient)?;

@@ -65,3 +65,33 @@ pub fn settle(h: &mut Harness<'_, GlassboxApp>) {
         );
     }
 }
+
+/// Steps frames until `done` holds (at most `secs` seconds).
+pub fn wait_until(
+    h: &mut Harness<'static, GlassboxApp>,
+    secs: u64,
+    what: &str,
+    mut done: impl FnMut(&mut Harness<'static, GlassboxApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Fails with the error notices the window shows, if any.
+pub fn no_error_notices(h: &Harness<'_, GlassboxApp>) {
+    let errors: Vec<_> = h
+        .state()
+        .shared
+        .notices
+        .iter()
+        .filter(|n| n.is_error)
+        .collect();
+    assert!(errors.is_empty(), "error notices: {errors:?}");
+}
