@@ -154,6 +154,10 @@ impl TrainingCurves {
             })
             .label_formatter(move |hover| {
                 let (name, position) = hover_parts(hover);
+                // Left of step 0 there is nothing to read off.
+                if position.x < 0.0 {
+                    return None;
+                }
                 let y = if log {
                     10f64.powf(position.y)
                 } else {
@@ -219,6 +223,9 @@ impl TrainingCurves {
             .y_axis_formatter(|mark, _| format_number(mark.value))
             .label_formatter(move |hover| {
                 let (name, position) = hover_parts(hover);
+                if position.x < 0.0 {
+                    return None;
+                }
                 Some(if name.starts_with("gradient") {
                     format!(
                         "step {:.0}\ngradient norm {:.4}",
