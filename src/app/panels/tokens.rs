@@ -195,27 +195,27 @@ impl TokensPanel {
             return;
         };
         ui.weak(format!("Trained on the {}.", comparison.corpus));
-        Grid::new("tokenizer_comparison")
-            .striped(true)
-            .num_columns(3)
-            .show(ui, |ui| {
-                ui.strong("Tokenizer");
-                ui.strong("Tokens");
-                ui.strong("Split");
-                ui.end_row();
-                for (i, entry) in comparison.entries.iter().enumerate() {
-                    ui.label(format!(
-                        "{}\n{}, vocabulary {}",
-                        entry.tokenizer_name, entry.kind, entry.vocab_size
-                    ));
-                    ui.label(RichText::new(entry.tokens.len().to_string()).strong());
-                    ui.push_id(("cmp", i), |ui| {
-                        ui.set_max_width(ui.available_width().max(300.0));
-                        token_chips(ui, &entry.tokens, None);
-                    });
-                    ui.end_row();
+        // One block per tokenizer, its chips at the full width below its name: a grid cell
+        // would squeeze wrapped chips into rows that overlap the next tokenizer's.
+        for (i, entry) in comparison.entries.iter().enumerate() {
+            ui.separator();
+            ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(format!("{} tokens", entry.tokens.len()))
+                        .strong()
+                        .monospace(),
+                );
+                ui.label(RichText::new(&entry.tokenizer_name).strong());
+                if entry.kind.to_string() == entry.tokenizer_name {
+                    ui.weak(format!("vocabulary {}", entry.vocab_size));
+                } else {
+                    ui.weak(format!("{}, vocabulary {}", entry.kind, entry.vocab_size));
                 }
             });
+            ui.push_id(("cmp", i), |ui| {
+                token_chips(ui, &entry.tokens, None);
+            });
+        }
     }
 
     fn vocabulary_ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
