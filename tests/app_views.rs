@@ -1,10 +1,10 @@
 //! The Embeddings, Step-through and Predict views in an egui_kittest harness, opened through
 //! their accessible labels, with what they show checked against the library.
 
+mod app_support;
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use eframe::egui;
@@ -12,32 +12,23 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use glassbox::app::assets::ShippedModels;
 use glassbox::app::data::{ModelSource, Slot};
 use glassbox::app::panels::embeddings::EmbeddingsPanel;
 use glassbox::app::panels::predict::{Mode, PredictPanel};
 use glassbox::app::panels::step_through::{StageKind, StepThroughPanel};
 use glassbox::app::widgets::format_value;
-use glassbox::app::{Action, AppOptions, GlassboxApp};
+use glassbox::app::{Action, GlassboxApp};
 use glassbox::generate::{SamplingSettings, generate, next_token_distribution, next_token_logits};
 use glassbox::inspect::{Predictions, inspect};
 use glassbox::model::checkpoint::{LoadedModel, load_dir};
 use glassbox::tokenizer::Encoded;
 
+use app_support::no_error_notices;
 use common::{fixture, temp_dir};
 
 const TEXT: &str = "The cat chased the mouse.";
 const BANK_A: &str = "He went to the bank to deposit money.";
 const BANK_B: &str = "She sat on the river bank and watched the water.";
-
-fn fixtures() -> ShippedModels {
-    ShippedModels {
-        gpt: Some(fixture("gpt2")),
-        bert: Some(fixture("bert")),
-        message: None,
-        searched: Vec::new(),
-    }
-}
 
 fn harness() -> Harness<'static, GlassboxApp> {
     harness_with(false)
@@ -46,13 +37,7 @@ fn harness() -> Harness<'static, GlassboxApp> {
 /// `allow_missing_glyphs`: the random fixture GPT samples byte tokens that are not valid UTF-8
 /// on their own; the tokenizer decodes them to U+FFFD, which the default fonts cannot draw.
 fn harness_with(allow_missing_glyphs: bool) -> Harness<'static, GlassboxApp> {
-    let app = GlassboxApp::new(AppOptions {
-        persisted: None,
-        load_models: true,
-        initial_view: None,
-        shipped: Some(fixtures()),
-        started: Instant::now(),
-    });
+    let app = app_support::new_app(None);
     let mut builder = Harness::builder().with_size([1500.0, 1100.0]);
     if allow_missing_glyphs {
         builder = builder.allow_missing_glyphs();
@@ -62,21 +47,7 @@ fn harness_with(allow_missing_glyphs: bool) -> Harness<'static, GlassboxApp> {
 
 /// Steps frames until the worker has answered everything the views asked for (bounded).
 fn settle(h: &mut Harness<'static, GlassboxApp>) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut idle_frames = 0;
-    while idle_frames < 3 {
-        h.step();
-        if h.state().is_idle() {
-            idle_frames += 1;
-        } else {
-            idle_frames = 0;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not answer in time"
-        );
-    }
+    app_support::settle_within(h, 180);
 }
 
 fn open_view(h: &mut Harness<'static, GlassboxApp>, title: &str) {
@@ -90,17 +61,6 @@ fn has_label(h: &Harness<'static, GlassboxApp>, label: &str) -> bool {
 
 fn load(name: &str) -> LoadedModel {
     load_dir(&fixture(name), &Device::Cpu).expect("fixture loads")
-}
-
-fn no_errors(h: &Harness<'static, GlassboxApp>) {
-    let errors: Vec<_> = h
-        .state()
-        .shared
-        .notices
-        .iter()
-        .filter(|n| n.is_error)
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
 }
 
 // ---- Predict ------------------------------------------------------------------------------------
@@ -175,7 +135,7 @@ fn predict_shows_the_next_token_distribution_of_the_library() {
         &h,
         &format!("{}: {}", fourth.1, format_value(0.0))
     ));
-    no_errors(&h);
+    no_error_notices(&h);
 }
 
 #[test]
@@ -226,7 +186,7 @@ fn predict_generates_what_the_library_generates() {
     settle(&mut h);
     assert_eq!(h.state().shared.text, TEXT);
     assert!(h.state().panel::<PredictPanel>().unwrap().session.is_none());
-    no_errors(&h);
+    no_error_notices(&h);
 }
 
 /// The indices of the tokens that cover `word` (first whole occurrence), from the offsets.
@@ -333,7 +293,7 @@ fn predict_bert_fill_mask_nsp_and_qa() {
     h.state_mut()
         .apply(Action::LoadModel(ModelSource::Folder(qa_dir.clone())));
     settle(&mut h);
-    no_errors(&h);
+    no_error_notices(&h);
     let qa = load_dir(&qa_dir, &Device::Cpu).unwrap();
     let panel = h.state().panel::<PredictPanel>().unwrap();
     let result = panel.qa_result().expect("QA computed").clone();
@@ -531,7 +491,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
     assert!(has_label(&h, &format!("shape {:?}", seg.dims())));
     assert!(h.query_by_label("Add & LayerNorm (attention)").is_some());
     assert!(h.query_by_label("LayerNorm (embeddings)").is_some());
-    no_errors(&h);
+    no_error_notices(&h);
 }
 
 // ---- Embeddings ---------------------------------------------------------------------------------
@@ -703,7 +663,7 @@ fn embeddings_view_matches_the_library() {
         let label = format!("BERT {part} embeddings");
         assert!(has_label(&h, &label), "no heatmap {label:?}");
     }
-    no_errors(&h);
+    no_error_notices(&h);
 }
 
 #[test]
@@ -734,5 +694,5 @@ fn views_export_files() {
             assert_eq!(&bytes[..4], b"\x89PNG");
         }
     }
-    no_errors(&h);
+    no_error_notices(&h);
 }

@@ -49,7 +49,12 @@ pub fn harness_sized(app: GlassboxApp, size: [f32; 2]) -> Harness<'static, Glass
 
 /// Steps frames until the worker has answered everything the views asked for (bounded).
 pub fn settle(h: &mut Harness<'_, GlassboxApp>) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    settle_within(h, 120);
+}
+
+/// [`settle`] with a bound of `secs` seconds.
+pub fn settle_within(h: &mut Harness<'_, GlassboxApp>, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let mut idle_frames = 0;
     while idle_frames < 3 {
         h.step();
