@@ -35,6 +35,7 @@ pub use action::{
     ModelSize, ParamCount, Sampling, ShippedModel, Side, Stage, TokenRef, TrainingSettings,
     ViewName,
 };
+pub(crate) use parse::{fence_open, is_fence_close};
 pub use progress::{AnswerRecord, LessonProgress, LessonSummary, Progress};
 pub use question::{Answer, CountKind, Question, QuestionKind, Verify, VerifyTokenizer};
 

@@ -77,8 +77,9 @@ impl StepBuilder {
     }
 }
 
-/// A fence opening: its character, length and info string.
-fn fence_open(line: &str) -> Option<(char, usize, String)> {
+/// A fence opening: its character, length and info string. (The lesson view's Markdown renderer
+/// uses the same rule, so a code block ends where the parser thinks it does.)
+pub(crate) fn fence_open(line: &str) -> Option<(char, usize, String)> {
     let trimmed = line.trim_start();
     let first = trimmed.chars().next()?;
     if first != '`' && first != '~' {
@@ -88,7 +89,8 @@ fn fence_open(line: &str) -> Option<(char, usize, String)> {
     (count >= 3).then(|| (first, count, trimmed[count..].trim().to_string()))
 }
 
-fn is_fence_close(line: &str, fence: char, count: usize) -> bool {
+/// Whether `line` closes a fence opened with `count` × `fence`.
+pub(crate) fn is_fence_close(line: &str, fence: char, count: usize) -> bool {
     let trimmed = line.trim();
     trimmed.chars().count() >= count && trimmed.chars().all(|c| c == fence)
 }

@@ -10,6 +10,8 @@ use eframe::egui;
 use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, Stroke, TextStyle, Ui};
 
+use crate::lessons::{fence_open, is_fence_close};
+
 /// A block of Markdown.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MdBlock {
@@ -53,16 +55,6 @@ pub struct Span {
     pub code: bool,
     /// The target of a `[text](url)` link.
     pub link: Option<String>,
-}
-
-fn fence_open(line: &str) -> Option<(char, usize, String)> {
-    let trimmed = line.trim_start();
-    let first = trimmed.chars().next()?;
-    if first != '`' && first != '~' {
-        return None;
-    }
-    let count = trimmed.chars().take_while(|&c| c == first).count();
-    (count >= 3).then(|| (first, count, trimmed[count..].trim().to_string()))
 }
 
 fn heading(line: &str) -> Option<(usize, String)> {
@@ -158,8 +150,7 @@ pub fn parse_blocks(text: &str) -> Vec<MdBlock> {
             let mut code = Vec::new();
             i += 1;
             while i < lines.len() {
-                let t = lines[i].trim();
-                if t.chars().count() >= count && t.chars().all(|c| c == fence) {
+                if is_fence_close(lines[i], fence, count) {
                     i += 1;
                     break;
                 }
