@@ -2,9 +2,11 @@
 //! width 128, context 64, batch 12, no biases, AdamW): forward + loss, backward and the optimizer
 //! timed separately, median over the measured steps.
 //!
-//! `cargo bench --bench step_profile -- [--steps N] [--warmup N] [--stock] [--gemm] [--attention]`
-//! `--stock` runs candle's plain ops (the unfused reference path) for comparison; `--gemm` and
-//! `--attention` time the step's matmul shapes and one layer's attention alone.
+//! `cargo bench --bench step_profile -- [--steps N] [--warmup N] [--graph | --stock] [--gemm] [--attention]`
+//! By default it times the trainer's path, the whole-model step (`Gpt2::fused_training_step`).
+//! `--graph` runs the fused ops as nodes of candle's graph with candle's backward, `--stock`
+//! candle's plain ops (the unfused reference); `--gemm` and `--attention` time the step's matmul
+//! shapes and one layer's attention alone.
 
 use std::time::Instant;
 
@@ -19,30 +21,45 @@ const BATCH: usize = 12;
 const CONTEXT: usize = 64;
 const VOCAB: usize = 65;
 
+/// Which implementation of the step to time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// The trainer's: `Gpt2::fused_training_step`, one hand-written forward and backward.
+    Whole,
+    /// The fused ops as candle graph nodes, with candle's backward.
+    Graph,
+    /// candle's plain ops: the unfused reference.
+    Stock,
+}
+
 struct Args {
     steps: usize,
     warmup: usize,
-    stock: bool,
+    path: Path,
     gemm: bool,
     attention: bool,
+    inference: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         steps: 30,
         warmup: 5,
-        stock: false,
+        path: Path::Whole,
         gemm: false,
         attention: false,
+        inference: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--steps" => args.steps = it.next().unwrap_or_default().parse()?,
             "--warmup" => args.warmup = it.next().unwrap_or_default().parse()?,
-            "--stock" => args.stock = true,
+            "--stock" => args.path = Path::Stock,
+            "--graph" => args.path = Path::Graph,
             "--gemm" => args.gemm = true,
             "--attention" => args.attention = true,
+            "--inference" => args.inference = true,
             // `cargo bench` passes `--bench`; ignore anything else.
             _ => {}
         }
@@ -145,18 +162,67 @@ fn attention_profile() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
-    if args.gemm {
-        return gemm_profile();
-    }
-    if args.attention {
-        return attention_profile();
-    }
-    glassbox::model::fused::set_enabled(!args.stock);
+/// The benchmark's GPT (random init) with plain, untracked weights, as an inference model has.
+fn inference_model() -> anyhow::Result<Model> {
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let config = ModelConfig {
+    let config = benchmark_config();
+    Model::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        &config,
+        Prefix::Standard,
+    )?;
+    let tensors: std::collections::HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    Ok(Model::new(
+        VarBuilder::from_tensors(tensors, DType::F32, &device),
+        &config,
+        Prefix::Standard,
+    )?)
+}
+
+/// Inference (the trace-off forward) at batch 1 and 12, context 64: the fused ops against
+/// candle's plain ops.
+fn inference_profile() -> anyhow::Result<()> {
+    let model = inference_model()?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for batch in [1, BATCH] {
+        let ids: Vec<u32> = (0..batch * CONTEXT)
+            .map(|_| rng.random_range(0..VOCAB as u32))
+            .collect();
+        let ids = Tensor::from_vec(ids, (batch, CONTEXT), &Device::Cpu)?;
+        let time = |fused: bool| -> anyhow::Result<f64> {
+            glassbox::model::fused::set_enabled(fused);
+            let input = ModelInput::new(&ids);
+            let mut ms = Vec::new();
+            for i in 0..120 {
+                let t = Instant::now();
+                let logits = model.forward(input, None)?.logits;
+                std::hint::black_box(logits);
+                if i >= 20 {
+                    ms.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            glassbox::model::fused::set_enabled(true);
+            Ok(median(&mut ms))
+        };
+        let fused = time(true)?;
+        let stock = time(false)?;
+        println!(
+            "  inference [{batch}x{CONTEXT}]: fused {fused:.3} ms, stock {stock:.3} ms, {:.2}x faster (median)",
+            stock / fused
+        );
+    }
+    Ok(())
+}
+
+fn benchmark_config() -> ModelConfig {
+    ModelConfig {
         family: FamilyConfig::Gpt2(GptConfig {
             vocab_size: VOCAB,
             n_positions: CONTEXT,
@@ -165,11 +231,29 @@ fn main() -> anyhow::Result<()> {
             n_head: 4,
             n_inner: None,
             layer_norm_epsilon: 1e-5,
-            activation_function: "gelu_new".into(),
+            // As the recipe (and nanoGPT): exact GELU.
+            activation_function: "gelu".into(),
             bias: false,
         }),
         architecture: Architecture::Gpt2LmHead,
-    };
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    if args.gemm {
+        return gemm_profile();
+    }
+    if args.attention {
+        return attention_profile();
+    }
+    if args.inference {
+        return inference_profile();
+    }
+    glassbox::model::fused::set_enabled(args.path != Path::Stock);
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let config = benchmark_config();
     let model = Model::new(
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
         &config,
@@ -208,7 +292,7 @@ fn main() -> anyhow::Result<()> {
     let mut opt = Vec::new();
     let mut total = Vec::new();
     let mut last_loss = 0f32;
-    for step in 0..args.warmup + args.steps {
+    for step_index in 0..args.warmup + args.steps {
         let ids: Vec<u32> = (0..BATCH * (CONTEXT + 1))
             .map(|_| rng.random_range(0..VOCAB as u32))
             .collect();
@@ -216,13 +300,42 @@ fn main() -> anyhow::Result<()> {
         let input_ids = data.narrow(1, 0, CONTEXT)?.contiguous()?;
         let targets = data.narrow(1, 1, CONTEXT)?.flatten_all()?.contiguous()?;
 
+        let fused_step = match &model {
+            Model::Gpt2(gpt) if args.path == Path::Whole => {
+                gpt.fused_training_step(&input_ids, &targets)?
+            }
+            _ => None,
+        };
+        if let Some(step) = fused_step {
+            // The whole-model step times its own forward and backward.
+            let t2 = Instant::now();
+            let mut by_id: std::collections::HashMap<_, _> = step
+                .gradients
+                .into_iter()
+                .map(|(p, g)| (p.id(), g))
+                .collect();
+            let grads: Vec<Option<Tensor>> = params
+                .iter()
+                .map(|p| by_id.remove(&p.var.as_tensor().id()))
+                .collect();
+            fused_adamw.step(&grads, 1e-3, Some(1.0))?;
+            let optimizer_ms = t2.elapsed().as_secs_f64() * 1e3;
+            last_loss = step.loss;
+            if step_index >= args.warmup {
+                fwd.push(step.forward_seconds * 1e3);
+                bwd.push(step.backward_seconds * 1e3);
+                opt.push(optimizer_ms);
+                total.push((step.forward_seconds + step.backward_seconds) * 1e3 + optimizer_ms);
+            }
+            continue;
+        }
         let t0 = Instant::now();
         let output = model.forward(ModelInput::new(&input_ids), None)?;
         let logits = output
             .logits
             .ok_or_else(|| anyhow::anyhow!("no logits"))?
             .reshape((BATCH * CONTEXT, VOCAB))?;
-        let loss = if args.stock {
+        let loss = if args.path == Path::Stock {
             candle_nn::loss::cross_entropy(&logits, &targets)?
         } else {
             glassbox::model::fused::cross_entropy(&logits, &targets)?
@@ -235,7 +348,7 @@ fn main() -> anyhow::Result<()> {
             .map(|p| store.remove(p.var.as_tensor()))
             .collect();
         let t2 = Instant::now();
-        if args.stock {
+        if args.path == Path::Stock {
             let norm = global_grad_norm(&grads)?;
             clip_grads(&mut grads, norm, 1.0)?;
             optimizer.step(&grads, 1e-3)?;
@@ -243,7 +356,7 @@ fn main() -> anyhow::Result<()> {
             fused_adamw.step(&grads, 1e-3, Some(1.0))?;
         }
         let t3 = Instant::now();
-        if step >= args.warmup {
+        if step_index >= args.warmup {
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
             fwd.push(ms(t0, t1));
             bwd.push(ms(t1, t2));
@@ -253,7 +366,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "step_profile ({}) threads={} steps={} loss={last_loss:.4}",
-        if args.stock { "stock" } else { "fused" },
+        match args.path {
+            Path::Whole => "whole-model step",
+            Path::Graph => "fused ops in candle's graph",
+            Path::Stock => "stock candle ops",
+        },
         candle_core::utils::get_num_threads(),
         args.steps
     );

@@ -637,3 +637,114 @@ fn fused_grad_norm_matches_plain_sum() {
     let norm = fused::grad_norm(&grads).unwrap();
     assert!((norm - expected).abs() < 1e-5 * expected);
 }
+
+/// The whole-model GPT training step (`Gpt2::fused_training_step`) against autograd on the
+/// plain-op path: the loss and the gradient of every parameter.
+fn check_training_step(what: &str, varmap: &VarMap, model: &Model, tol: f32) {
+    let Model::Gpt2(gpt) = model else {
+        panic!("{what}: not a GPT-2");
+    };
+    let vocab = gpt.config.vocab_size as u32;
+    let (batch, seq) = (3, 7);
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|i| (i as u32 * 37 + 11) % vocab)
+        .collect();
+    let targets: Vec<u32> = (0..batch * seq)
+        .map(|i| (i as u32 * 53 + 5) % vocab)
+        .collect();
+    let ids = Tensor::from_vec(ids, (batch, seq), &Device::Cpu).unwrap();
+    let targets = Tensor::from_vec(targets, batch * seq, &Device::Cpu).unwrap();
+    let vars = vars_of(varmap);
+
+    let step = with_fused(true, || gpt.fused_training_step(&ids, &targets))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{what}: the fused step does not apply"));
+    let (reference_loss, reference_grads) = with_fused(false, || {
+        let input = ModelInput {
+            input_ids: &ids,
+            token_type_ids: None,
+            padding: None,
+        };
+        let logits = model.forward(input, None).unwrap().logits.unwrap();
+        let logits = logits.reshape((batch * seq, vocab as usize)).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+        let grads = loss.backward().unwrap();
+        (loss.to_scalar::<f32>().unwrap(), grads)
+    });
+    assert!(
+        (step.loss - reference_loss).abs() <= tol * reference_loss.abs(),
+        "{what}: loss {} vs {reference_loss}",
+        step.loss
+    );
+    assert_eq!(
+        step.gradients.len(),
+        vars.len(),
+        "{what}: one gradient per parameter"
+    );
+    for var in &vars {
+        let reference = reference_grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{what}: autograd has no gradient"));
+        let (_, grad) = step
+            .gradients
+            .iter()
+            .find(|(p, _)| p.id() == var.as_tensor().id())
+            .unwrap_or_else(|| panic!("{what}: the fused step has no gradient for a parameter"));
+        assert_close(
+            &format!("{what} gradient {:?}", var.dims()),
+            grad,
+            reference,
+            tol,
+        );
+    }
+}
+
+#[test]
+fn gpt_training_step_matches_autograd() {
+    let _g = lock();
+    // GPT-2 with biases and gelu_new, from the transformers fixture.
+    let tensors =
+        candle_core::safetensors::load(fixture("gpt2").join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let loaded = load_dir(&fixture("gpt2"), &Device::Cpu).unwrap();
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().unwrap();
+        for (k, t) in tensors {
+            let t = t.to_dtype(DType::F32).unwrap();
+            data.insert(k, Var::from_tensor(&t).unwrap());
+        }
+    }
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = Model::new(vb, &loaded.config, glassbox::model::Prefix::Standard).unwrap();
+    check_training_step("gpt2 fixture", &varmap, &model, 1e-4);
+
+    // nanoGPT's layout: no biases; exact GELU; a fresh random init.
+    use glassbox::model::config::{Architecture, FamilyConfig, GptConfig, ModelConfig};
+    let config = ModelConfig {
+        family: FamilyConfig::Gpt2(GptConfig {
+            vocab_size: 29,
+            n_positions: 9,
+            n_embd: 24,
+            n_layer: 2,
+            n_head: 3,
+            n_inner: None,
+            layer_norm_epsilon: 1e-5,
+            activation_function: "gelu".into(),
+            bias: false,
+        }),
+        architecture: Architecture::Gpt2LmHead,
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = Model::new(vb, &config, glassbox::model::Prefix::Standard).unwrap();
+    check_training_step("bias-free gpt", &varmap, &model, 1e-4);
+
+    // Ids outside the vocabulary are an error, not a panic.
+    let Model::Gpt2(gpt) = &model else {
+        unreachable!()
+    };
+    let bad = Tensor::new(&[[1u32, 99]], &Device::Cpu).unwrap();
+    let targets = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+    assert!(gpt.fused_training_step(&bad, &targets).is_err());
+}

@@ -20,6 +20,7 @@ use crate::data::{
     TokenStream,
 };
 use crate::error::{GlassboxError, Result};
+use crate::model::fused::StepOutput;
 use crate::model::{Model, ModelInput, ModelOutput};
 use crate::tokenizer::Tokenizer;
 
@@ -205,6 +206,27 @@ pub(crate) fn batch_loss(model: &Model, batch: &Batch) -> Result<LossBreakdown> 
         parts,
         output,
     })
+}
+
+/// The loss and gradients of `batch` by the GPT's hand-written training step
+/// ([`crate::model::gpt::Gpt2::fused_training_step`]), when it applies: a GPT, every position
+/// with a target, nothing padded, no other heads. `None` means: use the graph ([`batch_loss`]).
+pub(crate) fn fused_step(model: &Model, batch: &Batch) -> Result<Option<StepOutput>> {
+    let Model::Gpt2(gpt) = model else {
+        return Ok(None);
+    };
+    let Some(TokenTargets::All(targets)) = &batch.token_targets else {
+        return Ok(None);
+    };
+    if batch.padding.is_some()
+        || batch.token_type_ids.is_some()
+        || batch.nsp_labels.is_some()
+        || batch.class_labels.is_some()
+        || batch.spans.is_some()
+    {
+        return Ok(None);
+    }
+    Ok(gpt.fused_training_step(&batch.input_ids, targets)?)
 }
 
 /// Held-out results of one evaluation.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, TensorId};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Objective, TrainConfig};
@@ -411,34 +411,59 @@ impl Trainer {
             tokens += batch.tokens;
             timings.data_ms += ms_since(phase);
 
-            let phase = Instant::now();
-            let loss = tasks::batch_loss(&self.model, &batch)?.total;
-            let loss_value = loss.to_scalar::<f32>()?;
-            timings.forward_ms += ms_since(phase);
-            if !loss_value.is_finite() {
-                return Err(self.diverged("loss", loss_value, lr));
-            }
+            let (loss_value, micro_grads) = match tasks::fused_step(&self.model, &batch)? {
+                // A plain next-token batch on a GPT: one hand-written pass, no graph.
+                Some(step) => {
+                    timings.forward_ms += step.forward_seconds * 1000.0;
+                    timings.backward_ms += step.backward_seconds * 1000.0;
+                    if !step.loss.is_finite() {
+                        return Err(self.diverged("loss", step.loss, lr));
+                    }
+                    let mut by_param: HashMap<TensorId, Tensor> = step
+                        .gradients
+                        .into_iter()
+                        .map(|(param, grad)| (param.id(), grad))
+                        .collect();
+                    let grads = params
+                        .iter()
+                        .map(|p| by_param.remove(&p.var.as_tensor().id()))
+                        .collect::<Vec<_>>();
+                    (step.loss, grads)
+                }
+                None => {
+                    let phase = Instant::now();
+                    let loss = tasks::batch_loss(&self.model, &batch)?.total;
+                    let loss_value = loss.to_scalar::<f32>()?;
+                    timings.forward_ms += ms_since(phase);
+                    if !loss_value.is_finite() {
+                        return Err(self.diverged("loss", loss_value, lr));
+                    }
+                    let phase = Instant::now();
+                    let mut graph_grads = loss.backward()?;
+                    let grads = params
+                        .iter()
+                        // Detached, so the gradients do not keep this micro-batch's graph alive.
+                        .map(|p| graph_grads.remove(p.var.as_tensor()).map(|g| g.detach()))
+                        .collect::<Vec<_>>();
+                    timings.backward_ms += ms_since(phase);
+                    (loss_value, grads)
+                }
+            };
             loss_sum += loss_value;
 
-            let phase = Instant::now();
             // Mean over micro-batches: each contributes 1/accumulation of the gradient.
-            let loss = if accumulation > 1 {
-                (loss / accumulation as f64)?
-            } else {
-                loss
-            };
-            let mut micro_grads = loss.backward()?;
-            for (slot, param) in grads.iter_mut().zip(&params) {
-                // Detached, so the gradients do not keep this micro-batch's graph alive.
-                if let Some(g) = micro_grads
-                    .remove(param.var.as_tensor())
-                    .map(|g| g.detach())
-                {
-                    *slot = Some(match slot.take() {
-                        Some(sum) => (sum + g)?,
-                        None => g,
-                    });
-                }
+            let phase = Instant::now();
+            for (slot, g) in grads.iter_mut().zip(micro_grads) {
+                let Some(g) = g else { continue };
+                let g = if accumulation > 1 {
+                    (g / accumulation as f64)?
+                } else {
+                    g
+                };
+                *slot = Some(match slot.take() {
+                    Some(sum) => (sum + g)?,
+                    None => g,
+                });
             }
             timings.backward_ms += ms_since(phase);
         }

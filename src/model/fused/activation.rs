@@ -59,6 +59,35 @@ crate::simd_fn! {
     }
 }
 
+/// `y = gelu(x)` element-wise, shared over the threads.
+pub(super) fn forward(x: &[f32], y: &mut [f32], erf: bool) {
+    let c = par::elements_per_task(x.len());
+    par::run(y.chunks_mut(c).zip(x.chunks(c)).collect(), |(y, x)| {
+        if erf {
+            gelu_erf_fwd(x, y)
+        } else {
+            gelu_tanh_fwd(x, y)
+        }
+    });
+}
+
+/// `dx = dy · gelu'(x)` element-wise, shared over the threads.
+pub(super) fn backward(x: &[f32], dy: &[f32], dx: &mut [f32], erf: bool) {
+    let c = par::elements_per_task(x.len());
+    let tasks = dx
+        .chunks_mut(c)
+        .zip(x.chunks(c))
+        .zip(dy.chunks(c))
+        .collect();
+    par::run(tasks, |((dx, x), dy)| {
+        if erf {
+            gelu_erf_bwd(x, dy, dx)
+        } else {
+            gelu_tanh_bwd(x, dy, dx)
+        }
+    });
+}
+
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {
         if self.erf {
@@ -71,15 +100,7 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_data(s, l)?;
         let mut y = vec![0f32; x.len()];
-        let c = par::elements_per_task(x.len());
-        let erf = self.erf;
-        par::run(y.chunks_mut(c).zip(x.chunks(c)).collect(), |(y, x)| {
-            if erf {
-                gelu_erf_fwd(x, y)
-            } else {
-                gelu_tanh_fwd(x, y)
-            }
-        });
+        forward(&x, &mut y, self.erf);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -88,19 +109,7 @@ impl CustomOp1 for GeluOp {
         let dx = with_f32(arg, |x| {
             with_f32(dy, |dy| {
                 let mut dx = vec![0f32; x.len()];
-                let c = par::elements_per_task(x.len());
-                let tasks = dx
-                    .chunks_mut(c)
-                    .zip(x.chunks(c))
-                    .zip(dy.chunks(c))
-                    .collect();
-                par::run(tasks, |((dx, x), dy)| {
-                    if erf {
-                        gelu_erf_bwd(x, dy, dx)
-                    } else {
-                        gelu_tanh_bwd(x, dy, dx)
-                    }
-                });
+                backward(x, dy, &mut dx, erf);
                 Ok(dx)
             })
         })?;

@@ -174,7 +174,8 @@ fn visible(mask_row: &[f32], sk: usize) -> usize {
 }
 
 /// Register-block width along keys (score rows) and head dims (context rows): two AVX-512
-/// vectors. Scratch copies of K, V, Q and dO are padded to whole tiles so no tile needs a tail.
+/// vectors. (The tiles use `mul_add`, which the AVX2/AVX-512 builds turn into FMA instructions;
+/// Rust never fuses `a * b + c` on its own.) Scratch copies of K, V, Q and dO are padded to whole tiles so no tile needs a tail.
 const TILE: usize = 32;
 /// Rows computed together: each loaded tile feeds `ROWS` multiply-adds. A last partial block
 /// recomputes its final row in the spare slots (cheaper than a second, one-row kernel).
@@ -204,7 +205,7 @@ fn scores_block(
             for r in 0..ROWS {
                 let x = a[r][c];
                 for l in 0..TILE {
-                    acc[r][l] += x * b[l];
+                    acc[r][l] = x.mul_add(b[l], acc[r][l]);
                 }
             }
         }
@@ -241,7 +242,7 @@ fn weighted_block(
             for r in 0..ROWS {
                 let x = wj[wr[r]];
                 for l in 0..TILE {
-                    acc[r][l] += x * bj[l];
+                    acc[r][l] = x.mul_add(bj[l], acc[r][l]);
                 }
             }
         }
@@ -314,9 +315,10 @@ fn transpose_head(
     dst: &mut [f32],
     rows_p: usize,
 ) {
-    for j in 0..rows {
-        for (c, &x) in src[j * row + off..][..d].iter().enumerate() {
-            dst[c * rows_p + j] = x;
+    // Rows of dst are written whole (contiguous stores); the strided side is the reads.
+    for (c, dst) in dst.chunks_exact_mut(rows_p).take(d).enumerate() {
+        for (j, x) in dst[..rows].iter_mut().enumerate() {
+            *x = src[j * row + off + c];
         }
     }
 }
@@ -504,7 +506,8 @@ impl CustomOp3 for AttentionOp {
         let (q, k, v) = (view(s1, l1)?, view(s2, l2)?, view(s3, l3)?);
         let (b, sq, h) = (l1.dims()[0], l1.dims()[1], l1.dims()[2]);
         let sk = l2.dims()[1];
-        let out = self.forward_views(&q, &k, &v, (b, sq, sk, h));
+        let mut out = vec![0f32; b * sq * h];
+        self.forward_views(&q, &k, &v, (b, sq, sk, h), &mut out);
         Ok((CpuStorage::F32(out), Shape::from((b, sq, h))))
     }
 
@@ -536,14 +539,16 @@ impl CustomOp3 for AttentionOp {
 }
 
 impl AttentionOp {
-    /// The context `[b, sq, h]` for Q, K, V views; keeps the probabilities for the backward.
+    /// The context `[b, sq, h]` for Q, K, V views, written over all of `out`; keeps the
+    /// probabilities for the backward.
     fn forward_views(
         &self,
         q: &View<'_>,
         k: &View<'_>,
         v: &View<'_>,
         (b, sq, sk, h): (usize, usize, usize, usize),
-    ) -> Vec<f32> {
+        out: &mut [f32],
+    ) {
         let heads = self.heads;
         let g = Geometry {
             sq,
@@ -556,7 +561,6 @@ impl AttentionOp {
             v_row: v.row,
             scale: self.scale,
         };
-        let mut out = vec![0f32; b * sq * h];
         // Rows padded to whole tiles (zeros past sk) for the backward's tile loops.
         let skp = sk.next_multiple_of(TILE);
         let mut probs = vec![0f32; b * heads * sq * skp];
@@ -581,7 +585,6 @@ impl AttentionOp {
             });
         }
         *lock(&self.probs) = Some(probs);
-        out
     }
 
     /// `(dQ, dK, dV)`, each `[b, s, h]`, from the output gradient `dout [b, sq, h]`.
@@ -642,6 +645,59 @@ impl AttentionOp {
     }
 }
 
+/// Row r of the result is `[dQ_r | dK_r | dV_r]`: the gradient of a `[.., 3h]` QKV projection.
+fn side_by_side(dq: &[f32], dk: &[f32], dv: &[f32], h: usize) -> Vec<f32> {
+    let mut dqkv = Vec::with_capacity(3 * dq.len());
+    for ((q, k), v) in dq.chunks(h).zip(dk.chunks(h)).zip(dv.chunks(h)) {
+        dqkv.extend_from_slice(q);
+        dqkv.extend_from_slice(k);
+        dqkv.extend_from_slice(v);
+    }
+    dqkv
+}
+
+/// Causal self-attention on row-major `[b, s, 3h]` QKV data, for the whole-model training step
+/// ([`super::gpt_step`]): the forward keeps its probabilities in the value for the backward.
+pub(super) struct CausalQkv {
+    op: AttentionOp,
+    shape: (usize, usize, usize),
+}
+
+impl CausalQkv {
+    /// `b` sequences of `s` positions, width `h` in `heads` heads; no padding.
+    pub(super) fn new(heads: usize, (b, s, h): (usize, usize, usize)) -> Self {
+        let mask = (0..s)
+            .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::MIN }))
+            .collect();
+        let op = AttentionOp {
+            heads,
+            scale: 1.0 / ((h / heads.max(1)) as f64).sqrt() as f32,
+            mask: Some(mask),
+            mask_batches: 1,
+            probs: Mutex::new(None),
+        };
+        Self {
+            op,
+            shape: (b, s, h),
+        }
+    }
+
+    /// The context `[b, s, h]` of `qkv [b, s, 3h]`, written over all of `out`.
+    pub(super) fn forward(&self, qkv: &[f32], out: &mut [f32]) {
+        let (b, s, h) = self.shape;
+        let [q, k, v] = qkv_views(qkv, s * 3 * h, 3 * h, h);
+        self.op.forward_views(&q, &k, &v, (b, s, s, h), out);
+    }
+
+    /// The gradient `[b, s, 3h]` of `qkv` for the context gradient `dout [b, s, h]`.
+    pub(super) fn backward(&self, qkv: &[f32], dout: &[f32]) -> Result<Vec<f32>> {
+        let (b, s, h) = self.shape;
+        let [q, k, v] = qkv_views(qkv, s * 3 * h, 3 * h, h);
+        let (dq, dk, dv) = self.op.backward_views(&q, &k, &v, dout, (b, s, s, h))?;
+        Ok(side_by_side(&dq, &dk, &dv, h))
+    }
+}
+
 /// [`AttentionOp`] on one `[b, s, 3h]` QKV tensor (see [`attention_qkv`]).
 struct QkvAttentionOp(AttentionOp);
 
@@ -686,7 +742,8 @@ impl CustomOp1 for QkvAttentionOp {
         let h = h3 / 3;
         let (data, batch, row) = qkv_data(storage, layout)?;
         let [q, k, v] = qkv_views(&data, batch, row, h);
-        let out = self.0.forward_views(&q, &k, &v, (b, s, s, h));
+        let mut out = vec![0f32; b * s * h];
+        self.0.forward_views(&q, &k, &v, (b, s, s, h), &mut out);
         Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
     }
 
@@ -702,13 +759,7 @@ impl CustomOp1 for QkvAttentionOp {
         let (dq, dk, dv) = with_f32(dout, |dout| {
             self.0.backward_views(&q, &k, &v, dout, (b, s, s, h))
         })?;
-        // Side by side again: row r of the gradient is [dQ_r | dK_r | dV_r].
-        let mut dqkv = Vec::with_capacity(b * s * h3);
-        for ((q, k), v) in dq.chunks(h).zip(dk.chunks(h)).zip(dv.chunks(h)) {
-            dqkv.extend_from_slice(q);
-            dqkv.extend_from_slice(k);
-            dqkv.extend_from_slice(v);
-        }
+        let dqkv = side_by_side(&dq, &dk, &dv, h);
         Ok(Some(Tensor::from_vec(dqkv, (b, s, h3), qkv.device())?))
     }
 }

@@ -108,6 +108,53 @@ crate::simd_fn! {
     }
 }
 
+/// Mean cross-entropy of the rows of `x` (`classes` wide) against `targets`, shared over the
+/// threads: `(mean loss, per-row log-sum-exp)`. NaN for no rows.
+pub(super) fn forward(x: &[f32], targets: &[usize], classes: usize) -> (f32, Vec<f32>) {
+    let rows = targets.len();
+    let mut lse = vec![0f32; rows];
+    let mut loss = vec![0f32; rows];
+    let per = rows_per_task(rows, classes);
+    let tasks = lse
+        .chunks_mut(per)
+        .zip(loss.chunks_mut(per))
+        .zip(x.chunks(per * classes))
+        .zip(targets.chunks(per))
+        .collect();
+    par::run(tasks, |(((lse, loss), x), t)| {
+        forward_rows(x, t, lse, loss, classes)
+    });
+    // Summed in f64: the mean of hundreds of rows stays exact to float32 precision.
+    let total: f64 = loss.iter().map(|&v| f64::from(v)).sum();
+    let mean = if rows == 0 {
+        f32::NAN
+    } else {
+        (total / rows as f64) as f32
+    };
+    (mean, lse)
+}
+
+/// `dx = scale · (softmax(x) − onehot(targets))` per row, shared over the threads.
+pub(super) fn backward(
+    x: &[f32],
+    targets: &[usize],
+    lse: &[f32],
+    dx: &mut [f32],
+    scale: f32,
+    classes: usize,
+) {
+    let per = rows_per_task(targets.len(), classes);
+    let tasks = dx
+        .chunks_mut(per * classes)
+        .zip(x.chunks(per * classes))
+        .zip(targets.chunks(per))
+        .zip(lse.chunks(per))
+        .collect();
+    par::run(tasks, |(((dx, x), t), l)| {
+        backward_rows(x, t, l, dx, scale, classes)
+    });
+}
+
 impl CustomOp2 for CrossEntropyOp {
     fn name(&self) -> &'static str {
         "fused-cross-entropy"
@@ -123,26 +170,7 @@ impl CustomOp2 for CrossEntropyOp {
         let classes = l1.dims().last().copied().unwrap_or(1).max(1);
         let x = f32_data(s1, l1)?;
         let targets = targets_of(s2, l2, classes)?;
-        let rows = x.len() / classes;
-        let mut lse = vec![0f32; rows];
-        let mut loss = vec![0f32; rows];
-        let per = rows_per_task(rows, classes);
-        let tasks = lse
-            .chunks_mut(per)
-            .zip(loss.chunks_mut(per))
-            .zip(x.chunks(per * classes))
-            .zip(targets.chunks(per))
-            .collect();
-        par::run(tasks, |(((lse, loss), x), t)| {
-            forward_rows(x, t, lse, loss, classes)
-        });
-        // Summed in f64: the mean of hundreds of rows stays exact to float32 precision.
-        let total: f64 = loss.iter().map(|&v| f64::from(v)).sum();
-        let mean = if rows == 0 {
-            f32::NAN
-        } else {
-            (total / rows as f64) as f32
-        };
+        let (mean, lse) = forward(&x, &targets, classes);
         *lock(&self.saved) = Some((targets, lse));
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
@@ -164,16 +192,7 @@ impl CustomOp2 for CrossEntropyOp {
         let scale = if rows == 0 { 0.0 } else { g / rows as f32 };
         let dx = with_f32(logits, |x| {
             let mut dx = vec![0f32; x.len()];
-            let per = rows_per_task(rows, classes);
-            let tasks = dx
-                .chunks_mut(per * classes)
-                .zip(x.chunks(per * classes))
-                .zip(targets.chunks(per))
-                .zip(lse.chunks(per))
-                .collect();
-            par::run(tasks, |(((dx, x), t), l)| {
-                backward_rows(x, t, l, dx, scale, classes)
-            });
+            backward(x, &targets, &lse, &mut dx, scale, classes);
             Ok(dx)
         })?;
         Ok((Some(cpu_tensor(dx, logits)?), None))

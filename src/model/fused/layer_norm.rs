@@ -76,7 +76,8 @@ crate::simd_fn! {
 }
 
 crate::simd_fn! {
-    /// dx for the rows, and this block's partial dγ, dβ (added into `dw`, `db`).
+    /// dx for the rows (written, or added when `accumulate`), and this block's partial dγ, dβ
+    /// (added into `dw`, `db`).
     fn backward_rows(
         x: &[f32],
         w: &[f32],
@@ -88,6 +89,7 @@ crate::simd_fn! {
         db: &mut [f32],
         xhat: &mut [f32],
         g: &mut [f32],
+        accumulate: bool,
     ) {
         let h = w.len();
         let inv_h = 1.0 / h as f32;
@@ -106,8 +108,14 @@ crate::simd_fn! {
             }
             let a = simd::sum(g) * inv_h;
             let c = simd::dot(g, xhat) * inv_h;
-            for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
-                *dx = rs * (g - a - xh * c);
+            if accumulate {
+                for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
+                    *dx += rs * (g - a - xh * c);
+                }
+            } else {
+                for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
+                    *dx = rs * (g - a - xh * c);
+                }
             }
             for ((dw, dy), xh) in dw.iter_mut().zip(dyr).zip(xhat.iter()) {
                 *dw += dy * xh;
@@ -115,6 +123,70 @@ crate::simd_fn! {
             simd::axpy(db, 1.0, dyr);
         }
     }
+}
+
+/// LayerNorm of the rows of `x` (row width `w.len()`; `b` empty for no bias) into `y`, with each
+/// row's mean and 1/σ, shared over the threads.
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let h = w.len().max(1);
+    let rows = mean.len();
+    let per = rows_per_task(rows, h);
+    let tasks = y
+        .chunks_mut(per * h)
+        .zip(mean.chunks_mut(per))
+        .zip(rstd.chunks_mut(per))
+        .zip(x.chunks(per * h))
+        .collect();
+    par::run(tasks, |(((y, m), r), x)| {
+        forward_rows(x, w, b, eps, y, m, r)
+    });
+}
+
+/// The backward of [`forward`]: dx written (or added, when `accumulate`) and `(dγ, dβ)` returned.
+pub(super) fn backward(
+    x: &[f32],
+    w: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let h = w.len().max(1);
+    let rows = mean.len();
+    let per = rows_per_task(rows, h);
+    // Each task sums its rows' dγ, dβ into its own [dγ | dβ | scratch] block.
+    let tasks_n = rows.div_ceil(per);
+    let mut partials = vec![0f32; tasks_n * 4 * h];
+    let tasks = dx
+        .chunks_mut(per * h)
+        .zip(x.chunks(per * h))
+        .zip(dy.chunks(per * h))
+        .zip(mean.chunks(per))
+        .zip(rstd.chunks(per))
+        .zip(partials.chunks_mut(4 * h))
+        .collect();
+    par::run(tasks, |(((((dx, x), dy), m), r), part)| {
+        let (dw, rest) = part.split_at_mut(h);
+        let (db, rest) = rest.split_at_mut(h);
+        let (xhat, g) = rest.split_at_mut(h);
+        backward_rows(x, w, m, r, dy, dx, dw, db, xhat, g, accumulate);
+    });
+    let mut dw = vec![0f32; h];
+    let mut db = vec![0f32; h];
+    for part in partials.chunks(4 * h) {
+        simd::axpy(&mut dw, 1.0, &part[..h]);
+        simd::axpy(&mut db, 1.0, &part[h..2 * h]);
+    }
+    (dw, db)
 }
 
 impl LayerNormOp {
@@ -140,16 +212,7 @@ impl LayerNormOp {
         let mut y = vec![0f32; x.len()];
         let mut mean = vec![0f32; rows];
         let mut rstd = vec![0f32; rows];
-        let per = rows_per_task(rows, h);
-        let tasks = y
-            .chunks_mut(per * h)
-            .zip(mean.chunks_mut(per))
-            .zip(rstd.chunks_mut(per))
-            .zip(x.chunks(per * h))
-            .collect();
-        par::run(tasks, |(((y, m), r), x)| {
-            forward_rows(x, &w, &b, self.eps, y, m, r)
-        });
+        forward(&x, &w, &b, self.eps, &mut y, &mut mean, &mut rstd);
         *lock(&self.saved) = Some((mean, rstd));
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -165,30 +228,7 @@ impl LayerNormOp {
             with_f32(w, |wd| {
                 with_f32(dy, |dy| {
                     let mut dx = vec![0f32; rows * h];
-                    let per = rows_per_task(rows, h);
-                    // Each task sums its rows' dγ, dβ into its own [dγ | dβ | scratch] block.
-                    let tasks_n = rows.div_ceil(per);
-                    let mut partials = vec![0f32; tasks_n * 4 * h];
-                    let tasks = dx
-                        .chunks_mut(per * h)
-                        .zip(x.chunks(per * h))
-                        .zip(dy.chunks(per * h))
-                        .zip(mean.chunks(per))
-                        .zip(rstd.chunks(per))
-                        .zip(partials.chunks_mut(4 * h))
-                        .collect();
-                    par::run(tasks, |(((((dx, x), dy), m), r), part)| {
-                        let (dw, rest) = part.split_at_mut(h);
-                        let (db, rest) = rest.split_at_mut(h);
-                        let (xhat, g) = rest.split_at_mut(h);
-                        backward_rows(x, wd, m, r, dy, dx, dw, db, xhat, g);
-                    });
-                    let mut dw = vec![0f32; h];
-                    let mut db = vec![0f32; h];
-                    for part in partials.chunks(4 * h) {
-                        simd::axpy(&mut dw, 1.0, &part[..h]);
-                        simd::axpy(&mut db, 1.0, &part[h..2 * h]);
-                    }
+                    let (dw, db) = backward(x, wd, &mean, &rstd, dy, &mut dx, false);
                     Ok((dx, dw, db))
                 })
             })

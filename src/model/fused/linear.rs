@@ -74,20 +74,15 @@ impl LinearOp {
             Some((b, bl)) => Some(f32_data(b, bl)?),
             None => None,
         };
-        if let Some(b) = &bias {
-            for row in y.chunks_exact_mut(out_dim) {
-                row.copy_from_slice(b);
-            }
-        }
-        let (w_rs, w_cs) = weight_strides(in_dim, out_dim, self.transposed);
-        let job = Gemm::new(
-            (rows, out_dim, in_dim),
-            (&mut y, out_dim, 1),
-            bias.is_some(),
-            (&x, in_dim, 1),
-            (&w, w_rs, w_cs),
+        forward(
+            &x,
+            &w,
+            bias.as_deref(),
+            &mut y,
+            (in_dim, out_dim),
+            self.transposed,
+            false,
         )?;
-        par::run(job.split(par::threads()), Gemm::run);
         let mut shape = xl.dims().to_vec();
         if let Some(last) = shape.last_mut() {
             *last = out_dim;
@@ -105,56 +100,117 @@ impl LinearOp {
     ) -> Result<(Tensor, Tensor, Option<Vec<f32>>)> {
         let (in_dim, out_dim) = dims(w.dims(), self.transposed)?;
         let rows = x.elem_count() / in_dim.max(1);
-        let (w_rs, w_cs) = weight_strides(in_dim, out_dim, self.transposed);
         let transposed = self.transposed;
         let (dx, dw, db) = with_f32(x, |x| {
             with_f32(w, |w| {
                 with_f32(dy, |dy| {
                     let mut dx = vec![0f32; rows * in_dim];
                     let mut dw = vec![0f32; in_dim * out_dim];
-                    // dx [rows, in] = dy [rows, out] · W_effᵀ [out, in]
-                    let dx_job = Gemm::new(
-                        (rows, in_dim, out_dim),
-                        (&mut dx, in_dim, 1),
-                        false,
-                        (dy, out_dim, 1),
-                        (w, w_cs, w_rs),
+                    let mut db = with_bias.then(|| vec![0f32; out_dim]);
+                    let dims = (in_dim, out_dim);
+                    backward(
+                        x,
+                        w,
+                        dy,
+                        (&mut dx, false),
+                        &mut dw,
+                        db.as_deref_mut(),
+                        dims,
+                        transposed,
                     )?;
-                    let dw_job = if transposed {
-                        // dW [in, out] = xᵀ · dy
-                        Gemm::new(
-                            (in_dim, out_dim, rows),
-                            (&mut dw, out_dim, 1),
-                            false,
-                            (x, 1, in_dim),
-                            (dy, out_dim, 1),
-                        )?
-                    } else {
-                        // dW [out, in] = dyᵀ · x
-                        Gemm::new(
-                            (out_dim, in_dim, rows),
-                            (&mut dw, in_dim, 1),
-                            false,
-                            (dy, 1, out_dim),
-                            (x, in_dim, 1),
-                        )?
-                    };
-                    // The two products cost the same: half the threads each, side by side.
-                    let parts = (par::threads() / 2).max(1);
-                    let mut tasks = dx_job.split(parts);
-                    tasks.extend(dw_job.split(parts));
-                    par::run(tasks, Gemm::run);
-                    let db = with_bias.then(|| {
-                        let mut db = vec![0f32; out_dim];
-                        column_sums(dy, &mut db);
-                        db
-                    });
                     Ok((dx, dw, db))
                 })
             })
         })?;
         Ok((cpu_tensor(dx, x)?, cpu_tensor(dw, w)?, db))
     }
+}
+
+/// `y [rows, out] (+)= x [rows, in] · W (+ b)`, W stored `[in, out]` when `transposed`, else
+/// `[out, in]`; shared over the threads. With `accumulate`, the product is added to `y`.
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    (in_dim, out_dim): (usize, usize),
+    transposed: bool,
+    accumulate: bool,
+) -> Result<()> {
+    let rows = x.len() / in_dim.max(1);
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(out_dim) {
+            if accumulate {
+                simd::axpy(row, 1.0, b);
+            } else {
+                row.copy_from_slice(b);
+            }
+        }
+    }
+    let (w_rs, w_cs) = weight_strides(in_dim, out_dim, transposed);
+    let job = Gemm::new(
+        (rows, out_dim, in_dim),
+        (y, out_dim, 1),
+        accumulate || bias.is_some(),
+        (x, in_dim, 1),
+        (w, w_rs, w_cs),
+    )?;
+    par::run(job.split(par::threads()), Gemm::run);
+    Ok(())
+}
+
+/// The backward of [`forward`] for the output gradient `dy`: `dx (+)= dy·Wᵀ` (added when the flag
+/// is set), `dW = xᵀ·dy` and `db = Σ_rows dy`. The two products run side by side.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    (dx, accumulate_dx): (&mut [f32], bool),
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    (in_dim, out_dim): (usize, usize),
+    transposed: bool,
+) -> Result<()> {
+    let rows = x.len() / in_dim.max(1);
+    let (w_rs, w_cs) = weight_strides(in_dim, out_dim, transposed);
+    // dx [rows, in] = dy [rows, out] · W_effᵀ [out, in]
+    let dx_job = Gemm::new(
+        (rows, in_dim, out_dim),
+        (dx, in_dim, 1),
+        accumulate_dx,
+        (dy, out_dim, 1),
+        (w, w_cs, w_rs),
+    )?;
+    let dw_job = if transposed {
+        // dW [in, out] = xᵀ · dy
+        Gemm::new(
+            (in_dim, out_dim, rows),
+            (dw, out_dim, 1),
+            false,
+            (x, 1, in_dim),
+            (dy, out_dim, 1),
+        )?
+    } else {
+        // dW [out, in] = dyᵀ · x
+        Gemm::new(
+            (out_dim, in_dim, rows),
+            (dw, in_dim, 1),
+            false,
+            (dy, 1, out_dim),
+            (x, in_dim, 1),
+        )?
+    };
+    // The two products cost the same: half the threads each, side by side.
+    let parts = (par::threads() / 2).max(1);
+    let mut tasks = dx_job.split(parts);
+    tasks.extend(dw_job.split(parts));
+    par::run(tasks, Gemm::run);
+    if let Some(db) = db {
+        db.fill(0.0);
+        column_sums(dy, db);
+    }
+    Ok(())
 }
 
 crate::simd_fn! {

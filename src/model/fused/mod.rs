@@ -17,6 +17,11 @@
 //! | [`cross_entropy`] | log-softmax · gather · mean | log-sum-exp |
 //! | [`adamw_step`] | ~10 tensor ops per parameter | (updates in place) |
 //!
+//! Training a GPT goes one step further: [`gpt_step`] computes the loss and every gradient of a
+//! causal-LM batch in one hand-written pass over these kernels, with no graph at all (candle's
+//! backward would still zero-fill and add a buffer for every edge, and each op allocate its
+//! output).
+//!
 //! The layers in [`super::layers`] take these paths when [`enabled`] is true, the tensor lives on
 //! the CPU in float32 and no trace is being recorded; otherwise (trace on, CUDA/Metal, another
 //! dtype, or [`set_enabled`]`(false)`) they run the plain-op reference path, which the tests in
@@ -34,6 +39,7 @@ mod activation;
 mod adamw;
 mod attention;
 mod cross_entropy;
+pub mod gpt_step;
 mod layer_norm;
 mod linear;
 mod par;
@@ -49,6 +55,7 @@ pub use activation::gelu;
 pub use adamw::{AdamW, AdamWConfig, AdamWStep, adamw_step, grad_norm};
 pub use attention::{attention, attention_qkv};
 pub use cross_entropy::cross_entropy;
+pub use gpt_step::{GptWeights, StepOutput, gpt_step};
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use softmax::softmax_last_dim;
