@@ -4,6 +4,7 @@
 //!     cargo bench --bench train_speed                      # 200 steps each
 //!     cargo bench --bench train_speed -- --steps 2000      # the full schedule, with val loss
 //!     cargo bench --bench train_speed -- --no-torch        # Glassbox only
+//!     cargo bench --bench train_speed -- --rounds 3        # alternate both sides 3 times
 //!
 //! The model: 4 layers, 4 heads, width 128, context 64, batch 12, no biases, dropout 0, AdamW
 //! lr 1e-3 (100 warm-up steps, cosine to 1e-4 over 2000 steps), beta2 0.99, weight decay 0.1,
@@ -24,6 +25,8 @@ struct Options {
     data: Option<PathBuf>,
     /// Another recipe to time instead (Glassbox only).
     recipe: Option<PathBuf>,
+    /// Glassbox-then-PyTorch rounds.
+    rounds: usize,
 }
 
 fn parse_options() -> Options {
@@ -33,6 +36,7 @@ fn parse_options() -> Options {
         torch: true,
         data: None,
         recipe: None,
+        rounds: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -42,6 +46,9 @@ fn parse_options() -> Options {
                 options.eval_batches = args.next().and_then(|v| v.parse().ok()).unwrap_or(50)
             }
             "--no-torch" => options.torch = false,
+            "--rounds" => {
+                options.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+            }
             "--data" => options.data = args.next().map(PathBuf::from),
             "--recipe" => options.recipe = args.next().map(PathBuf::from),
             // `cargo bench` passes --bench; anything else unknown is ignored too.
@@ -92,12 +99,59 @@ fn main() -> anyhow::Result<()> {
     config.validate()?;
 
     println!(
-        "train_speed: nanoGPT char-level CPU config, {} steps",
-        options.steps
+        "train_speed: nanoGPT char-level CPU config, {} steps, {} round(s)",
+        options.steps, options.rounds
     );
     println!("data: {data_note}");
+    let torch = options.torch && options.recipe.is_none();
+    if torch && !shakespeare.is_file() {
+        println!("pytorch: skipped (the reference script needs tinyshakespeare.txt)");
+    }
+    // Rounds alternate the two sides, so a change in the machine's speed (this VM's moves by
+    // ±20% over minutes) hits both; the ratio is taken within each round.
+    let mut ratios = Vec::new();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=options.rounds {
+        if options.rounds > 1 {
+            println!("round {round}:");
+        }
+        let glassbox = run_glassbox(&config, options.steps)?;
+        ours.push(glassbox.median_ms);
+        if !torch || !shakespeare.is_file() {
+            continue;
+        }
+        let Some(torch_median) = run_pytorch(root, &shakespeare, &options)? else {
+            break;
+        };
+        theirs.push(torch_median);
+        ratios.push(glassbox.median_ms / torch_median);
+        println!(
+            "ratio glassbox/pytorch: {:.2}x (medians)  [< 1 means Glassbox is faster]",
+            glassbox.median_ms / torch_median
+        );
+    }
+    if options.rounds > 1 {
+        println!(
+            "summary over {} rounds: glassbox {:.1} ms/step, pytorch {:.1} ms/step (medians of the rounds' medians), ratio {:.2}x (median of the rounds' ratios; range {:.2}-{:.2})",
+            options.rounds,
+            median(&mut ours),
+            median(&mut theirs),
+            median(&mut ratios.clone()),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+    }
+    Ok(())
+}
+
+struct GlassboxRun {
+    median_ms: f64,
+}
+
+/// Trains `steps` steps from scratch and prints ms/step, tokens/s, the losses and the phases.
+fn run_glassbox(config: &TrainConfig, steps: usize) -> anyhow::Result<GlassboxRun> {
     let setup = Instant::now();
-    let mut trainer = Trainer::new(config)?;
+    let mut trainer = Trainer::new(config.clone())?;
     println!(
         "glassbox: {:.2}M parameters, {} tokens/step, setup {:.1}s",
         trainer.info().parameters as f64 / 1e6,
@@ -105,14 +159,14 @@ fn main() -> anyhow::Result<()> {
         setup.elapsed().as_secs_f64()
     );
 
-    let mut step_ms = Vec::with_capacity(options.steps);
+    let mut step_ms = Vec::with_capacity(steps);
     let mut phases = StepTimings::default();
     let mut last_loss = f32::NAN;
     while !trainer.is_done() {
         let report = trainer.step()?;
         last_loss = report.train_loss;
         // The first steps warm caches and allocators; leave them out of the timing.
-        if report.step > 5 || options.steps <= 10 {
+        if report.step > 5 || steps <= 10 {
             step_ms.push(report.step_ms);
             phases.data_ms += report.timings.data_ms;
             phases.forward_ms += report.timings.forward_ms;
@@ -144,18 +198,16 @@ fn main() -> anyhow::Result<()> {
         phases.backward_ms / timed,
         phases.optimizer_ms / timed
     );
+    Ok(GlassboxRun { median_ms })
+}
 
-    if !options.torch || options.recipe.is_some() {
-        return Ok(());
-    }
-    if !shakespeare.is_file() {
-        println!("pytorch: skipped (the reference script needs tinyshakespeare.txt)");
-        return Ok(());
-    }
+/// Runs the PyTorch reference and prints its figures; its median ms/step, or `None` (with the
+/// reason printed) when it cannot run.
+fn run_pytorch(root: &Path, data: &Path, options: &Options) -> anyhow::Result<Option<f64>> {
     let output = Command::new("python3")
         .arg(root.join("scripts/bench_reference.py"))
         .arg("--data")
-        .arg(&shakespeare)
+        .arg(data)
         .arg("--steps")
         .arg(options.steps.to_string())
         .arg("--eval-batches")
@@ -170,11 +222,11 @@ fn main() -> anyhow::Result<()> {
             } else {
                 println!("pytorch: the reference script failed:\n{stderr}");
             }
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => {
             println!("pytorch: skipped (cannot run python3: {e})");
-            return Ok(());
+            return Ok(None);
         }
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -184,7 +236,7 @@ fn main() -> anyhow::Result<()> {
         .find(|l| l.trim_start().starts_with('{'))
     else {
         println!("pytorch: no result line in the script's output:\n{stdout}");
-        return Ok(());
+        return Ok(None);
     };
     let reference: serde_json::Value = serde_json::from_str(line)?;
     let torch_ms = reference["ms_per_step"].as_f64().unwrap_or(f64::NAN);
@@ -196,10 +248,5 @@ fn main() -> anyhow::Result<()> {
         reference["val_loss"].as_f64().unwrap_or(f64::NAN),
         reference["threads"]
     );
-    println!(
-        "ratio glassbox/pytorch: {:.2}x (mean), {:.2}x (median)  [< 1 means Glassbox is faster]",
-        mean_ms / torch_ms,
-        median_ms / torch_median
-    );
-    Ok(())
+    Ok(Some(torch_median))
 }
