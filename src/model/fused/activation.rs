@@ -52,8 +52,10 @@ crate::simd_fn! {
 crate::simd_fn! {
     fn gelu_erf_bwd(x: &[f32], dy: &[f32], dx: &mut [f32]) {
         for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-            let cdf = 0.5 * (1.0 + simd::erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = INV_SQRT_2PI * simd::exp(-0.5 * x * x);
+            // erf(x/√2) comes with e^{-x²/2}, the Gaussian density's factor.
+            let (erf, gaussian) = simd::erf_with_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
+            let cdf = 0.5 * (1.0 + erf);
+            let pdf = INV_SQRT_2PI * gaussian;
             *dx = dy * (cdf + x * pdf);
         }
     }

@@ -1,9 +1,11 @@
 //! AdamW as in `torch.optim.AdamW` (bias-corrected moments, decoupled weight decay), updating
-//! parameters and moments in place: three fused passes per tensor instead of about ten
+//! parameters and moments in place: one fused pass per tensor instead of about ten
 //! allocating tensor ops, with the clipping coefficient folded into the gradient reads. Plus the
 //! global gradient norm in one pass per gradient.
 
-use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var, bail};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Result, Tensor, Var, bail};
 
 use super::par::{self, elements_per_task as chunk};
 use super::{f32_data, lock, simd, with_f32};
@@ -46,32 +48,23 @@ pub fn adamw_step(param: &Var, grad: &Tensor, m: &Tensor, v: &Tensor, s: &AdamWS
     let t = s.step.max(1) as i32;
     let bias_correction1 = 1.0 - s.beta1.powi(t);
     let bias_correction2 = 1.0 - s.beta2.powi(t);
-    m.inplace_op2(
-        grad,
-        &Moment {
-            beta: s.beta1 as f32,
-            scale: s.grad_scale as f32,
-            square: false,
-        },
-    )?;
-    v.inplace_op2(
-        grad,
-        &Moment {
-            beta: s.beta2 as f32,
-            scale: s.grad_scale as f32,
-            square: true,
-        },
-    )?;
-    p.inplace_op3(
-        m,
+    let update = Update {
+        beta1: s.beta1 as f32,
+        beta2: s.beta2 as f32,
+        grad_scale: s.grad_scale as f32,
+        decay: (1.0 - s.lr * s.weight_decay) as f32,
+        step_size: (s.lr / bias_correction1) as f32,
+        inv_sqrt_bc2: (1.0 / bias_correction2.sqrt()) as f32,
+        eps: s.eps as f32,
+    };
+    // One pass over p, g, m and v. candle lends write access to one tensor per in-place op, so
+    // the ops nest: m's, then v's inside it, then p's (reading the gradient) inside that.
+    m.inplace_op1(&WithFirstMoment {
         v,
-        &Update {
-            decay: (1.0 - s.lr * s.weight_decay) as f32,
-            step_size: (s.lr / bias_correction1) as f32,
-            inv_sqrt_bc2: (1.0 / bias_correction2.sqrt()) as f32,
-            eps: s.eps as f32,
-        },
-    )
+        param: p,
+        grad,
+        update,
+    })
 }
 
 /// √(Σ g²) over all gradients (`None`s skipped), accumulated in f64.
@@ -115,31 +108,90 @@ fn dst_slice<'a>(dst: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
     }
 }
 
-struct Moment {
-    beta: f32,
-    scale: f32,
-    square: bool,
+/// The per-step constants of the update.
+#[derive(Clone, Copy)]
+struct Update {
+    beta1: f32,
+    beta2: f32,
+    grad_scale: f32,
+    decay: f32,
+    step_size: f32,
+    inv_sqrt_bc2: f32,
+    eps: f32,
 }
 
 crate::simd_fn! {
-    fn moment_kernel(m: &mut [f32], g: &[f32], beta: f32, scale: f32, square: bool) {
-        let one_minus = 1.0 - beta;
-        if square {
-            for (m, &g) in m.iter_mut().zip(g) {
-                let g = g * scale;
-                *m = beta * *m + one_minus * (g * g);
-            }
-        } else {
-            for (m, &g) in m.iter_mut().zip(g) {
-                *m = beta * *m + one_minus * (g * scale);
-            }
+    fn update_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], u: &Update) {
+        let Update { beta1, beta2, grad_scale, decay, step_size, inv_sqrt_bc2, eps } = *u;
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * grad_scale;
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * (g * g);
+            let denominator = v.sqrt() * inv_sqrt_bc2 + eps;
+            *p = *p * decay - *m / denominator * step_size;
         }
     }
 }
 
-impl InplaceOp2 for Moment {
+/// Holds m for writing; takes v next.
+struct WithFirstMoment<'a> {
+    v: &'a Tensor,
+    param: &'a Tensor,
+    grad: &'a Tensor,
+    update: Update,
+}
+
+/// Holds m and v for writing; takes p (and reads the gradient) next.
+struct WithMoments<'a> {
+    m: Mutex<&'a mut [f32]>,
+    param: &'a Tensor,
+    grad: &'a Tensor,
+    update: Update,
+}
+
+/// Updates p, m and v in one pass.
+struct Apply<'a> {
+    moments: Mutex<(&'a mut [f32], &'a mut [f32])>,
+    update: Update,
+}
+
+impl InplaceOp1 for WithFirstMoment<'_> {
     fn name(&self) -> &'static str {
-        "fused-adamw-moment"
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(&self, m: &mut CpuStorage, ml: &Layout) -> Result<()> {
+        let m = dst_slice(m, ml)?;
+        self.v.inplace_op1(&WithMoments {
+            m: Mutex::new(m),
+            param: self.param,
+            grad: self.grad,
+            update: self.update,
+        })
+    }
+}
+
+impl InplaceOp1 for WithMoments<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(&self, v: &mut CpuStorage, vl: &Layout) -> Result<()> {
+        let v = dst_slice(v, vl)?;
+        let mut m = lock(&self.m);
+        self.param.inplace_op2(
+            self.grad,
+            &Apply {
+                moments: Mutex::new((&mut **m, v)),
+                update: self.update,
+            },
+        )
+    }
+}
+
+impl InplaceOp2 for Apply<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
     }
 
     fn cpu_fwd(
@@ -149,53 +201,23 @@ impl InplaceOp2 for Moment {
         g: &CpuStorage,
         gl: &Layout,
     ) -> Result<()> {
-        let m = dst_slice(dst, dst_l)?;
-        let g = f32_data(g, gl)?;
-        let c = chunk(m.len());
-        par::run(m.chunks_mut(c).zip(g.chunks(c)).collect(), |(m, g)| {
-            moment_kernel(m, g, self.beta, self.scale, self.square)
-        });
-        Ok(())
-    }
-}
-
-struct Update {
-    decay: f32,
-    step_size: f32,
-    inv_sqrt_bc2: f32,
-    eps: f32,
-}
-
-crate::simd_fn! {
-    fn update_kernel(p: &mut [f32], m: &[f32], v: &[f32], u: &Update) {
-        let Update { decay, step_size, inv_sqrt_bc2, eps } = *u;
-        for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
-            let denominator = v.sqrt() * inv_sqrt_bc2 + eps;
-            *p = *p * decay - m / denominator * step_size;
-        }
-    }
-}
-
-impl InplaceOp3 for Update {
-    fn name(&self) -> &'static str {
-        "fused-adamw-update"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dst: &mut CpuStorage,
-        dst_l: &Layout,
-        m: &CpuStorage,
-        ml: &Layout,
-        v: &CpuStorage,
-        vl: &Layout,
-    ) -> Result<()> {
         let p = dst_slice(dst, dst_l)?;
-        let m = f32_data(m, ml)?;
-        let v = f32_data(v, vl)?;
+        let g = f32_data(g, gl)?;
+        let mut moments = lock(&self.moments);
+        let (m, v) = &mut *moments;
+        if m.len() != p.len() || v.len() != p.len() || g.len() != p.len() {
+            bail!("adamw: parameter, gradient and moments differ in size");
+        }
         let c = chunk(p.len());
-        let tasks = p.chunks_mut(c).zip(m.chunks(c)).zip(v.chunks(c)).collect();
-        par::run(tasks, |((p, m), v)| update_kernel(p, m, v, self));
+        let tasks = p
+            .chunks_mut(c)
+            .zip(g.chunks(c))
+            .zip(m.chunks_mut(c))
+            .zip(v.chunks_mut(c))
+            .collect();
+        par::run(tasks, |(((p, g), m), v)| {
+            update_kernel(p, g, m, v, &self.update)
+        });
         Ok(())
     }
 }

@@ -117,6 +117,13 @@ pub fn tanh(x: f32) -> f32 {
 /// `erf(x)` (Abramowitz & Stegun 7.1.26 refined: absolute error below 2e-7).
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_with_gaussian(x).0
+}
+
+/// `(erf(x), e^{-x²})`: the erf below computes the Gaussian factor anyway, and GELU's backward
+/// needs it too (as `e^{-x²/2}` of its unscaled input).
+#[inline(always)]
+pub fn erf_with_gaussian(x: f32) -> (f32, f32) {
     // W. J. Cody's rational approximations are more precise but branchy; this form is
     // branch-free: erf(|x|) = 1 - poly(t)·e^{-x²}, t = 1 / (1 + p|x|).
     let a = x.abs();
@@ -124,8 +131,9 @@ pub fn erf(x: f32) -> f32 {
     let poly = t
         * (0.254_829_6
             + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let y = 1.0 - poly * exp(-a * a);
-    if x < 0.0 { -y } else { y }
+    let gaussian = exp(-a * a);
+    let y = 1.0 - poly * gaussian;
+    (if x < 0.0 { -y } else { y }, gaussian)
 }
 
 /// √(2/π), GELU's tanh approximation constant.
