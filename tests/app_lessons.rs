@@ -26,7 +26,7 @@ use glassbox::app::panels::finetune::{FinetunePanel, Task};
 use glassbox::app::panels::lessons::{LessonsPanel, Outcome};
 use glassbox::app::panels::params::{CustomConfig, ParamSource, ParamsPanel};
 use glassbox::app::panels::predict::{Mode, PredictPanel};
-use glassbox::app::panels::step_through::{StageKind, StageRef, StepThroughPanel};
+use glassbox::app::panels::step_through::{StageRef, StepThroughPanel};
 use glassbox::app::panels::train::{PretrainObjective, TrainPanel};
 use glassbox::app::panels::training::LiveRun;
 use glassbox::app::{AppOptions, GlassboxApp};
@@ -274,7 +274,7 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
                 if let Some(side) = side {
                     assert_eq!(panel.slot, slot_of(*side), "{what}: side");
                 }
-                let kind = StageKind::from(*stage);
+                let kind = *stage;
                 let expected = StageRef::new(
                     kind,
                     kind.is_layer_stage().then(|| layer.map_or(0, |(l, _)| l)),

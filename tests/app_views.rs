@@ -15,11 +15,12 @@ use egui_kittest::kittest::Queryable;
 use glassbox::app::data::{ModelSource, Slot};
 use glassbox::app::panels::embeddings::EmbeddingsPanel;
 use glassbox::app::panels::predict::{Mode, PredictPanel};
-use glassbox::app::panels::step_through::{StageKind, StepThroughPanel};
+use glassbox::app::panels::step_through::StepThroughPanel;
 use glassbox::app::widgets::format_value;
 use glassbox::app::{Action, GlassboxApp};
 use glassbox::generate::{SamplingSettings, generate, next_token_distribution, next_token_logits};
 use glassbox::inspect::{Predictions, inspect};
+use glassbox::lessons::Stage;
 use glassbox::model::checkpoint::{LoadedModel, load_dir};
 use glassbox::tokenizer::Encoded;
 
@@ -410,7 +411,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
         .shown
         .clone()
         .unwrap();
-    assert_eq!(shown.stage.kind, StageKind::Scores);
+    assert_eq!(shown.stage.kind, Stage::Scores);
     assert_eq!(shown.shape, scores.dims());
     assert_eq!(shown.formula, "scores = Q·K^T");
     assert!(has_label(&h, "GPT scores layer 0 head 0"));
@@ -426,7 +427,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
         .shown
         .clone()
         .unwrap();
-    assert_eq!(shown.stage.kind, StageKind::Scale);
+    assert_eq!(shown.stage.kind, Stage::Scale);
     assert!(
         shown
             .formula
@@ -439,8 +440,8 @@ fn step_through_shows_the_trace_stage_by_stage() {
     settle(&mut h);
     {
         let panel = h.state_mut().panel_mut::<StepThroughPanel>().unwrap();
-        assert_eq!(panel.current.kind, StageKind::Scores);
-        panel.go_to(StageKind::Softmax, 1);
+        assert_eq!(panel.current.kind, Stage::Scores);
+        panel.go_to(Stage::Softmax, 1);
         panel.head = 2;
         panel.token = Some(3);
     }
@@ -474,7 +475,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
     h.state_mut()
         .panel_mut::<StepThroughPanel>()
         .unwrap()
-        .go_to(StageKind::Probabilities, 0);
+        .go_to(Stage::Probabilities, 0);
     settle(&mut h);
     assert!(has_label(
         &h,

@@ -505,8 +505,8 @@ impl FromStr for TokenRef {
 // Step through
 // ---------------------------------------------------------------------------------------------
 
-/// The stages of one forward pass in the step-through view, in order (the same list as the
-/// view's own; stages a family does not have, like segments for GPT, are skipped by the view).
+/// The stages of one forward pass, in order: the step-through view's list, and what a lesson's
+/// `stage:` names (stages a family does not have, like segments for GPT, are skipped by the view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Stage {
     Embed,

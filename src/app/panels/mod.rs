@@ -20,9 +20,9 @@ use egui::Ui;
 
 use super::data::{ModelSource, Slot};
 use super::state::Shared;
+use crate::lessons::Stage;
 use crate::lessons::{ComputeInputs, FinetuneSettings, FinetuneStep, Sampling, TrainingSettings};
 use crate::model::params::{ArchSpec, Preset};
-use step_through::StageKind;
 
 /// Something a lesson, a test or another panel asks the app to do. The shell handles the
 /// general ones (text, view, model, theme) and offers every action to every panel, so a panel
@@ -71,7 +71,7 @@ pub enum Action {
     /// `None` keeps what the view shows.
     StepThrough {
         slot: Option<Slot>,
-        stage: StageKind,
+        stage: Stage,
         layer: Option<usize>,
         head: Option<usize>,
     },

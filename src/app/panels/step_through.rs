@@ -29,159 +29,67 @@ use crate::app::widgets::{
 };
 use crate::app::worker::{Command, Output};
 use crate::inspect::Predictions;
+use crate::lessons::Stage;
 use crate::model::config::{FamilyConfig, ModelConfig};
 use crate::model::layers::Activation;
 
-/// One kind of stage of the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StageKind {
-    Embed,
-    AddPositions,
-    AddSegments,
-    /// BERT: LayerNorm of the embedding sum.
-    EmbeddingNorm,
-    /// GPT (pre-LN): LayerNorm before attention.
-    NormAttention,
-    Qkv,
-    Scores,
-    Scale,
-    Mask,
-    Softmax,
-    WeightedSum,
-    OutputProjection,
-    ResidualAttention,
-    /// GPT (pre-LN): LayerNorm before the MLP.
-    NormMlp,
-    MlpHidden,
-    MlpOutput,
-    ResidualMlp,
-    /// GPT: the final LayerNorm (`ln_f`).
-    FinalNorm,
-    Logits,
-    Probabilities,
+/// The stages inside every layer, in order.
+fn layer_stages() -> impl Iterator<Item = Stage> {
+    Stage::ALL.into_iter().filter(|s| s.is_layer_stage())
 }
 
-impl StageKind {
-    /// Stages inside every layer, in order.
-    pub const LAYER: [StageKind; 13] = [
-        StageKind::NormAttention,
-        StageKind::Qkv,
-        StageKind::Scores,
-        StageKind::Scale,
-        StageKind::Mask,
-        StageKind::Softmax,
-        StageKind::WeightedSum,
-        StageKind::OutputProjection,
-        StageKind::ResidualAttention,
-        StageKind::NormMlp,
-        StageKind::MlpHidden,
-        StageKind::MlpOutput,
-        StageKind::ResidualMlp,
-    ];
-
-    pub fn is_layer_stage(self) -> bool {
-        Self::LAYER.contains(&self)
-    }
-
-    /// The button label (also its accessible name).
-    pub fn name(self, causal: bool) -> &'static str {
-        match self {
-            StageKind::Embed => "embed",
-            StageKind::AddPositions => "add positions",
-            StageKind::AddSegments => "add segments",
-            StageKind::EmbeddingNorm => "LayerNorm (embeddings)",
-            StageKind::NormAttention => "LayerNorm (attention)",
-            StageKind::Qkv => "Q, K, V",
-            StageKind::Scores => "scores",
-            StageKind::Scale => "scale",
-            StageKind::Mask => "mask",
-            StageKind::Softmax => "softmax",
-            StageKind::WeightedSum => "weighted sum",
-            StageKind::OutputProjection => "output projection",
-            StageKind::ResidualAttention if causal => "residual (attention)",
-            StageKind::ResidualAttention => "Add & LayerNorm (attention)",
-            StageKind::NormMlp => "LayerNorm (MLP)",
-            StageKind::MlpHidden => "MLP hidden",
-            StageKind::MlpOutput => "MLP output",
-            StageKind::ResidualMlp if causal => "residual (MLP)",
-            StageKind::ResidualMlp => "Add & LayerNorm (MLP)",
-            StageKind::FinalNorm => "final LayerNorm",
-            StageKind::Logits => "logits",
-            StageKind::Probabilities if causal => "next-token probabilities",
-            StageKind::Probabilities => "fill-mask probabilities",
-        }
-    }
-
-    /// The trace entry the stage shows (see [`InspectionData::stage`]).
-    pub fn key(self, layer: usize) -> String {
-        let field = match self {
-            StageKind::Embed => return "token_embeddings".into(),
-            StageKind::AddPositions => return "position_embeddings".into(),
-            StageKind::AddSegments => return "segment_embeddings".into(),
-            StageKind::EmbeddingNorm => return "layers.0.input".into(),
-            StageKind::FinalNorm => return "final_norm".into(),
-            StageKind::Logits | StageKind::Probabilities => return "logits".into(),
-            StageKind::NormAttention => "ln_attention",
-            StageKind::Qkv => "q",
-            StageKind::Scores => "scores",
-            StageKind::Scale => "scaled_scores",
-            StageKind::Mask => "masked_scores",
-            StageKind::Softmax => "attention_probs",
-            StageKind::WeightedSum => "context",
-            StageKind::OutputProjection => "attention_output",
-            StageKind::ResidualAttention => "residual_after_attention",
-            StageKind::NormMlp => "ln_mlp",
-            StageKind::MlpHidden => "mlp_hidden",
-            StageKind::MlpOutput => "mlp_output",
-            StageKind::ResidualMlp => "output",
-        };
-        format!("layers.{layer}.{field}")
+/// A stage's button label (also its accessible name): the library's title, with the names
+/// BERT (post-LN) and GPT give some stages.
+pub fn stage_label(stage: Stage, causal: bool) -> &'static str {
+    match stage {
+        Stage::ResidualAttention if !causal => "Add & LayerNorm (attention)",
+        Stage::ResidualMlp if !causal => "Add & LayerNorm (MLP)",
+        Stage::Probabilities if causal => "next-token probabilities",
+        Stage::Probabilities => "fill-mask probabilities",
+        _ => stage.title(),
     }
 }
 
-impl From<crate::lessons::Stage> for StageKind {
-    /// A lesson's `stage:` (the same list, by another name).
-    fn from(stage: crate::lessons::Stage) -> Self {
-        use crate::lessons::Stage;
-        match stage {
-            Stage::Embed => StageKind::Embed,
-            Stage::AddPositions => StageKind::AddPositions,
-            Stage::AddSegments => StageKind::AddSegments,
-            Stage::EmbeddingNorm => StageKind::EmbeddingNorm,
-            Stage::NormAttention => StageKind::NormAttention,
-            Stage::Qkv => StageKind::Qkv,
-            Stage::Scores => StageKind::Scores,
-            Stage::Scale => StageKind::Scale,
-            Stage::Mask => StageKind::Mask,
-            Stage::Softmax => StageKind::Softmax,
-            Stage::WeightedSum => StageKind::WeightedSum,
-            Stage::OutputProjection => StageKind::OutputProjection,
-            Stage::ResidualAttention => StageKind::ResidualAttention,
-            Stage::NormMlp => StageKind::NormMlp,
-            Stage::MlpHidden => StageKind::MlpHidden,
-            Stage::MlpOutput => StageKind::MlpOutput,
-            Stage::ResidualMlp => StageKind::ResidualMlp,
-            Stage::FinalNorm => StageKind::FinalNorm,
-            Stage::Logits => StageKind::Logits,
-            Stage::Probabilities => StageKind::Probabilities,
-        }
-    }
+/// The trace entry a stage shows in `layer` (see [`InspectionData::stage`]).
+pub fn trace_key(stage: Stage, layer: usize) -> String {
+    let field = match stage {
+        Stage::Embed => return "token_embeddings".into(),
+        Stage::AddPositions => return "position_embeddings".into(),
+        Stage::AddSegments => return "segment_embeddings".into(),
+        Stage::EmbeddingNorm => return "layers.0.input".into(),
+        Stage::FinalNorm => return "final_norm".into(),
+        Stage::Logits | Stage::Probabilities => return "logits".into(),
+        Stage::NormAttention => "ln_attention",
+        Stage::Qkv => "q",
+        Stage::Scores => "scores",
+        Stage::Scale => "scaled_scores",
+        Stage::Mask => "masked_scores",
+        Stage::Softmax => "attention_probs",
+        Stage::WeightedSum => "context",
+        Stage::OutputProjection => "attention_output",
+        Stage::ResidualAttention => "residual_after_attention",
+        Stage::NormMlp => "ln_mlp",
+        Stage::MlpHidden => "mlp_hidden",
+        Stage::MlpOutput => "mlp_output",
+        Stage::ResidualMlp => "output",
+    };
+    format!("layers.{layer}.{field}")
 }
 
 /// A stage of one forward pass: its kind and, inside the layers, which layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StageRef {
-    pub kind: StageKind,
+    pub kind: Stage,
     pub layer: Option<usize>,
 }
 
 impl StageRef {
-    pub fn new(kind: StageKind, layer: Option<usize>) -> Self {
+    pub fn new(kind: Stage, layer: Option<usize>) -> Self {
         Self { kind, layer }
     }
 
     pub fn key(&self) -> String {
-        self.kind.key(self.layer.unwrap_or(0))
+        trace_key(self.kind, self.layer.unwrap_or(0))
     }
 }
 
@@ -189,34 +97,26 @@ impl StageRef {
 pub fn stage_list(data: &InspectionData) -> Vec<StageRef> {
     let has = |key: &str| data.stage(key).is_some();
     let mut list = Vec::new();
-    for kind in [
-        StageKind::Embed,
-        StageKind::AddPositions,
-        StageKind::AddSegments,
-    ] {
-        if has(&kind.key(0)) {
+    for kind in [Stage::Embed, Stage::AddPositions, Stage::AddSegments] {
+        if has(&trace_key(kind, 0)) {
             list.push(StageRef::new(kind, None));
         }
     }
     // Post-LN encoders normalise the embedding sum before the first layer.
     if !data.is_causal && has("layers.0.input") {
-        list.push(StageRef::new(StageKind::EmbeddingNorm, None));
+        list.push(StageRef::new(Stage::EmbeddingNorm, None));
     }
     for layer in 0..data.num_layers {
         // The mask stage shows the masked scores; without a recorded mask (BERT on one text)
         // it explains that nothing is blocked.
-        for kind in StageKind::LAYER {
-            if has(&kind.key(layer)) {
+        for kind in layer_stages() {
+            if has(&trace_key(kind, layer)) {
                 list.push(StageRef::new(kind, Some(layer)));
             }
         }
     }
-    for kind in [
-        StageKind::FinalNorm,
-        StageKind::Logits,
-        StageKind::Probabilities,
-    ] {
-        if has(&kind.key(0)) {
+    for kind in [Stage::FinalNorm, Stage::Logits, Stage::Probabilities] {
+        if has(&trace_key(kind, 0)) {
             list.push(StageRef::new(kind, None));
         }
     }
@@ -247,7 +147,7 @@ impl Default for Saved {
     fn default() -> Self {
         Self {
             slot: Slot::Gpt,
-            current: StageRef::new(StageKind::Embed, None),
+            current: StageRef::new(Stage::Embed, None),
             head: 0,
             show_values: true,
         }
@@ -283,7 +183,7 @@ impl Default for StepThroughPanel {
 
 impl StepThroughPanel {
     /// Goes to a stage (`layer` is ignored for stages outside the layers).
-    pub fn go_to(&mut self, kind: StageKind, layer: usize) {
+    pub fn go_to(&mut self, kind: Stage, layer: usize) {
         self.current = StageRef::new(kind, kind.is_layer_stage().then_some(layer));
     }
 
@@ -441,10 +341,9 @@ impl Panel for StepThroughPanel {
                     let kind = if self.current.kind.is_layer_stage() {
                         self.current.kind
                     } else {
-                        StageKind::LAYER
-                            .into_iter()
+                        layer_stages()
                             .find(|k| list.contains(&StageRef::new(*k, Some(layer))))
-                            .unwrap_or(StageKind::Qkv)
+                            .unwrap_or(Stage::Qkv)
                     };
                     self.go_to(kind, layer);
                 }
@@ -545,7 +444,7 @@ impl StepThroughPanel {
                 first = false;
                 let selected = *stage == self.current;
                 if ui
-                    .selectable_label(selected, stage.kind.name(causal))
+                    .selectable_label(selected, stage_label(stage.kind, causal))
                     .clicked()
                 {
                     chosen = Some(*stage);
@@ -610,7 +509,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
     let causal = data.is_causal;
     let l = stage.layer.unwrap_or(0);
     let d = data
-        .stage(&StageKind::Qkv.key(l))
+        .stage(&trace_key(Stage::Qkv, l))
         .and_then(|a| a.shape.last().copied())
         .unwrap_or(0);
     let nh = data.num_heads;
@@ -624,46 +523,46 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
         format!("layer {}", l - 1)
     };
     let title = match stage.layer {
-        Some(layer) => format!("Layer {layer} · {}", stage.kind.name(causal)),
-        None => stage.kind.name(causal).to_string(),
+        Some(layer) => format!("Layer {layer} · {}", stage_label(stage.kind, causal)),
+        None => stage_label(stage.kind, causal).to_string(),
     };
     let tokens_x_h = "[batch, tokens, hidden]";
     let (formula, explanation, axes) = match stage.kind {
-        StageKind::Embed => (
+        Stage::Embed => (
             "X_tok = E_tok[ids]   (row `id` of the token embedding table)".to_string(),
             "Each token id picks its row of the learned token embedding table. The same token \
              gets the same vector in every sentence: a static embedding."
                 .to_string(),
             tokens_x_h,
         ),
-        StageKind::AddPositions if causal => (
+        Stage::AddPositions if causal => (
             "X = X_tok + E_pos[0..s]".to_string(),
             "A learned vector per position is added, so the model can tell the first token from \
              the fifth. Shown: the position embeddings, then the sum X that enters layer 0."
                 .to_string(),
             "[1, tokens, hidden]",
         ),
-        StageKind::AddPositions => (
+        Stage::AddPositions => (
             "E_pos[0..s]   (to be added: X_tok + E_pos + E_seg)".to_string(),
             "A learned vector per position; BERT adds it together with the segment embedding \
              (next stage)."
                 .to_string(),
             "[1, tokens, hidden]",
         ),
-        StageKind::AddSegments => (
+        Stage::AddSegments => (
             "X = X_tok + E_pos[0..s] + E_seg[type_ids]".to_string(),
             "Segment (token type) embeddings mark sentence A (0) and sentence B (1) of a pair. \
              Shown: the segment embeddings, then the sum X."
                 .to_string(),
             tokens_x_h,
         ),
-        StageKind::EmbeddingNorm => (
+        Stage::EmbeddingNorm => (
             format!("H₀ = {ln}(X)"),
             "BERT normalises the embedding sum before the first layer (post-LN family)."
                 .to_string(),
             tokens_x_h,
         ),
-        StageKind::NormAttention => (
+        Stage::NormAttention => (
             format!("A = LN₁(X), {ln}"),
             format!(
                 "GPT-2 is pre-LN: the input X of layer {l} (the output of {prev}) is normalised \
@@ -671,7 +570,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             ),
             tokens_x_h,
         ),
-        StageKind::Qkv => (
+        Stage::Qkv => (
             format!(
                 "Q = A·W_Q + b_Q,  K = A·W_K + b_K,  V = A·W_V + b_V,  split into {nh} heads of \
                  d = {d}"
@@ -683,14 +582,14 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             ),
             "[batch, heads, tokens, d]",
         ),
-        StageKind::Scores => (
+        Stage::Scores => (
             "scores = Q·K^T".to_string(),
             "Row i, column j: the dot product of token i's query with token j's key — how well \
              they match."
                 .to_string(),
             "[batch, heads, query, key]",
         ),
-        StageKind::Scale => {
+        Stage::Scale => {
             let root = (d as f64).sqrt();
             (
                 format!("scaled = scores / √d = scores / √{d} = scores / {root:.6}"),
@@ -700,7 +599,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
                 "[batch, heads, query, key]",
             )
         }
-        StageKind::Mask if causal => (
+        Stage::Mask if causal => (
             "masked = scaled + bias,  bias = 0 where mask = 1,  −∞ (f32::MIN) where mask = 0"
                 .to_string(),
             "Causal mask: a token may not look at tokens after it. Hatched cells are blocked; \
@@ -708,21 +607,21 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
                 .to_string(),
             "[batch, heads, query, key]",
         ),
-        StageKind::Mask => (
+        Stage::Mask => (
             "masked = scaled   (mask all ones: nothing blocked)".to_string(),
             "Bidirectional: every token may look at every token; only padding would be masked, \
              and a single text has none."
                 .to_string(),
             "[batch, heads, query, key]",
         ),
-        StageKind::Softmax => (
+        Stage::Softmax => (
             "probs = softmax(masked),  probs[i, j] = exp(m[i, j]) / Σ_k exp(m[i, k])".to_string(),
             "Each row becomes a probability distribution over the keys (it sums to 1): how much \
              token i attends to each token."
                 .to_string(),
             "[batch, heads, query, key]",
         ),
-        StageKind::WeightedSum => (
+        Stage::WeightedSum => (
             format!(
                 "context_h = probs_h · V_h,  context = [context_0 | … | context_{}]",
                 nh.saturating_sub(1)
@@ -736,28 +635,28 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             ),
             tokens_x_h,
         ),
-        StageKind::OutputProjection => (
+        Stage::OutputProjection => (
             "O = context·W_O + b_O".to_string(),
             "A linear map mixes the heads' results back into the model width.".to_string(),
             tokens_x_h,
         ),
-        StageKind::ResidualAttention if causal => (
+        Stage::ResidualAttention if causal => (
             "X' = X + O".to_string(),
             "The residual connection: attention's output is added to the stream it read from."
                 .to_string(),
             tokens_x_h,
         ),
-        StageKind::ResidualAttention => (
+        Stage::ResidualAttention => (
             format!("X' = LN(X + O),  {ln}"),
             "Add & LayerNorm: the residual connection, then BERT's post-LayerNorm.".to_string(),
             tokens_x_h,
         ),
-        StageKind::NormMlp => (
+        Stage::NormMlp => (
             format!("M = LN₂(X'),  {ln}"),
             "Pre-LN again: the stream is normalised before the MLP.".to_string(),
             tokens_x_h,
         ),
-        StageKind::MlpHidden => {
+        Stage::MlpHidden => {
             let act = activation(cx.config);
             let f = data
                 .stage(&stage.key())
@@ -776,12 +675,12 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
                 "[batch, tokens, MLP width]",
             )
         }
-        StageKind::MlpOutput => (
+        Stage::MlpOutput => (
             "Y = U·W₂ + b₂".to_string(),
             "Back to the model width.".to_string(),
             tokens_x_h,
         ),
-        StageKind::ResidualMlp if causal => (
+        Stage::ResidualMlp if causal => (
             "X_next = X' + Y".to_string(),
             format!(
                 "The second residual connection; this is layer {l}'s output and the next \
@@ -789,17 +688,17 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             ),
             tokens_x_h,
         ),
-        StageKind::ResidualMlp => (
+        Stage::ResidualMlp => (
             format!("X_next = LN(X' + Y),  {ln}"),
             format!("Add & LayerNorm; this is layer {l}'s output and the next layer's input."),
             tokens_x_h,
         ),
-        StageKind::FinalNorm => (
+        Stage::FinalNorm => (
             format!("H = LN_f(X_L),  {ln}"),
             "GPT-2 normalises the last layer's output once more before the head.".to_string(),
             tokens_x_h,
         ),
-        StageKind::Logits if causal => (
+        Stage::Logits if causal => (
             "logits = H·E_tok^T   (the head shares its weights with the token embeddings)"
                 .to_string(),
             "One score per vocabulary entry at every position; position i scores the token \
@@ -807,19 +706,19 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
                 .to_string(),
             "[batch, tokens, vocabulary]",
         ),
-        StageKind::Logits => (
+        Stage::Logits => (
             "logits = LN(act(H·W + b))·E_tok^T + b_vocab   (masked-LM head)".to_string(),
             "One score per vocabulary entry at every position: which token fits there.".to_string(),
             "[batch, tokens, vocabulary]",
         ),
-        StageKind::Probabilities if causal => (
+        Stage::Probabilities if causal => (
             "p = softmax(logits[last])".to_string(),
             "The next-token distribution after the last token (the Predict view reshapes it \
              with temperature, top-k and top-p)."
                 .to_string(),
             "[batch, tokens, vocabulary]",
         ),
-        StageKind::Probabilities => (
+        Stage::Probabilities => (
             "p = softmax(logits[i]) at every [MASK] position i".to_string(),
             "The fill-mask predictions: which tokens the model puts where [MASK] stands."
                 .to_string(),
@@ -908,12 +807,12 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         }
     };
     match stage.kind {
-        StageKind::Embed => {
+        Stage::Embed => {
             ui.label("The tokens and their ids (click a row of the heatmap to follow a token):");
             token_chips(ui, &data.tokens, cx.token);
             token_matrix(ui, &key, "token embeddings X_tok", "token-embeddings");
         }
-        StageKind::AddPositions => {
+        Stage::AddPositions => {
             token_matrix(ui, &key, "position embeddings E_pos", "position-embeddings");
             if data.is_causal {
                 token_matrix(
@@ -924,23 +823,23 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 );
             }
         }
-        StageKind::AddSegments => {
+        Stage::AddSegments => {
             let types: Vec<String> = data.tokens.iter().map(|t| t.type_id.to_string()).collect();
             ui.label(format!("Segment (type) ids: [{}]", types.join(", ")));
             token_matrix(ui, &key, "segment embeddings E_seg", "segment-embeddings");
             token_matrix(ui, "embedding_sum", "sum X", "embedding-sum");
         }
-        StageKind::EmbeddingNorm
-        | StageKind::OutputProjection
-        | StageKind::ResidualAttention
-        | StageKind::NormMlp
-        | StageKind::MlpHidden
-        | StageKind::MlpOutput
-        | StageKind::ResidualMlp
-        | StageKind::FinalNorm => {
-            token_matrix(ui, &key, stage.kind.name(data.is_causal), "values");
+        Stage::EmbeddingNorm
+        | Stage::OutputProjection
+        | Stage::ResidualAttention
+        | Stage::NormMlp
+        | Stage::MlpHidden
+        | Stage::MlpOutput
+        | Stage::ResidualMlp
+        | Stage::FinalNorm => {
+            token_matrix(ui, &key, stage_label(stage.kind, data.is_causal), "values");
         }
-        StageKind::NormAttention => {
+        Stage::NormAttention => {
             token_matrix(
                 ui,
                 &format!("layers.{layer}.input"),
@@ -949,11 +848,11 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             );
             token_matrix(ui, &key, "A = LN₁(X)", "ln1");
         }
-        StageKind::WeightedSum => {
+        Stage::WeightedSum => {
             token_matrix(ui, &key, "context (all heads)", "context");
             if let (Some(m), Some(d)) = (
                 plain_matrix(&key),
-                data.stage(&StageKind::Qkv.key(layer))
+                data.stage(&trace_key(Stage::Qkv, layer))
                     .and_then(|a| a.shape.last().copied()),
             ) {
                 let cols: Vec<f32> = (0..m.rows)
@@ -981,7 +880,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 );
             }
         }
-        StageKind::Qkv => {
+        Stage::Qkv => {
             let names = ["Q", "K", "V"];
             let keys = ["q", "k", "v"].map(|f| format!("layers.{layer}.{f}"));
             ui.columns(3, |columns| {
@@ -1015,13 +914,13 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 }
             }
         }
-        StageKind::Scores | StageKind::Scale | StageKind::Mask | StageKind::Softmax => {
+        Stage::Scores | Stage::Scale | Stage::Mask | Stage::Softmax => {
             let mask = attention_mask(data, layer);
             let Some(m) = head_matrix(&key) else {
                 ui.label("No values for this head.");
                 return outcome;
             };
-            if stage.kind == StageKind::Mask {
+            if stage.kind == Stage::Mask {
                 ui.label(RichText::new("mask (1 = may look, 0 = blocked)").strong());
                 matrix_view(
                     ui,
@@ -1053,24 +952,24 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 }
             }
             let caption = match stage.kind {
-                StageKind::Scores => format!("scores, head {head}"),
-                StageKind::Scale => format!("scaled scores, head {head}"),
-                StageKind::Mask => format!("masked scores, head {head}"),
+                Stage::Scores => format!("scores, head {head}"),
+                Stage::Scale => format!("scaled scores, head {head}"),
+                Stage::Mask => format!("masked scores, head {head}"),
                 _ => format!("attention probabilities, head {head}"),
             };
-            let scale = if stage.kind == StageKind::Softmax {
+            let scale = if stage.kind == Stage::Softmax {
                 ColorScale::PROBABILITY
             } else {
                 ColorScale::fit(allowed_range(&m, &mask))
             };
             ui.label(RichText::new(&caption).strong());
-            let overlay = matches!(stage.kind, StageKind::Mask | StageKind::Softmax);
+            let overlay = matches!(stage.kind, Stage::Mask | Stage::Softmax);
             let r = matrix_view(
                 ui,
                 cx.export_dir,
                 &stem(&format!(
                     "{}-head{head}",
-                    stage.kind.name(true).replace(' ', "-")
+                    stage_label(stage.kind, true).replace(' ', "-")
                 )),
                 &m,
                 &labels,
@@ -1080,7 +979,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 &format!(
                     "{} {} layer {layer} head {head}",
                     data.slot.short(),
-                    stage.kind.name(data.is_causal)
+                    stage_label(stage.kind, data.is_causal)
                 ),
                 cx.token,
                 cx.show_values,
@@ -1093,7 +992,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 let row = m.row(t);
                 numbers_line(ui, &format!("row {t} {:?}", labels[t]), row);
                 match stage.kind {
-                    StageKind::Scores => {
+                    Stage::Scores => {
                         if let (Some(q), Some(k)) = (
                             head_matrix(&format!("layers.{layer}.q")),
                             head_matrix(&format!("layers.{layer}.k")),
@@ -1106,10 +1005,10 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                             ));
                         }
                     }
-                    StageKind::Scale => {
+                    Stage::Scale => {
                         if let Some(scores) = head_matrix(&format!("layers.{layer}.scores")) {
                             let d = data
-                                .stage(&StageKind::Qkv.key(layer))
+                                .stage(&trace_key(Stage::Qkv, layer))
                                 .and_then(|a| a.shape.last().copied())
                                 .unwrap_or(1);
                             let raw = scores.get(t, 0).unwrap_or(0.0);
@@ -1122,7 +1021,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                             ));
                         }
                     }
-                    StageKind::Softmax => {
+                    Stage::Softmax => {
                         let sum: f32 = row.iter().sum();
                         ui.monospace(format!("Σ row {t} = {}", format_value(sum)));
                     }
@@ -1132,7 +1031,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 ui.weak("Click a row to see its numbers.");
             }
         }
-        StageKind::Logits => {
+        Stage::Logits => {
             let Some(m) = plain_matrix(&key) else {
                 return outcome;
             };
@@ -1174,7 +1073,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 &vocab_labels,
             );
         }
-        StageKind::Probabilities => probabilities(ui, cx, &key),
+        Stage::Probabilities => probabilities(ui, cx, &key),
     }
     outcome.clicked_token = clicked;
     outcome

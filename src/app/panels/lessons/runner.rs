@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::super::Action;
-use super::super::step_through::StageKind;
+use super::super::step_through::stage_label;
 use crate::app::assets::ShippedModels;
 use crate::app::data::{ModelSource, Slot};
 use crate::app::state::{Fetch, Shared};
+use crate::lessons::Stage;
 use crate::lessons::{self, ActionCommand, ModelRef, Side, TokenRef};
 use crate::model::config::Architecture;
 
@@ -44,7 +45,7 @@ enum Step {
     /// Once no model is loading: a note when the stage does not exist in that family.
     CheckStage {
         slot: Option<Slot>,
-        stage: StageKind,
+        stage: Stage,
     },
     /// Once no model is loading: a note when the BERT has no question-answering head.
     CheckQa,
@@ -207,7 +208,7 @@ impl Runner {
                 }
                 ActionCommand::StepThrough { side, stage } => {
                     let slot = side.map(slot_of);
-                    let stage = StageKind::from(*stage);
+                    let stage = *stage;
                     if let Some(layer) = stage_layer {
                         steps.push_back(Step::CheckLayer {
                             slot,
@@ -368,20 +369,18 @@ impl Runner {
                     if let Some(model) = slot.and_then(|s| shared.model(s)) {
                         let causal = model.config.is_causal();
                         let missing = if causal {
-                            matches!(stage, StageKind::AddSegments | StageKind::EmbeddingNorm)
+                            matches!(stage, Stage::AddSegments | Stage::EmbeddingNorm)
                         } else {
                             matches!(
                                 stage,
-                                StageKind::NormAttention
-                                    | StageKind::NormMlp
-                                    | StageKind::FinalNorm
+                                Stage::NormAttention | Stage::NormMlp | Stage::FinalNorm
                             )
                         };
                         if missing {
                             self.notes.push(format!(
                                 "{} has no \"{}\" stage; the view shows the nearest one.",
                                 model.name,
-                                stage.name(causal)
+                                stage_label(stage, causal)
                             ));
                         }
                     }
