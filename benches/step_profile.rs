@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use glassbox::model::config::{Architecture, FamilyConfig, GptConfig, ModelConfig};
 use glassbox::model::{Model, ModelInput, Prefix};
-use glassbox::train::optim::{AdamW, AdamWSettings, Param, clip_grads, global_grad_norm};
+use glassbox::train::optim::{AdamW, AdamWSettings, Param};
 use rand::{Rng, SeedableRng};
 
 const BATCH: usize = 12;
@@ -268,23 +268,14 @@ fn main() -> anyhow::Result<()> {
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let params: Vec<Param> = named.into_iter().map(|(n, v)| Param::new(n, v)).collect();
-    let vars: Vec<candle_core::Var> = params.iter().map(|p| p.var.clone()).collect();
     let settings = AdamWSettings {
         beta1: 0.9,
         beta2: 0.99,
         eps: 1e-8,
         weight_decay: 0.1,
     };
+    // The trainer's optimizer: fused in place, or plain ops when the fused kernels are off.
     let mut optimizer = AdamW::new(params.clone(), settings)?;
-    let mut fused_adamw = glassbox::model::fused::AdamW::new(
-        vars.clone(),
-        glassbox::model::fused::AdamWConfig {
-            beta1: settings.beta1,
-            beta2: settings.beta2,
-            eps: settings.eps,
-            weight_decay: settings.weight_decay,
-        },
-    )?;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(1337);
     let mut fwd = Vec::new();
@@ -306,19 +297,12 @@ fn main() -> anyhow::Result<()> {
             }
             _ => None,
         };
-        if let Some(step) = fused_step {
+        if let Some(mut step) = fused_step {
             // The whole-model step times its own forward and backward.
             let t2 = Instant::now();
-            let mut by_id: std::collections::HashMap<_, _> = step
-                .gradients
-                .into_iter()
-                .map(|(p, g)| (p.id(), g))
-                .collect();
-            let grads: Vec<Option<Tensor>> = params
-                .iter()
-                .map(|p| by_id.remove(&p.var.as_tensor().id()))
-                .collect();
-            fused_adamw.step(&grads, 1e-3, Some(1.0))?;
+            let mut grads = step.gradients_for(params.iter().map(|p| p.var.as_tensor()));
+            let norm = optimizer.grad_norm(&grads)?;
+            optimizer.clip_and_step(&mut grads, 1e-3, norm, 1.0)?;
             let optimizer_ms = t2.elapsed().as_secs_f64() * 1e3;
             last_loss = step.loss;
             if step_index >= args.warmup {
@@ -348,13 +332,8 @@ fn main() -> anyhow::Result<()> {
             .map(|p| store.remove(p.var.as_tensor()))
             .collect();
         let t2 = Instant::now();
-        if args.path == Path::Stock {
-            let norm = global_grad_norm(&grads)?;
-            clip_grads(&mut grads, norm, 1.0)?;
-            optimizer.step(&grads, 1e-3)?;
-        } else {
-            fused_adamw.step(&grads, 1e-3, Some(1.0))?;
-        }
+        let norm = optimizer.grad_norm(&grads)?;
+        optimizer.clip_and_step(&mut grads, 1e-3, norm, 1.0)?;
         let t3 = Instant::now();
         if step_index >= args.warmup {
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;

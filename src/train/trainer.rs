@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Tensor, TensorId};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Objective, TrainConfig};
@@ -413,21 +413,13 @@ impl Trainer {
 
             let (loss_value, micro_grads) = match tasks::fused_step(&self.model, &batch)? {
                 // A plain next-token batch on a GPT: one hand-written pass, no graph.
-                Some(step) => {
+                Some(mut step) => {
                     timings.forward_ms += step.forward_seconds * 1000.0;
                     timings.backward_ms += step.backward_seconds * 1000.0;
                     if !step.loss.is_finite() {
                         return Err(self.diverged("loss", step.loss, lr));
                     }
-                    let mut by_param: HashMap<TensorId, Tensor> = step
-                        .gradients
-                        .into_iter()
-                        .map(|(param, grad)| (param.id(), grad))
-                        .collect();
-                    let grads = params
-                        .iter()
-                        .map(|p| by_param.remove(&p.var.as_tensor().id()))
-                        .collect::<Vec<_>>();
+                    let grads = step.gradients_for(params.iter().map(|p| p.var.as_tensor()));
                     (step.loss, grads)
                 }
                 None => {

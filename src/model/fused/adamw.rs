@@ -79,7 +79,7 @@ pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
         };
         total += with_f32(&g, |d| {
             let c = chunk(d.len());
-            let sums = std::sync::Mutex::new(0f64);
+            let sums = Mutex::new(0f64);
             par::run(d.chunks(c).collect(), |x| {
                 let s = f64::from(sum_squares(x));
                 *lock(&sums) += s;
@@ -219,103 +219,5 @@ impl InplaceOp2 for Apply<'_> {
             update_kernel(p, g, m, v, &self.update)
         });
         Ok(())
-    }
-}
-
-/// AdamW hyper-parameters (the learning rate is given at each step).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWConfig {
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Applied to parameters of rank ≥ 2 (matrices, embeddings) only.
-    pub weight_decay: f64,
-}
-
-/// A self-contained fused AdamW over a list of variables, with clipping by the global norm.
-#[derive(Debug)]
-pub struct AdamW {
-    vars: Vec<Var>,
-    first_moments: Vec<Tensor>,
-    second_moments: Vec<Tensor>,
-    steps_taken: usize,
-    pub config: AdamWConfig,
-}
-
-impl AdamW {
-    pub fn new(vars: Vec<Var>, config: AdamWConfig) -> Result<Self> {
-        let zeros = |v: &Var| Tensor::zeros(v.shape(), v.dtype(), v.device());
-        let first_moments = vars.iter().map(zeros).collect::<Result<_>>()?;
-        let second_moments = vars.iter().map(zeros).collect::<Result<_>>()?;
-        Ok(Self {
-            vars,
-            first_moments,
-            second_moments,
-            steps_taken: 0,
-            config,
-        })
-    }
-
-    pub fn vars(&self) -> &[Var] {
-        &self.vars
-    }
-
-    pub fn steps_taken(&self) -> usize {
-        self.steps_taken
-    }
-
-    /// `(m, v)` of each variable, in order.
-    pub fn moments(&self) -> (&[Tensor], &[Tensor]) {
-        (&self.first_moments, &self.second_moments)
-    }
-
-    /// One update with `grads[i]` for `vars()[i]` (`None`: left alone). With `max_norm`, the
-    /// gradients are first scaled by `max_norm / (norm + 1e-6)` when that is below 1 (PyTorch's
-    /// `clip_grad_norm_`). Returns the global gradient norm before clipping.
-    pub fn step(
-        &mut self,
-        grads: &[Option<Tensor>],
-        lr: f64,
-        max_norm: Option<f64>,
-    ) -> Result<f64> {
-        if grads.len() != self.vars.len() {
-            bail!(
-                "adamw: {} gradients for {} parameters",
-                grads.len(),
-                self.vars.len()
-            );
-        }
-        let norm = grad_norm(grads)?;
-        let grad_scale = match max_norm {
-            Some(max) if max > 0.0 => (max / (norm + 1e-6)).min(1.0),
-            _ => 1.0,
-        };
-        self.steps_taken += 1;
-        let AdamWConfig {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } = self.config;
-        for (i, var) in self.vars.iter().enumerate() {
-            let Some(grad) = &grads[i] else { continue };
-            let step = AdamWStep {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay: if var.rank() >= 2 { weight_decay } else { 0.0 },
-                step: self.steps_taken,
-                grad_scale,
-            };
-            adamw_step(
-                var,
-                grad,
-                &self.first_moments[i],
-                &self.second_moments[i],
-                &step,
-            )?;
-        }
-        Ok(norm)
     }
 }

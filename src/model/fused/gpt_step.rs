@@ -66,6 +66,21 @@ pub struct StepOutput {
     pub backward_seconds: f64,
 }
 
+impl StepOutput {
+    /// The gradients in the order of `params` (`None` for a tensor the step has no gradient
+    /// for), as an optimizer takes them.
+    pub fn gradients_for<'a>(
+        &mut self,
+        params: impl IntoIterator<Item = &'a Tensor>,
+    ) -> Vec<Option<Tensor>> {
+        let mut by_id: std::collections::HashMap<_, _> = std::mem::take(&mut self.gradients)
+            .into_iter()
+            .map(|(param, grad)| (param.id(), grad))
+            .collect();
+        params.into_iter().map(|p| by_id.remove(&p.id())).collect()
+    }
+}
+
 /// Read access to a parameter's float32 data for the length of the step.
 struct Borrowed<'a> {
     guard: Box<dyn Deref<Target = Storage> + 'a>,

@@ -52,10 +52,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, bail};
 
 pub use activation::gelu;
-pub use adamw::{AdamW, AdamWConfig, AdamWStep, adamw_step, grad_norm};
+pub use adamw::{AdamWStep, adamw_step, grad_norm};
 pub use attention::{attention, attention_qkv};
 pub use cross_entropy::cross_entropy;
-pub use gpt_step::{GptWeights, StepOutput, gpt_step};
+pub use gpt_step::StepOutput;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use softmax::softmax_last_dim;
