@@ -91,7 +91,6 @@ fn main() -> anyhow::Result<()> {
     };
     let mut config = TrainConfig::parse_file(&recipe, &overrides)?;
     config.out_dir = None;
-    config.export_dir = None;
     if options.recipe.is_none() && !shakespeare.is_file() {
         config.data.path = None;
         config.data.builtin_size = 40_000;

@@ -12,8 +12,9 @@ names=("$@")
 glassbox=${GLASSBOX:-target/release/glassbox}
 [ -x "$glassbox" ] || cargo build --release
 for name in "${names[@]}"; do
-    rm -rf "runs/$name"
-    "$glassbox" train --config "assets/$name/recipe.toml" --out "runs/$name"
+    # --overwrite: replace an earlier run in runs/$name and the shipped files in assets/$name.
+    "$glassbox" train --config "assets/$name/recipe.toml" --out "runs/$name" \
+        --export "assets/$name" --overwrite
     cp "runs/$name/metrics.csv" "assets/$name/metrics.csv"
     python3 - "$name" <<'PY'
 import json, sys

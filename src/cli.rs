@@ -18,10 +18,20 @@ pub fn params(preset: Option<String>, model: Option<PathBuf>, json: bool) -> Res
     let breakdown = match (preset, model) {
         (Some(name), _) => name.parse::<params::Preset>()?.breakdown(),
         (None, Some(dir)) => {
-            let config = glassbox::model::config::ModelConfig::from_file(
-                &dir.join(checkpoint::CONFIG_FILE),
-            )?;
-            params::breakdown_for_config(&config)
+            // The weights must match the config (and be whole) for the table to describe them.
+            let (config, stored) = checkpoint::check_weights_match(&dir)?;
+            let mut breakdown = params::breakdown_for_config(&config);
+            let stored_count = params::actual_count(stored);
+            if stored_count != breakdown.exact_total {
+                breakdown.notes.push(format!(
+                    "{} stores {} values, the config's model {}: the rest are buffers or tensors \
+                     this architecture does not use",
+                    checkpoint::WEIGHTS_FILE,
+                    params::group_thousands(stored_count),
+                    params::group_thousands(breakdown.exact_total)
+                ));
+            }
+            breakdown
         }
         (None, None) => bail!("give --preset NAME or --model DIR"),
     };
@@ -179,6 +189,8 @@ pub fn generate(
     seed: u64,
     device: &str,
 ) -> Result<()> {
+    // Checked before the model is loaded: the same rules as the Predict view's.
+    settings.validate()?;
     let device = glassbox::device::parse_device(device)?;
     let loaded = load_dir(dir, &device)?;
     if !loaded.config.is_causal() {

@@ -47,6 +47,13 @@ pub enum GlassboxError {
         hint: String,
     },
 
+    #[error("{path}: tensor `{name}` {problem}")]
+    BadWeights {
+        path: PathBuf,
+        name: String,
+        problem: String,
+    },
+
     #[error(
         "{path}: is a pickled PyTorch file; Glassbox never executes pickles. Convert it to \
          model.safetensors (e.g. `transformers`' save_pretrained(..., safe_serialization=True))"
@@ -54,8 +61,9 @@ pub enum GlassboxError {
     PickleRefused { path: PathBuf },
 
     #[error(
-        "model too large for memory: it needs about {needed_mib} MiB for its weights, \
-         but only {available_mib} MiB are available"
+        "model too large for memory: loading it needs about {needed_mib} MiB (its weights as \
+         float32, plus the file while it is read), but only {available_mib} MiB are available \
+         to Glassbox; close other programs, or choose a smaller model"
     )]
     TooLarge { needed_mib: u64, available_mib: u64 },
 

@@ -31,6 +31,53 @@ impl Default for SamplingSettings {
     }
 }
 
+impl SamplingSettings {
+    /// The rules every caller shares (command line, Predict view, lessons): temperature a
+    /// number ≥ 0 (0 = greedy), top-p in (0, 1] (1 = no cut), top-k any count (0 = no cut).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| Err(GlassboxError::InvalidInput(message));
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad(format!(
+                "temperature must be a number ≥ 0 (0 = always the most likely token), got {}",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!(
+                "top-p must be a number in (0, 1] (1 = keep every token), got {}",
+                self.top_p
+            ));
+        }
+        Ok(())
+    }
+
+    /// The nearest valid settings (for values from a saved state or a slider): NaN becomes the
+    /// default, out-of-range values the nearest bound.
+    pub fn clamped(self) -> Self {
+        let defaults = Self::default();
+        let temperature = if self.temperature.is_nan() {
+            defaults.temperature
+        } else {
+            self.temperature.clamp(0.0, MAX_TEMPERATURE)
+        };
+        let top_p = if self.top_p.is_nan() {
+            defaults.top_p
+        } else {
+            self.top_p.clamp(MIN_TOP_P, 1.0)
+        };
+        Self {
+            temperature,
+            top_k: self.top_k,
+            top_p,
+        }
+    }
+}
+
+/// The highest temperature a slider or saved state is brought back to.
+pub const MAX_TEMPERATURE: f32 = 5.0;
+/// The smallest top-p a slider offers (top-p must be above 0).
+pub const MIN_TOP_P: f32 = 0.01;
+
 /// Softmax of `logits / temperature`, then top-k and top-p filtering, renormalised.
 /// With temperature 0 all the mass goes to the arg-max.
 pub fn next_token_distribution(logits: &[f32], settings: &SamplingSettings) -> Vec<f32> {
@@ -128,8 +175,80 @@ pub fn next_token_logits(model: &Model, ids: &[u32], device: &Device) -> Result<
     Ok(last.to_vec1::<f32>()?)
 }
 
+/// Turns token ids, one at a time, into text pieces as soon as they are whole characters.
+///
+/// Byte-level BPE can split one character over several tokens ("é" is two bytes); decoding such
+/// a token alone gives U+FFFD. The stream holds those back until the character is complete, and
+/// decodes only a short window each time, so streaming n tokens costs O(n).
+pub struct TextStream<'a> {
+    tokenizer: &'a crate::tokenizer::Tokenizer,
+    ids: Vec<u32>,
+    /// Start of the window: ids before it have been turned into text.
+    window_start: usize,
+    /// ids in `window_start..emitted_end` are the part of the window already emitted.
+    emitted_end: usize,
+}
+
+/// A character takes at most four bytes, so at most four byte tokens; past that a U+FFFD is a
+/// real invalid sequence and is let through rather than held back for ever.
+const MAX_HELD_TOKENS: usize = 8;
+
+impl<'a> TextStream<'a> {
+    pub fn new(tokenizer: &'a crate::tokenizer::Tokenizer) -> Self {
+        Self {
+            tokenizer,
+            ids: Vec::new(),
+            window_start: 0,
+            emitted_end: 0,
+        }
+    }
+
+    /// Adds one token; returns the new text, if a whole character (or more) is now complete.
+    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+        let before = self
+            .tokenizer
+            .decode(&self.ids[self.window_start..self.emitted_end], true)?;
+        self.ids.push(id);
+        let now = self
+            .tokenizer
+            .decode(&self.ids[self.window_start..], true)?;
+        let held = self.ids.len() - self.emitted_end;
+        if now.ends_with('\u{FFFD}') && held < MAX_HELD_TOKENS {
+            return Ok(None);
+        }
+        let piece = match now.strip_prefix(before.as_str()) {
+            Some(piece) => piece.to_string(),
+            // The window decodes differently with the new token (rare): emit what is new.
+            None => now.chars().skip(before.chars().count()).collect(),
+        };
+        self.window_start = self.emitted_end;
+        self.emitted_end = self.ids.len();
+        Ok((!piece.is_empty()).then_some(piece))
+    }
+
+    /// What is still held back (an incomplete character at the very end), as text.
+    pub fn finish(&mut self) -> Result<Option<String>> {
+        if self.emitted_end == self.ids.len() {
+            return Ok(None);
+        }
+        let before = self
+            .tokenizer
+            .decode(&self.ids[self.window_start..self.emitted_end], true)?;
+        let now = self
+            .tokenizer
+            .decode(&self.ids[self.window_start..], true)?;
+        self.window_start = self.emitted_end;
+        self.emitted_end = self.ids.len();
+        let piece: String = match now.strip_prefix(before.as_str()) {
+            Some(piece) => piece.to_string(),
+            None => now.chars().skip(before.chars().count()).collect(),
+        };
+        Ok((!piece.is_empty()).then_some(piece))
+    }
+}
+
 /// Generates up to `max_new_tokens` after `prompt`, calling `on_token` with each new piece of
-/// text. Stops early at the end-of-text token.
+/// text (whole characters only). Stops early at the end-of-text token. Returns the new text.
 pub fn generate(
     loaded: &LoadedModel,
     prompt: &str,
@@ -138,6 +257,7 @@ pub fn generate(
     seed: u64,
     mut on_token: impl FnMut(&str),
 ) -> Result<String> {
+    settings.validate()?;
     let tokenizer = loaded.tokenizer()?;
     let mut ids = tokenizer.encode(prompt, false)?.ids;
     if ids.is_empty() {
@@ -148,9 +268,9 @@ pub fn generate(
         ids.push(eos);
     }
     let eos = tokenizer.eos_token().map(|(_, id)| id);
-    let prompt_len = ids.len();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut text_so_far = String::new();
+    let mut stream = TextStream::new(tokenizer);
+    let mut text = String::new();
     for _ in 0..max_new_tokens {
         let logits = next_token_logits(&loaded.model, &ids, &loaded.device)?;
         let probs = next_token_distribution(&logits, settings);
@@ -159,11 +279,14 @@ pub fn generate(
             break;
         }
         ids.push(next);
-        let text = tokenizer.decode(&ids[prompt_len..], true)?;
-        if let Some(new_piece) = text.strip_prefix(&text_so_far) {
-            on_token(new_piece);
+        if let Some(piece) = stream.push(next)? {
+            on_token(&piece);
+            text.push_str(&piece);
         }
-        text_so_far = text;
     }
-    Ok(text_so_far)
+    if let Some(piece) = stream.finish()? {
+        on_token(&piece);
+        text.push_str(&piece);
+    }
+    Ok(text)
 }

@@ -71,6 +71,16 @@ pub fn inspect(
     k: usize,
 ) -> Result<Inspection> {
     let tokenizer = loaded.tokenizer()?;
+    if pair.is_some() && loaded.config.is_causal() {
+        // A GPT has no segments: the pair would be read as one text, and the prediction
+        // labelled as coming after the first.
+        return Err(GlassboxError::InvalidInput(format!(
+            "a sentence pair needs an encoder (BERT-family) model; {} is a {} that reads one \
+             text: put both sentences in the text instead",
+            loaded.name(),
+            loaded.config.model_type()
+        )));
+    }
     let encoded = match pair {
         Some(second) => tokenizer.encode_pair(text, second)?,
         None => tokenizer.encode(text, true)?,

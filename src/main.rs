@@ -54,8 +54,9 @@ enum Command {
         /// Second segment (BERT sentence pairs, next-sentence prediction, QA context).
         #[arg(long)]
         pair: Option<String>,
-        #[arg(long, default_value_t = 5)]
-        top_k: usize,
+        /// How many predictions to show (at least 1).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        top_k: u32,
         #[arg(long)]
         json: bool,
         /// Write hidden states, attentions and logits to a safetensors file, named as in the
@@ -73,10 +74,13 @@ enum Command {
         prompt: String,
         #[arg(long, default_value_t = 40)]
         max_new_tokens: usize,
+        /// Softmax temperature, ≥ 0; 0 always takes the most likely token.
         #[arg(long, default_value_t = 1.0)]
         temperature: f32,
+        /// Sample among the k most likely tokens; 0 = no limit.
         #[arg(long, default_value_t = 0)]
         top_k: usize,
+        /// Sample among the fewest tokens whose probabilities add up to p, in (0, 1]; 1 = no limit.
         #[arg(long, default_value_t = 1.0)]
         top_p: f32,
         #[arg(long, default_value_t = 0)]
@@ -97,6 +101,7 @@ enum Command {
 }
 
 fn main() {
+    restore_default_sigpipe();
     let args = Args::parse();
     let result = match args.command {
         None => cli::open_window(),
@@ -119,7 +124,15 @@ fn main() {
             json,
             dump,
             device,
-        }) => cli::inspect(&model, &text, pair.as_deref(), top_k, json, dump, &device),
+        }) => cli::inspect(
+            &model,
+            &text,
+            pair.as_deref(),
+            top_k as usize,
+            json,
+            dump,
+            &device,
+        ),
         Some(Command::Generate {
             model,
             prompt,
@@ -146,7 +159,22 @@ fn main() {
         Some(Command::Finetune(args)) => glassbox::train::cli::finetune(args),
     };
     if let Err(error) = result {
+        if let Some(interrupted) = error.downcast_ref::<glassbox::train::cli::Interrupted>() {
+            eprintln!("{interrupted}");
+            std::process::exit(130);
+        }
         eprintln!("error: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Rust ignores SIGPIPE, so writing to a closed pipe (`glassbox generate ... | head -c1`) fails
+/// and `println!` panics. The command line behaves as Unix tools do instead: the default action
+/// ends the process quietly when the reader has gone.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

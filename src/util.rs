@@ -39,10 +39,58 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Bytes of memory the OS says are available (Linux `/proc/meminfo`), if known.
+/// Bytes of memory this process can still take, if known: the least of what Linux says is
+/// available (`MemAvailable`), what the cgroup the process runs in still allows (containers,
+/// systemd slices) and what its address-space limit (`ulimit -v`) leaves.
 pub fn available_memory_bytes() -> Option<u64> {
+    [
+        meminfo_available(),
+        cgroup_headroom(),
+        address_space_headroom(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+fn meminfo_available() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// cgroup v2: `memory.max` less `memory.current` of the process's own cgroup.
+fn cgroup_headroom() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = membership.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let max: u64 = read("memory.max")?.trim().parse().ok()?; // "max" (no limit) fails here
+    let current: u64 = read("memory.current")?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+/// `RLIMIT_AS` less the address space already mapped (`VmSize`).
+fn address_space_headroom() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } != 0
+            || limit.rlim_cur == libc::RLIM_INFINITY
+        {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+        let used_kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every Unix
+        Some((limit.rlim_cur as u64).saturating_sub(used_kib * 1024))
+    }
+    #[cfg(not(unix))]
+    None
 }

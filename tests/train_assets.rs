@@ -32,7 +32,6 @@ fn replay_first_steps(name: &str) {
     assert!(!expected.is_empty());
     let mut config = TrainConfig::from_file(&dir.join("recipe.toml"), &[]).expect("recipe");
     config.out_dir = None;
-    config.export_dir = None;
     let mut trainer = Trainer::new(config).expect("trainer");
     for (i, want) in expected.iter().enumerate() {
         let got = f64::from(trainer.step().expect("step").train_loss);

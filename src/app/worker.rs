@@ -235,8 +235,8 @@ impl WorkerHandle {
             .or_else(|| self.events.try_recv().ok())
     }
 
-    /// Stops waiting for `request`: a download keeps filling the cache in the background, but its
-    /// model is not loaded.
+    /// Stops `request`: a download stops at its next read (and removes its partial file), and
+    /// its model is not loaded.
     pub fn cancel(&self, request: RequestId) {
         if let Ok(mut set) = self.cancelled.lock() {
             set.insert(request);
@@ -420,7 +420,18 @@ impl Worker {
             .name("glassbox-download".into())
             .spawn(move || {
                 let mut last_fraction = -1.0f32;
-                let dir = hub::fetch_model(&repo_id, |event| {
+                // Asked between reads: a cancelled download stops and leaves no partial file.
+                let is_cancelled = || {
+                    cancelled
+                        .lock()
+                        .map(|s| s.contains(&request))
+                        .unwrap_or(false)
+                };
+                let options = hub::FetchOptions {
+                    cancelled: &is_cancelled,
+                    ..hub::FetchOptions::from_env()
+                };
+                let dir = hub::fetch_model_with(&repo_id, &options, |event| {
                     let progress = match event {
                         HubEvent::Start { file, size } => Progress {
                             message: format!("{file}: starting ({})", mb(size)),
@@ -456,14 +467,7 @@ impl Worker {
                     }
                 });
                 let dir = match dir {
-                    Ok(_)
-                        if cancelled
-                            .lock()
-                            .map(|s| s.contains(&request))
-                            .unwrap_or(false) =>
-                    {
-                        Err(GlassboxError::Hub("download cancelled".into()))
-                    }
+                    Ok(_) if is_cancelled() => Err(GlassboxError::Hub("download cancelled".into())),
                     other => other,
                 };
                 let _ = back.send(Message::Fetched {

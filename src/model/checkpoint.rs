@@ -22,6 +22,7 @@ use crate::util::{available_memory_bytes, write_atomic};
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 const PICKLE_FILES: [&str; 2] = ["pytorch_model.bin", "model.bin"];
 
 /// Every tensor of a weights file: name and shape.
@@ -76,13 +77,15 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
         }
         return Err(GlassboxError::MissingFile { path: weights });
     }
-    let (config, model, tensor_shapes) = load_weights(config, &weights, device)?;
     let tokenizer_path = dir.join(TOKENIZER_FILE);
     let tokenizer = if tokenizer_path.is_file() {
-        Some(Tokenizer::from_file(&tokenizer_path)?)
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
+        check_tokenizer_fits(&tokenizer, &config, &tokenizer_path)?;
+        Some(tokenizer)
     } else {
         None
     };
+    let (config, model, tensor_shapes) = load_weights(config, &weights, device)?;
     Ok(LoadedModel {
         config,
         model,
@@ -91,6 +94,53 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
         tensor_shapes,
         device: device.clone(),
     })
+}
+
+/// A tokenizer whose ids run past the model's embedding table would fail deep inside the
+/// first forward pass; say so at load time instead.
+pub fn check_tokenizer_fits(
+    tokenizer: &Tokenizer,
+    config: &ModelConfig,
+    path: &Path,
+) -> Result<()> {
+    let (tokens, rows) = (tokenizer.vocab_size(), config.vocab_size());
+    if tokens > rows {
+        return Err(GlassboxError::BadConfig {
+            path: path.to_path_buf(),
+            message: format!(
+                "the tokenizer has {tokens} tokens (ids up to {}), but the model's embedding \
+                 table has only {rows} rows (vocab_size in config.json): this tokenizer does not \
+                 belong to this model",
+                tokens - 1
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes per element of a safetensors dtype.
+fn dtype_bytes(dtype: &str) -> u64 {
+    match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        _ => 1,
+    }
+}
+
+/// Peak memory of loading a weights file: the file is read whole, its tensors are built in
+/// their stored type, and those not stored as float32 are converted (a second copy).
+fn load_peak_bytes(file_len: u64, header: &BTreeMap<String, (String, Vec<usize>)>) -> u64 {
+    let mut stored = 0u64;
+    let mut converted = 0u64;
+    for (dtype, shape) in header.values() {
+        let elements = shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
+        stored = stored.saturating_add(elements.saturating_mul(dtype_bytes(dtype)));
+        if dtype != "F32" {
+            converted = converted.saturating_add(elements.saturating_mul(4));
+        }
+    }
+    stored.saturating_add(file_len.max(converted))
 }
 
 #[derive(Deserialize)]
@@ -158,12 +208,11 @@ pub fn load_weights(
     device: &Device,
 ) -> Result<(ModelConfig, Model, TensorShapes)> {
     let header = read_header(weights)?;
-    // Weights run in f32 whatever they are stored in.
-    let elements: u64 = header
-        .values()
-        .map(|(_, shape)| shape.iter().map(|&d| d as u64).product::<u64>())
-        .sum();
-    check_fits_in_memory(elements.saturating_mul(4))?;
+    let file_len = std::fs::metadata(weights)
+        .map_err(|e| GlassboxError::io(weights, e))?
+        .len();
+    // Checked before reading: an allocation that fails would abort the process.
+    check_fits_in_memory(load_peak_bytes(file_len, &header))?;
 
     let bytes = std::fs::read(weights).map_err(|e| GlassboxError::io(weights, e))?;
     safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
@@ -199,11 +248,122 @@ pub fn load_weights(
         }
     };
     check_no_extra_layers(&config, &header, weights)?;
+    // A bias-free GPT is stored with zero biases for `transformers`; they are not its parameters.
+    let padding: HashSet<String> = zero_bias_padding(&config)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let shapes = header
         .into_iter()
+        .filter(|(name, _)| !padding.contains(name.as_str()))
         .map(|(name, (_, shape))| (name, shape))
         .collect();
     Ok((config, model, shapes))
+}
+
+/// Checks a checkpoint folder's weights against its config without reading the tensor data:
+/// the file is as long as its header says, and every tensor the model needs is there with the
+/// right shape. For `glassbox params --model`, which must not describe a model that would not
+/// load. Returns the config (architecture upgraded as [`load_weights`] does) and the stored
+/// tensors.
+pub fn check_weights_match(dir: &Path) -> Result<(ModelConfig, TensorShapes)> {
+    let mut config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        if let Some(pickle) = PICKLE_FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+        {
+            return Err(GlassboxError::PickleRefused { path: pickle });
+        }
+        return Err(GlassboxError::MissingFile { path: weights });
+    }
+    let stored = super::params::read_safetensors_shapes(&weights)?;
+    let shapes: HashMap<&str, &[usize]> = stored
+        .iter()
+        .map(|(name, shape)| (name.as_str(), shape.as_slice()))
+        .collect();
+    let names: HashSet<&str> = shapes.keys().copied().collect();
+    upgrade_architecture(&mut config, &names);
+    let prefix = detect_prefix(&config, &names);
+    let wanted = Arc::new(Mutex::new(Vec::new()));
+    let backend = ShapeRecorder {
+        stored: stored.iter().cloned().collect(),
+        wanted: wanted.clone(),
+    };
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
+    Model::new(vb, &config, prefix)?;
+    let wanted = wanted.lock().map(|w| w.clone()).unwrap_or_default();
+    for (name, shape) in wanted {
+        match shapes.get(name.as_str()) {
+            None => {
+                return Err(GlassboxError::MissingTensor {
+                    path: weights,
+                    name,
+                    hint: "the config describes a tensor the weights do not have".into(),
+                });
+            }
+            Some(found) if *found != shape.as_slice() => {
+                return Err(GlassboxError::WrongShape {
+                    path: weights,
+                    name,
+                    expected: shape,
+                    found: found.to_vec(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let padding: HashSet<String> = zero_bias_padding(&config)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let stored = stored
+        .into_iter()
+        .filter(|(name, _)| !padding.contains(name))
+        .collect();
+    Ok((config, stored))
+}
+
+/// A VarBuilder backend that records what a model asks for and hands out zero-stride
+/// placeholders (no memory per element), so a config can be checked against a header alone.
+struct ShapeRecorder {
+    stored: HashMap<String, Vec<usize>>,
+    wanted: Arc<Mutex<TensorShapes>>,
+}
+
+impl SimpleBackend for ShapeRecorder {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.push((name.to_string(), shape.dims().to_vec()));
+        }
+        Tensor::zeros((), dtype, device)?.broadcast_as(shape)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let shape = self.stored.get(name).cloned().unwrap_or_default();
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.push((name.to_string(), shape.clone()));
+        }
+        Tensor::zeros((), dtype, device)?.broadcast_as(shape)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.stored.contains_key(name)
+    }
 }
 
 fn upgrade_architecture(config: &mut ModelConfig, names: &HashSet<&str>) {
@@ -300,6 +460,56 @@ impl CheckedTensors {
     }
 }
 
+impl CheckedTensors {
+    /// The tensor as the model wants it, refusing what would silently give wrong numbers:
+    /// integer weights (a cast would invent values) and NaN or infinite values.
+    fn checked(
+        &self,
+        name: &str,
+        tensor: &Tensor,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let bad = |problem: String| {
+            self.fail(GlassboxError::BadWeights {
+                path: self.path.clone(),
+                name: name.to_string(),
+                problem,
+            })
+        };
+        if !tensor.dtype().is_float() {
+            return Err(bad(format!(
+                "is stored as {:?}, not as floating point; weights must be F32, F16 or BF16",
+                tensor.dtype()
+            )));
+        }
+        let as_f32 = tensor.to_dtype(DType::F32)?.contiguous()?;
+        if let Some((index, value)) = first_non_finite(&as_f32)? {
+            return Err(bad(format!(
+                "holds {value} at element {index}: the weights are broken (a training run that \
+                 diverged?); load an earlier checkpoint"
+            )));
+        }
+        as_f32.to_dtype(dtype)?.to_device(device)
+    }
+}
+
+/// The first NaN or infinite element of a contiguous float32 CPU tensor (read in place).
+fn first_non_finite(tensor: &Tensor) -> candle_core::Result<Option<(usize, f32)>> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Ok(None);
+    };
+    Ok(data[start..end]
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| (i, data[start + i])))
+}
+
 impl SimpleBackend for CheckedTensors {
     fn get(
         &self,
@@ -324,7 +534,7 @@ impl SimpleBackend for CheckedTensors {
                 found: tensor.dims().to_vec(),
             }));
         }
-        tensor.to_dtype(dtype)?.to_device(device)
+        self.checked(name, tensor, dtype, device)
     }
 
     fn get_unchecked(
@@ -334,7 +544,7 @@ impl SimpleBackend for CheckedTensors {
         device: &Device,
     ) -> candle_core::Result<Tensor> {
         match self.tensors.get(name) {
-            Some(t) => t.to_dtype(dtype)?.to_device(device),
+            Some(t) => self.checked(name, t, dtype, device),
             None => Err(self.fail(GlassboxError::MissingTensor {
                 path: self.path.clone(),
                 name: name.to_string(),
@@ -357,7 +567,16 @@ pub fn save_dir(
     tokenizer: Option<&Tokenizer>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GlassboxError::io(dir, e))?;
-    write_safetensors(&dir.join(WEIGHTS_FILE), tensors)?;
+    let padding = zero_bias_padding(config);
+    if padding.is_empty() {
+        write_safetensors(&dir.join(WEIGHTS_FILE), tensors)?;
+    } else {
+        let mut padded = tensors.clone();
+        for (name, shape) in padding {
+            padded.insert(name, Tensor::zeros(shape, DType::F32, &Device::Cpu)?);
+        }
+        write_safetensors(&dir.join(WEIGHTS_FILE), &padded)?;
+    }
     let config_json = serde_json::to_string_pretty(&config.to_hf_json()).map_err(|e| {
         GlassboxError::BadConfig {
             path: dir.join(CONFIG_FILE),
@@ -371,11 +590,36 @@ pub fn save_dir(
         let tokenizer_config = serde_json::to_string_pretty(&tokenizer.tokenizer_config())
             .map_err(|e| GlassboxError::Tokenizer(e.to_string()))?;
         write_atomic(
-            &dir.join("tokenizer_config.json"),
+            &dir.join(TOKENIZER_CONFIG_FILE),
             tokenizer_config.as_bytes(),
         )?;
     }
     Ok(())
+}
+
+/// The biases `transformers`' GPT-2 always has and a bias-free GPT (nanoGPT's layout) lacks:
+/// written as zeros, which compute exactly what no bias does, so the folder loads in
+/// `transformers` without a missing-weights report. Empty for every other model.
+pub fn zero_bias_padding(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let FamilyConfig::Gpt2(c) = &config.family else {
+        return Vec::new();
+    };
+    if c.bias {
+        return Vec::new();
+    }
+    let h = c.n_embd;
+    let mut out = Vec::new();
+    for layer in 0..c.n_layer {
+        let p = format!("transformer.h.{layer}");
+        out.push((format!("{p}.ln_1.bias"), vec![h]));
+        out.push((format!("{p}.attn.c_attn.bias"), vec![3 * h]));
+        out.push((format!("{p}.attn.c_proj.bias"), vec![h]));
+        out.push((format!("{p}.ln_2.bias"), vec![h]));
+        out.push((format!("{p}.mlp.c_fc.bias"), vec![c.inner_dim()]));
+        out.push((format!("{p}.mlp.c_proj.bias"), vec![h]));
+    }
+    out.push(("transformer.ln_f.bias".into(), vec![h]));
+    out
 }
 
 /// Writes tensors to a safetensors file atomically (`transformers` wants `format: pt` metadata).

@@ -304,11 +304,28 @@ impl Tokenizer {
 
     /// A `tokenizer_config.json` to save beside `tokenizer.json` in a Hugging Face folder, so
     /// `AutoTokenizer` loads the file as is and knows the special tokens.
+    ///
+    /// A WordPiece tokenizer is declared as BERT's own class: the generic
+    /// `PreTrainedTokenizerFast` returns no `token_type_ids`, so a sentence pair would reach a
+    /// BERT in `transformers` as one segment and give other predictions than here.
     pub fn tokenizer_config(&self) -> serde_json::Value {
-        let mut config = serde_json::json!({
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "clean_up_tokenization_spaces": false,
-        });
+        let mut config = match self.kind {
+            TokenizerKind::WordPiece => {
+                let normalizer = serde_json::to_string(&self.inner.get_normalizer())
+                    .unwrap_or_default()
+                    .replace(' ', "");
+                serde_json::json!({
+                    "tokenizer_class": "BertTokenizer",
+                    "do_lower_case": !normalizer.contains("\"lowercase\":false"),
+                    "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+                    "clean_up_tokenization_spaces": false,
+                })
+            }
+            TokenizerKind::Char | TokenizerKind::ByteBpe => serde_json::json!({
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "clean_up_tokenization_spaces": false,
+            }),
+        };
         let roles = [
             ("unk_token", self.unk_token()),
             ("pad_token", self.pad_token()),

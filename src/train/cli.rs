@@ -21,9 +21,17 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "config")]
     pub resume: Option<PathBuf>,
     /// Output folder for metrics.jsonl, metrics.csv and checkpoint/ (default: the recipe's
-    /// out_dir, else runs/<objective>).
+    /// out_dir, else runs/<objective>). A folder that holds a run is refused: see --resume and
+    /// --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// At the end, also write the model as a plain Hugging Face folder (config.json,
+    /// model.safetensors, tokenizer.json) into DIR. Existing files there need --overwrite.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// Replace the run in --out (and the files in --export) instead of refusing.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// causal-lm (GPT) or masked-lm (BERT).
     #[arg(long)]
     pub objective: Option<String>,
@@ -75,8 +83,15 @@ pub struct FinetuneArgs {
     /// A separate validation file (default: 10% of the data is held out).
     #[arg(long)]
     pub val_data: Option<PathBuf>,
+    /// Output folder (default: the recipe's out_dir, else runs/<task>); see --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// At the end, also write the model as a plain Hugging Face folder into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// Replace the run in --out (and the files in --export) instead of refusing.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[arg(long)]
     pub steps: Option<usize>,
     #[arg(long)]
@@ -136,12 +151,75 @@ fn parse_objective(name: &str) -> Result<Objective> {
     })
 }
 
+/// Where the run's result goes besides its `--out` folder.
+struct Output {
+    export: Option<PathBuf>,
+    overwrite: bool,
+    quiet: bool,
+}
+
+impl Output {
+    /// Refuses, before any training, an export that would overwrite files unasked.
+    fn check(&self) -> Result<()> {
+        if let Some(dir) = &self.export {
+            let conflicts = super::export_conflicts(dir);
+            if !self.overwrite && !conflicts.is_empty() {
+                bail!(
+                    "--export {}: it already holds a model ({}); pass --overwrite to replace it, \
+                     or export elsewhere",
+                    dir.display(),
+                    conflicts
+                        .iter()
+                        .filter_map(|p| p.file_name())
+                        .map(|n| n.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Flags that name recipe fields, as overrides (so a resumed run refuses those it cannot change).
+fn path_overrides(
+    data: Option<&PathBuf>,
+    val_data: Option<&PathBuf>,
+    device: Option<&String>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (key, path) in [("data.path", data), ("data.val_path", val_data)] {
+        if let Some(path) = path {
+            let absolute = std::path::absolute(path)?;
+            out.push(format!("{key}={:?}", absolute.display().to_string()));
+        }
+    }
+    if let Some(device) = device {
+        out.push(format!("device={device:?}"));
+    }
+    Ok(out)
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
     let mut overrides = numeric_overrides(args.steps, args.batch_size, args.lr, args.seed);
     overrides.extend(args.overrides.iter().cloned());
+    let output = Output {
+        export: args.export.clone(),
+        overwrite: args.overwrite,
+        quiet: args.quiet,
+    };
+    output.check()?;
     if let Some(run_dir) = args.resume {
+        if args.objective.is_some() || args.next_sentence {
+            bail!("a resumed run keeps its objective: drop --objective / --next-sentence");
+        }
+        overrides.extend(path_overrides(
+            args.data.as_ref(),
+            None,
+            args.device.as_ref(),
+        )?);
         let run = TrainingRun::resume(run_dir.clone(), overrides)?;
-        return drive(run, args.quiet, &run_dir);
+        return drive(run, &output, &run_dir);
     }
     let mut config = read_recipe(args.config.as_ref(), &overrides)?;
     if let Some(name) = &args.objective {
@@ -162,15 +240,29 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(device) = args.device {
         config.device = device;
     }
-    start(config, args.out, args.quiet)
+    start(config, args.out, &output)
 }
 
 pub fn finetune(args: FinetuneArgs) -> Result<()> {
     let mut overrides = numeric_overrides(args.steps, args.batch_size, args.lr, args.seed);
     overrides.extend(args.overrides.iter().cloned());
+    let output = Output {
+        export: args.export.clone(),
+        overwrite: args.overwrite,
+        quiet: args.quiet,
+    };
+    output.check()?;
     if let Some(run_dir) = args.resume {
+        if args.task.is_some() || args.from.is_some() {
+            bail!("a resumed run keeps its task and its model: drop --task / --from");
+        }
+        overrides.extend(path_overrides(
+            args.data.as_ref(),
+            args.val_data.as_ref(),
+            args.device.as_ref(),
+        )?);
         let run = TrainingRun::resume(run_dir.clone(), overrides)?;
-        return drive(run, args.quiet, &run_dir);
+        return drive(run, &output, &run_dir);
     }
     let mut config = match &args.config {
         Some(path) => TrainConfig::parse_file(path, &overrides)?,
@@ -217,11 +309,11 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
     if let Some(device) = args.device {
         config.device = device;
     }
-    start(config, args.out, args.quiet)
+    start(config, args.out, &output)
 }
 
 /// Starts a fresh run with an output folder (so Ctrl-C can save it) and follows it.
-fn start(mut config: TrainConfig, out: Option<PathBuf>, quiet: bool) -> Result<()> {
+fn start(mut config: TrainConfig, out: Option<PathBuf>, output: &Output) -> Result<()> {
     if let Some(out) = out {
         config.out_dir = Some(out);
     }
@@ -230,11 +322,38 @@ fn start(mut config: TrainConfig, out: Option<PathBuf>, quiet: bool) -> Result<(
         .get_or_insert_with(|| PathBuf::from("runs").join(config.objective.name()))
         .clone();
     config.validate()?;
+    if let Some(found) = super::existing_run(&out_dir) {
+        if !output.overwrite {
+            bail!(
+                "{} already holds a training run ({found}). Continue it with `--resume {}`, \
+                 replace it with --overwrite, or choose another --out",
+                out_dir.display(),
+                out_dir.display()
+            );
+        }
+        super::clear_run_dir(&out_dir)?;
+        if !output.quiet {
+            eprintln!(
+                "--overwrite: removed the previous run in {}",
+                out_dir.display()
+            );
+        }
+    }
     let run = TrainingRun::start(config)?;
-    drive(run, quiet, &out_dir)
+    drive(run, output, &out_dir)
 }
 
-/// Set once: the first Ctrl-C asks the run to save and stop, a second one exits at once.
+/// The error `glassbox train` ends with when Ctrl-C or SIGTERM stopped it (after saving):
+/// the command line exits with status 130, as interrupted Unix tools do.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted at step {step}; the checkpoint is saved: continue with `--resume {run}`")]
+pub struct Interrupted {
+    pub step: usize,
+    pub run: String,
+}
+
+/// Set once: the first Ctrl-C (or SIGTERM) asks the run to save and stop, a second one exits
+/// at once.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn install_ctrl_c(commands: std::sync::mpsc::Sender<TrainCommand>) {
@@ -245,17 +364,19 @@ fn install_ctrl_c(commands: std::sync::mpsc::Sender<TrainCommand>) {
             eprintln!("\ninterrupted again: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: saving a checkpoint and stopping (press again to quit at once)");
+        eprintln!("\ninterrupted: saving a checkpoint and stopping (again to quit at once)");
         if let Ok(sender) = commands.lock() {
             let _ = sender.send(TrainCommand::Stop);
         }
     });
 }
 
-/// Follows a run's events to its end, drawing progress on stderr.
-fn drive(run: TrainingRun, quiet: bool, out_dir: &std::path::Path) -> Result<()> {
+/// Follows a run's events to its end, drawing progress on stderr; then exports if asked.
+fn drive(run: TrainingRun, output: &Output, out_dir: &std::path::Path) -> Result<()> {
     install_ctrl_c(run.command_sender());
+    let quiet = output.quiet;
     let mut progress = Progress::new(quiet);
+    let mut finished = None;
     for event in run.events() {
         match event {
             TrainEvent::Started(info) => {
@@ -308,20 +429,52 @@ fn drive(run: TrainingRun, quiet: bool, out_dir: &std::path::Path) -> Result<()>
             TrainEvent::Saved { step, path } => {
                 progress.line(&format!("saved step {step} to {}", path.display()));
             }
-            TrainEvent::Warning { message, .. } => progress.line(&format!("warning: {message}")),
+            // Shown even with --quiet: a save that failed is never silent.
+            TrainEvent::Warning { message, .. } => progress.warn(&format!("warning: {message}")),
             TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {}
             TrainEvent::Finished(summary) => {
                 progress.finish(&summary);
+                finished = Some(summary);
                 break;
             }
-            TrainEvent::Failed { message, .. } => {
+            TrainEvent::Failed {
+                message,
+                last_checkpoint,
+                ..
+            } => {
                 progress.clear();
                 let _ = run.join();
-                bail!("{message}");
+                match last_checkpoint {
+                    Some(path) if !message.contains("last good checkpoint") => {
+                        bail!("{message}\nthe last good checkpoint is {}", path.display())
+                    }
+                    _ => bail!("{message}"),
+                }
             }
         }
     }
     run.join()?;
+    let Some(summary) = finished else {
+        bail!("the training run ended without a result");
+    };
+    if let Some(dir) = &output.export {
+        match &summary.checkpoint {
+            Some(checkpoint) if !summary.stopped_early => {
+                super::export_checkpoint(checkpoint, dir, output.overwrite)?;
+                if !quiet {
+                    eprintln!("exported the model to {}", dir.display());
+                }
+            }
+            _ => eprintln!("not exported to {}: the run did not finish", dir.display()),
+        }
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(Interrupted {
+            step: summary.step,
+            run: out_dir.display().to_string(),
+        }
+        .into());
+    }
     Ok(())
 }
 
@@ -397,6 +550,12 @@ impl Progress {
         if self.quiet {
             return;
         }
+        self.clear();
+        eprintln!("{text}");
+    }
+
+    /// A line shown whatever --quiet says.
+    fn warn(&mut self, text: &str) {
         self.clear();
         eprintln!("{text}");
     }

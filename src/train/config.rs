@@ -98,9 +98,8 @@ pub struct TrainConfig {
     /// `cpu`, `cuda`, `cuda:N`, `metal`.
     pub device: String,
     /// Where metrics and checkpoints go. `None`: nothing is written (benchmarks, quick tests).
+    /// A fresh run refuses a folder that already holds a run (see [`super::clear_run_dir`]).
     pub out_dir: Option<PathBuf>,
-    /// When set, the final model is also written here as a plain HF folder (no trainer state).
-    pub export_dir: Option<PathBuf>,
     pub data: DataConfig,
     pub tokenizer: TokenizerConfig,
     pub model: ModelSpec,
@@ -209,7 +208,6 @@ impl Default for TrainConfig {
             seed: 1337,
             device: "cpu".into(),
             out_dir: None,
-            export_dir: None,
             data: DataConfig::default(),
             tokenizer: TokenizerConfig::default(),
             model: ModelSpec::default(),
@@ -330,6 +328,14 @@ impl TrainConfig {
             message,
         };
         let mut table: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if table.contains_key("export_dir") {
+            // Recipes used to export on their own and overwrote the shipped models (issue 11).
+            return Err(bad(
+                "export_dir is no longer read from recipes: writing a model folder \
+                 is asked for on the command line (`glassbox train ... --export DIR`)"
+                    .into(),
+            ));
+        }
         for assignment in overrides {
             apply_override(&mut table, assignment).map_err(bad)?;
         }
@@ -417,6 +423,53 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Makes every path in the recipe absolute (against the current folder), so that a run's
+    /// saved recipe still points at the same files when it is resumed from elsewhere.
+    pub fn absolutize_paths(&mut self) -> Result<()> {
+        let absolute = |path: &mut Option<PathBuf>| -> Result<()> {
+            if let Some(p) = path.as_mut()
+                && p.is_relative()
+            {
+                *p = std::path::absolute(&*p).map_err(|e| GlassboxError::io(p.clone(), e))?;
+            }
+            Ok(())
+        };
+        absolute(&mut self.out_dir)?;
+        absolute(&mut self.data.path)?;
+        absolute(&mut self.data.val_path)?;
+        absolute(&mut self.tokenizer.path)?;
+        absolute(&mut self.model.init_from)
+    }
+
+    /// The recipe of a resumed run with `overrides`. Keys under [`FIXED_ON_RESUME`] describe
+    /// what the checkpoint already is (its model, tokenizer, objective, folder): a resumed run
+    /// could not apply them, so changing one is refused rather than ignored. The rest (length,
+    /// data, optimizer, batch, seed, device) take effect from the next step.
+    pub fn resumed_with(&self, overrides: &[String]) -> Result<Self> {
+        let resumed = self.with_overrides(overrides)?;
+        let as_table = |config: &TrainConfig| {
+            toml::Value::try_from(config)
+                .map_err(|e| GlassboxError::InvalidInput(format!("cannot compare recipes: {e}")))
+        };
+        let mut changed = Vec::new();
+        diff_keys("", &as_table(self)?, &as_table(&resumed)?, &mut changed);
+        changed.retain(|key| {
+            FIXED_ON_RESUME
+                .iter()
+                .any(|fixed| key == fixed || key.starts_with(&format!("{fixed}.")))
+        });
+        if !changed.is_empty() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "a resumed run cannot change {}: its checkpoint fixes {} (start a new run with \
+                 another --out to change them; on resume the length, data, optimizer, batch, \
+                 seed and device can change)",
+                changed.join(", "),
+                FIXED_ON_RESUME.join(", ")
+            )));
+        }
+        Ok(resumed)
+    }
+
     /// The sequence length batches are cut to, given the model's number of positions.
     pub fn seq_len(&self, model_positions: usize) -> usize {
         self.training
@@ -428,6 +481,38 @@ impl TrainConfig {
     /// Tokens the optimizer sees per step (upper bound for padded fine-tuning batches).
     pub fn tokens_per_step(&self, seq_len: usize) -> usize {
         self.training.batch_size * self.training.grad_accum * seq_len
+    }
+}
+
+/// What a resumed run cannot change: the checkpoint it continues already has its model,
+/// tokenizer and objective, and its folder is where it is.
+pub const FIXED_ON_RESUME: [&str; 5] = [
+    "objective",
+    "next_sentence",
+    "model",
+    "tokenizer",
+    "out_dir",
+];
+
+/// Dotted keys whose values differ between two TOML values (a key missing on one side differs).
+fn diff_keys(prefix: &str, old: &toml::Value, new: &toml::Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (toml::Value::Table(a), toml::Value::Table(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff_keys(&path, x, y, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        (a, b) if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 

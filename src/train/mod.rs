@@ -44,6 +44,7 @@ pub use metrics::ConfusionMatrix;
 pub use tasks::DataSummary;
 pub use trainer::{
     EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer, TrainerState,
+    clear_run_dir, existing_run, export_checkpoint, export_conflicts,
 };
 
 use crate::error::{GlassboxError, Result};
@@ -296,15 +297,16 @@ fn run_loop(mut trainer: Trainer, commands: &Receiver<TrainCommand>, events: &Se
                     stop = true;
                     break;
                 }
-                TrainCommand::SaveNow => {
-                    save(&mut trainer, events);
-                }
+                TrainCommand::SaveNow => save_or_warn(&mut trainer, events),
                 TrainCommand::RequestProbe => send_probe(&trainer, events),
             }
         }
         if stop {
             let checkpoint = if has_out_dir {
-                save(&mut trainer, events)
+                match save(&mut trainer, events) {
+                    Ok(path) => Some(path),
+                    Err(error) => return fail(&trainer, error, events),
+                }
             } else {
                 None
             };
@@ -331,7 +333,7 @@ fn run_loop(mut trainer: Trainer, commands: &Receiver<TrainCommand>, events: &Se
             send_probe(&trainer, events);
         }
         if !last && has_out_dir && t.save_every > 0 && step.is_multiple_of(t.save_every) {
-            save(&mut trainer, events);
+            save_or_warn(&mut trainer, events);
         }
     }
 
@@ -345,16 +347,15 @@ fn run_loop(mut trainer: Trainer, commands: &Receiver<TrainCommand>, events: &Se
             Err(error) => return fail(&trainer, error, events),
         }
     }
+    // The run's result is its last checkpoint: a run whose final save failed has failed.
     let checkpoint = if has_out_dir {
-        save(&mut trainer, events)
+        match save(&mut trainer, events) {
+            Ok(path) => Some(path),
+            Err(error) => return fail(&trainer, error, events),
+        }
     } else {
         None
     };
-    if let Some(dir) = trainer.config().export_dir.clone()
-        && let Err(error) = trainer.export(&dir)
-    {
-        return fail(&trainer, error, events);
-    }
     emit(TrainEvent::Finished(summary(&trainer, false, checkpoint)));
 }
 
@@ -369,8 +370,9 @@ fn summary(trainer: &Trainer, stopped_early: bool, checkpoint: Option<PathBuf>) 
     }
 }
 
-/// Saves and reports; a failed save is a warning, not the end of the run.
-fn save(trainer: &mut Trainer, events: &Sender<TrainEvent>) -> Option<PathBuf> {
+/// Saves and reports `Saved`. The error names the step and the last good checkpoint, which a
+/// failed save leaves where it was.
+fn save(trainer: &mut Trainer, events: &Sender<TrainEvent>) -> Result<PathBuf> {
     let step = trainer.step_count();
     match trainer.save() {
         Ok(path) => {
@@ -378,15 +380,33 @@ fn save(trainer: &mut Trainer, events: &Sender<TrainEvent>) -> Option<PathBuf> {
                 step,
                 path: path.clone(),
             });
-            Some(path)
+            Ok(path)
         }
         Err(error) => {
-            let _ = events.send(TrainEvent::Warning {
-                step,
-                message: format!("could not save a checkpoint: {error}"),
-            });
-            None
+            let kept = match trainer.last_saved() {
+                Some((saved_step, path)) => {
+                    format!(
+                        "the last good checkpoint (step {saved_step}) is still in {}",
+                        path.display()
+                    )
+                }
+                None => "no checkpoint of this run was saved".into(),
+            };
+            Err(GlassboxError::Training(format!(
+                "could not save the checkpoint at step {step}: {error}; {kept}"
+            )))
         }
+    }
+}
+
+/// A save on the schedule (or asked for): when it fails the run goes on and says so; the final
+/// save decides how the run ends.
+fn save_or_warn(trainer: &mut Trainer, events: &Sender<TrainEvent>) {
+    if let Err(error) = save(trainer, events) {
+        let _ = events.send(TrainEvent::Warning {
+            step: trainer.step_count(),
+            message: error.to_string(),
+        });
     }
 }
 

@@ -894,11 +894,27 @@ impl ClassificationTask {
             data::sentiment_dataset,
             "sentiment set",
         )?;
-        let all: Vec<ClassificationExample> = train.iter().chain(&val).cloned().collect();
-        let labels = data::label_names(&all);
+        // The classes are the training labels: a label seen only in validation has no
+        // examples to learn from, and would become a class the head is never trained on.
+        let labels = data::label_names(&train);
         if labels.len() < 2 {
             return Err(GlassboxError::InvalidInput(format!(
-                "{source}: classification needs at least two labels, found {labels:?}"
+                "{source}: classification needs at least two labels in the training data, \
+                 found {labels:?}"
+            )));
+        }
+        let mut unseen: Vec<&str> = val
+            .iter()
+            .map(|e| e.label.as_str())
+            .filter(|label| !labels.iter().any(|l| l == label))
+            .collect();
+        unseen.sort_unstable();
+        unseen.dedup();
+        if !unseen.is_empty() {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{source}: the validation data has label(s) {unseen:?} that the training data \
+                 never uses (training labels: {labels:?}); add training examples for them or \
+                 remove them from the validation data"
             )));
         }
         let tokenizer = setup.tokenizer.ok_or_else(|| {
@@ -911,6 +927,7 @@ impl ClassificationTask {
                 .map(|e| {
                     let ids = tokenizer.encode(&e.text, false)?.ids;
                     let (row, _, _) = bert_row(&ids, None, specials, setup.seq_len);
+                    // Every label is in `labels` (checked above).
                     let label = labels.iter().position(|l| *l == e.label).unwrap_or(0) as u32;
                     Ok((row, label))
                 })

@@ -173,8 +173,21 @@ impl std::fmt::Debug for Trainer {
 impl Trainer {
     /// Prepares a run: reads or generates the data, trains or loads the tokenizer, builds the
     /// model (fresh, or from `model.init_from`) and the optimizer.
-    pub fn new(config: TrainConfig) -> Result<Self> {
+    ///
+    /// A run never replaces another: an `out_dir` that already holds one is refused (continue it
+    /// with [`Trainer::resume`], or clear it first with [`clear_run_dir`]).
+    pub fn new(mut config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        config.absolutize_paths()?;
+        if let Some(dir) = &config.out_dir
+            && let Some(found) = existing_run(dir)
+        {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{} already holds a training run ({found}); continue it with --resume, replace \
+                 it with --overwrite, or choose another output folder",
+                dir.display()
+            )));
+        }
         let source = match &config.model.init_from {
             Some(dir) => WeightsSource::Pretrained(dir.clone()),
             None => WeightsSource::Fresh,
@@ -183,12 +196,20 @@ impl Trainer {
     }
 
     /// Continues the run saved in `run_dir` (its `checkpoint/` folder) exactly where it stopped.
-    /// `overrides` (`section.key=value`) may change e.g. `training.steps` to train longer.
+    /// `overrides` (`section.key=value`) may change e.g. `training.steps` to train longer; keys
+    /// the checkpoint fixes (model, data, optimizer, ...) are refused, not ignored.
     pub fn resume(run_dir: &Path, overrides: &[String]) -> Result<Self> {
-        let checkpoint = latest_checkpoint(run_dir)?;
+        let run_dir = std::path::absolute(run_dir).map_err(|e| GlassboxError::io(run_dir, e))?;
+        let checkpoint = latest_checkpoint(&run_dir)?;
         let state = read_trainer_state(&checkpoint)?;
-        let mut config = state.config.with_overrides(overrides)?;
-        config.out_dir = Some(run_dir.to_path_buf());
+        let mut config = state.config.resumed_with(overrides)?;
+        // The run folder is where it is now (it may have been moved since it was saved).
+        let run_dir = if checkpoint == run_dir {
+            run_dir.parent().map_or(run_dir.clone(), Path::to_path_buf)
+        } else {
+            run_dir
+        };
+        config.out_dir = Some(run_dir);
         config.validate_for_resume()?;
         Self::build(config, WeightsSource::Resume(checkpoint), Some(state))
     }
@@ -221,6 +242,14 @@ impl Trainer {
         let positions = base_config
             .as_ref()
             .map_or(config.model.n_positions, ModelConfig::max_positions);
+        if let Some(asked) = config.training.seq_len
+            && asked > positions
+        {
+            return Err(GlassboxError::InvalidInput(format!(
+                "training.seq_len is {asked}, but the model has only {positions} positions; \
+                 use at most {positions} (or a model with more positions)"
+            )));
+        }
         let seq_len = config.seq_len(positions);
 
         let (task, tokenizer) = tasks::prepare_task(TaskSetup {
@@ -701,8 +730,25 @@ impl Trainer {
         let staging = out_dir.join(format!(".{CHECKPOINT_DIR}-new"));
         let previous = out_dir.join(format!(".{CHECKPOINT_DIR}-old"));
         remove_dir_if_present(&staging)?;
+        if let Err(error) = self.write_checkpoint(&staging) {
+            // A half-written folder only takes space (a full disk); the last good one stays.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+        remove_dir_if_present(&previous)?;
+        if final_dir.exists() {
+            std::fs::rename(&final_dir, &previous).map_err(|e| GlassboxError::io(&final_dir, e))?;
+        }
+        std::fs::rename(&staging, &final_dir).map_err(|e| GlassboxError::io(&staging, e))?;
+        remove_dir_if_present(&previous)?;
+        self.last_saved = Some((self.step, final_dir.clone()));
+        Ok(final_dir)
+    }
+
+    /// Everything a checkpoint holds, written into `staging`.
+    fn write_checkpoint(&self, staging: &Path) -> Result<()> {
         save_dir(
-            &staging,
+            staging,
             &self.model_config,
             &self.store.tensors()?,
             Some(&self.tokenizer),
@@ -722,16 +768,7 @@ impl Trainer {
         let state_json = serde_json::to_string_pretty(&state).map_err(|e| {
             GlassboxError::Training(format!("cannot encode the trainer state: {e}"))
         })?;
-        crate::util::write_atomic(&staging.join(TRAINER_STATE_FILE), state_json.as_bytes())?;
-
-        remove_dir_if_present(&previous)?;
-        if final_dir.exists() {
-            std::fs::rename(&final_dir, &previous).map_err(|e| GlassboxError::io(&final_dir, e))?;
-        }
-        std::fs::rename(&staging, &final_dir).map_err(|e| GlassboxError::io(&staging, e))?;
-        remove_dir_if_present(&previous)?;
-        self.last_saved = Some((self.step, final_dir.clone()));
-        Ok(final_dir)
+        crate::util::write_atomic(&staging.join(TRAINER_STATE_FILE), state_json.as_bytes())
     }
 
     /// Writes the model as a plain Hugging Face folder (no trainer state) to `dir`.
@@ -794,6 +831,98 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(GlassboxError::io(dir, e)),
     }
+}
+
+/// The files that mark a folder as holding a run (its recipe.toml is rewritten at every start,
+/// and may be the user's own recipe, so it is neither a mark nor removed).
+const RUN_FILES: [&str; 5] = [
+    CHECKPOINT_DIR,
+    ".checkpoint-old",
+    ".checkpoint-new",
+    super::metrics::METRICS_JSONL,
+    super::metrics::METRICS_CSV,
+];
+
+/// What of a training run `dir` already holds (its checkpoint's step, or its files), if any.
+pub fn existing_run(dir: &Path) -> Option<String> {
+    if let Ok(checkpoint) = latest_checkpoint(dir) {
+        return Some(match read_trainer_state(&checkpoint) {
+            Ok(state) => format!("a checkpoint at step {}", state.step),
+            Err(_) => format!("{}", checkpoint.display()),
+        });
+    }
+    let found: Vec<&str> = RUN_FILES
+        .iter()
+        .copied()
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    (!found.is_empty()).then(|| found.join(", "))
+}
+
+/// Removes a previous run's files from `dir` (its checkpoint, metrics and recipe; nothing
+/// else), so a new run can start there. The explicit form of `--overwrite`.
+pub fn clear_run_dir(dir: &Path) -> Result<()> {
+    for name in RUN_FILES {
+        let path = dir.join(name);
+        if path.is_dir() {
+            remove_dir_if_present(&path)?;
+        } else if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| GlassboxError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The files of a Hugging Face model folder that [`export_checkpoint`] copies.
+const EXPORTED_FILES: [&str; 4] = [
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    TOKENIZER_FILE,
+    crate::model::checkpoint::TOKENIZER_CONFIG_FILE,
+];
+
+/// Which of the files an export would write already exist in `dir`.
+pub fn export_conflicts(dir: &Path) -> Vec<PathBuf> {
+    EXPORTED_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+/// Copies a run's checkpoint (`checkpoint/`) into `dir` as a plain Hugging Face folder (no
+/// trainer state). Existing files are replaced only with `overwrite`; each copy is atomic.
+/// Returns the files written with their sizes.
+pub fn export_checkpoint(
+    checkpoint: &Path,
+    dir: &Path,
+    overwrite: bool,
+) -> Result<Vec<(PathBuf, u64)>> {
+    let conflicts = export_conflicts(dir);
+    if !overwrite && !conflicts.is_empty() {
+        let names: Vec<String> = conflicts.iter().map(|p| p.display().to_string()).collect();
+        return Err(GlassboxError::InvalidInput(format!(
+            "will not overwrite {} (pass --overwrite to replace them)",
+            names.join(", ")
+        )));
+    }
+    if !checkpoint.join(WEIGHTS_FILE).is_file() {
+        return Err(GlassboxError::MissingFile {
+            path: checkpoint.join(WEIGHTS_FILE),
+        });
+    }
+    let mut written = Vec::new();
+    for name in EXPORTED_FILES {
+        let from = checkpoint.join(name);
+        if !from.is_file() {
+            continue; // a run without a tokenizer file, say
+        }
+        let bytes = std::fs::read(&from).map_err(|e| GlassboxError::io(&from, e))?;
+        let to = dir.join(name);
+        crate::util::write_atomic(&to, &bytes)?;
+        written.push((to, bytes.len() as u64));
+    }
+    Ok(written)
 }
 
 /// The folder to resume from: `checkpoint/`, or the previous one if a crash interrupted a swap.

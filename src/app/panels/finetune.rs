@@ -471,7 +471,6 @@ pub fn compare_before_after(
     {
         let mut recipe = config.clone();
         recipe.out_dir = None;
-        recipe.export_dir = None;
         let trainer = Trainer::new(recipe).map_err(|e| e.to_string())?;
         trainer.export(before_dir).map_err(|e| e.to_string())?;
     }
@@ -486,39 +485,6 @@ pub fn compare_before_after(
             after: predict(&after, example),
         })
         .collect())
-}
-
-/// Copies a checkpoint's Hugging Face files (not the optimizer moments and trainer state) to
-/// `target`. Returns the files written with their sizes.
-pub fn save_hf_folder(checkpoint: &Path, target: &Path) -> Result<Vec<(PathBuf, u64)>, String> {
-    use crate::train::trainer::{OPTIMIZER_FILE, TRAINER_STATE_FILE};
-    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
-    let mut written = Vec::new();
-    let entries =
-        std::fs::read_dir(checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    for file in files {
-        let Some(name) = file.file_name() else {
-            continue;
-        };
-        if name == OPTIMIZER_FILE || name == TRAINER_STATE_FILE {
-            continue;
-        }
-        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let out = target.join(name);
-        crate::util::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
-        let out = out.canonicalize().unwrap_or(out);
-        written.push((out, bytes.len() as u64));
-    }
-    if written.is_empty() {
-        return Err(format!("{}: no files to save", checkpoint.display()));
-    }
-    Ok(written)
 }
 
 /// A fresh run folder under `base` (empty: `runs/`).
@@ -552,6 +518,8 @@ pub struct FinetunePanel {
     /// The run folder the comparison was made for.
     compared: Option<PathBuf>,
     saved: Background<Vec<(PathBuf, u64)>>,
+    /// The folder the user agreed to overwrite (it held a model when "Save model" was pressed).
+    replace_confirmed: Option<PathBuf>,
 }
 
 impl FinetunePanel {
@@ -1708,18 +1676,51 @@ impl FinetunePanel {
             let label = ui.label("Save to folder");
             ui.add(egui::TextEdit::singleline(&mut self.settings.save_path).desired_width(420.0))
                 .labelled_by(label.id);
+            let target = PathBuf::from(self.settings.save_path.trim());
+            let confirmed = self.replace_confirmed.as_ref() == Some(&target);
+            let label = if confirmed {
+                "Replace the model there"
+            } else {
+                "Save model"
+            };
             if ui
-                .add_enabled(!self.saved.is_pending(), egui::Button::new("Save model"))
+                .add_enabled(!self.saved.is_pending(), egui::Button::new(label))
                 .on_hover_text("Write config.json, model.safetensors and the tokenizer files")
                 .clicked()
             {
-                let target = PathBuf::from(self.settings.save_path.trim());
-                let from = checkpoint.clone();
-                self.saved.spawn(ui.ctx(), "save-model", move || {
-                    save_hf_folder(&from, &target)
-                });
+                // A folder that already holds a model is replaced only when asked twice.
+                if !confirmed && !crate::train::export_conflicts(&target).is_empty() {
+                    self.replace_confirmed = Some(target);
+                } else {
+                    self.replace_confirmed = None;
+                    let from = checkpoint.clone();
+                    self.saved.spawn(ui.ctx(), "save-model", move || {
+                        crate::train::export_checkpoint(&from, &target, confirmed)
+                            .map(|files| {
+                                files
+                                    .into_iter()
+                                    .map(|(path, size)| (path.canonicalize().unwrap_or(path), size))
+                                    .collect()
+                            })
+                            .map_err(|e| e.to_string())
+                    });
+                }
             }
         });
+        if let Some(target) = &self.replace_confirmed {
+            if target.as_os_str() == self.settings.save_path.trim() {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    format!(
+                        "{} already holds a model: \"Replace the model there\" overwrites it, or \
+                         choose another folder.",
+                        target.display()
+                    ),
+                );
+            } else {
+                self.replace_confirmed = None;
+            }
+        }
         if let Some(files) = self.saved.status_ui(ui, "writing the folder") {
             ui.label(RichText::new("Files written:").strong());
             for (path, size) in files {

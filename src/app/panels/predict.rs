@@ -25,7 +25,7 @@ use crate::app::widgets::{error_label, fetch_status, format_value, token_chips, 
 use crate::app::worker::{Command, Output};
 use crate::error::{GlassboxError, Result};
 use crate::generate::{
-    SamplingSettings, next_token_distribution, next_token_logits, sample, top_k,
+    MIN_TOP_P, SamplingSettings, next_token_distribution, next_token_logits, sample, top_k,
 };
 use crate::inspect::{Predictions, inspect};
 use crate::model::checkpoint::LoadedModel;
@@ -289,11 +289,8 @@ impl Panel for PredictPanel {
     fn load_state(&mut self, state: serde_json::Value) {
         if let Ok(saved) = serde_json::from_value::<Saved>(state) {
             self.mode = saved.mode;
-            self.settings = SamplingSettings {
-                temperature: saved.settings.temperature.clamp(0.0, 5.0),
-                top_k: saved.settings.top_k,
-                top_p: saved.settings.top_p.clamp(0.0, 1.0),
-            };
+            // A hand-edited or old saved state may hold NaN or out-of-range values.
+            self.settings = saved.settings.clamped();
             self.seed = saved.seed;
             self.nsp_a = saved.nsp_a;
             self.nsp_b = saved.nsp_b;
@@ -321,14 +318,15 @@ impl Panel for PredictPanel {
             Action::SetSampling(sampling) => {
                 self.mode = Mode::Gpt;
                 if let Some(t) = sampling.temperature {
-                    self.settings.temperature = t.clamp(0.0, 5.0) as f32;
+                    self.settings.temperature = t as f32;
                 }
                 if let Some(k) = sampling.top_k {
                     self.settings.top_k = k;
                 }
                 if let Some(p) = sampling.top_p {
-                    self.settings.top_p = p.clamp(0.0, 1.0) as f32;
+                    self.settings.top_p = p as f32;
                 }
+                self.settings = self.settings.clamped();
             }
             Action::Generate(count) => {
                 // A new generation after the text as it is now.
@@ -627,7 +625,7 @@ impl PredictPanel {
                 ui.end_row();
                 ui.label("Top-p");
                 ui.add(
-                    egui::Slider::new(&mut self.settings.top_p, 0.0..=1.0)
+                    egui::Slider::new(&mut self.settings.top_p, MIN_TOP_P..=1.0)
                         .step_by(0.01)
                         .text("p"),
                 );
