@@ -75,8 +75,8 @@ pub fn inspect(
         // A GPT has no segments: the pair would be read as one text, and the prediction
         // labelled as coming after the first.
         return Err(GlassboxError::InvalidInput(format!(
-            "a sentence pair needs an encoder (BERT-family) model; {} is a {} that reads one \
-             text: put both sentences in the text instead",
+            "a sentence pair needs an encoder (BERT-family) model; {} is a decoder-only {} \
+             model, which reads one text: put both sentences in the text instead",
             loaded.name(),
             loaded.config.model_type()
         )));

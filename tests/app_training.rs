@@ -441,5 +441,19 @@ fn finetune_workflow_reaches_evaluation_with_the_reports_accuracy() {
         reloaded.config.architecture,
         glassbox::model::config::Architecture::BertForSequenceClassification
     );
+
+    // Saving again into a folder that holds a model asks first, and writes nothing until asked.
+    let config_json = std::fs::read(saved.join("config.json")).unwrap();
+    std::fs::write(saved.join("config.json"), b"{}").unwrap();
+    click(&mut h, Role::Button, "Save model");
+    run_frames(&mut h, 300);
+    assert!(has_label_containing(&h, "already holds a model"));
+    assert_eq!(std::fs::read(saved.join("config.json")).unwrap(), b"{}");
+    click(&mut h, Role::Button, "Replace the model there");
+    wait_until(&mut h, 60, "the replaced files", |_| {
+        std::fs::read(saved.join("config.json")).is_ok_and(|bytes| bytes == config_json)
+    });
+    h.step();
+    assert!(!has_label_containing(&h, "already holds a model"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -131,49 +131,54 @@ fn bad_recipes_and_flags_fail_with_a_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--from"));
 }
 
+/// Ctrl-C (SIGINT) and SIGTERM alike: the run saves a checkpoint and exits with 130, the status
+/// of an interrupted command, as Unix tools give.
 #[test]
-fn ctrl_c_saves_a_checkpoint_and_exits_130() {
-    let dir = common::temp_dir("cli-ctrl-c");
-    let recipe = dir.join("recipe.toml");
-    std::fs::write(
-        &recipe,
-        TINY_RECIPE.replace("steps = 12", "steps = 1000000"),
-    )
-    .unwrap();
-    let out = dir.join("run");
-    let mut child = glassbox()
-        .args(["train", "--config"])
-        .arg(&recipe)
-        .arg("--out")
-        .arg(&out)
-        .stderr(Stdio::null())
-        .spawn()
+fn ctrl_c_and_sigterm_save_a_checkpoint_and_exit_130() {
+    for signal in ["INT", "TERM"] {
+        let dir = common::temp_dir(&format!("cli-signal-{signal}"));
+        let recipe = dir.join("recipe.toml");
+        std::fs::write(
+            &recipe,
+            TINY_RECIPE.replace("steps = 12", "steps = 1000000"),
+        )
         .unwrap();
-    // Wait until training is under way (a few steps logged), then interrupt.
-    let started = Instant::now();
-    while std::fs::read_to_string(out.join("metrics.jsonl"))
-        .map(|t| t.lines().count() < 4)
-        .unwrap_or(true)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "training never started"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        let out = dir.join("run");
+        let child = glassbox()
+            .args(["train", "--config"])
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until training is under way (a few steps logged), then interrupt.
+        let started = Instant::now();
+        while std::fs::read_to_string(out.join("metrics.jsonl"))
+            .map(|t| t.lines().count() < 4)
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "training never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(130), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("--resume"), "{stderr}");
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("checkpoint/trainer_state.json")).expect("saved"),
+        )
+        .unwrap();
+        let step = state["step"].as_u64().unwrap();
+        assert!((3..1_000_000).contains(&step), "saved at step {step}");
+        load_dir(&out.join("checkpoint"), &Device::Cpu).expect("loads");
     }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    // Saved, then the exit status of an interrupted command (130), as Unix tools give.
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "exit status {status:?}");
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("checkpoint/trainer_state.json")).expect("saved"),
-    )
-    .unwrap();
-    let step = state["step"].as_u64().unwrap();
-    assert!((3..1_000_000).contains(&step), "saved at step {step}");
-    load_dir(&out.join("checkpoint"), &Device::Cpu).expect("loads");
 }

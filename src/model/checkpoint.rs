@@ -58,6 +58,22 @@ impl LoadedModel {
     }
 }
 
+/// The folder's `model.safetensors`; a pickle in its place is refused, never read.
+fn weights_file(dir: &Path) -> Result<PathBuf> {
+    let weights = dir.join(WEIGHTS_FILE);
+    if weights.is_file() {
+        return Ok(weights);
+    }
+    match PICKLE_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+    {
+        Some(pickle) => Err(GlassboxError::PickleRefused { path: pickle }),
+        None => Err(GlassboxError::MissingFile { path: weights }),
+    }
+}
+
 /// Loads a checkpoint folder onto `device`.
 pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     if !dir.is_dir() {
@@ -66,17 +82,7 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
         });
     }
     let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.is_file() {
-        if let Some(pickle) = PICKLE_FILES
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.is_file())
-        {
-            return Err(GlassboxError::PickleRefused { path: pickle });
-        }
-        return Err(GlassboxError::MissingFile { path: weights });
-    }
+    let weights = weights_file(dir)?;
     let tokenizer_path = dir.join(TOKENIZER_FILE);
     let tokenizer = if tokenizer_path.is_file() {
         let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
@@ -268,17 +274,7 @@ pub fn load_weights(
 /// tensors.
 pub fn check_weights_match(dir: &Path) -> Result<(ModelConfig, TensorShapes)> {
     let mut config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.is_file() {
-        if let Some(pickle) = PICKLE_FILES
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.is_file())
-        {
-            return Err(GlassboxError::PickleRefused { path: pickle });
-        }
-        return Err(GlassboxError::MissingFile { path: weights });
-    }
+    let weights = weights_file(dir)?;
     let stored = super::params::read_safetensors_shapes(&weights)?;
     let shapes: HashMap<&str, &[usize]> = stored
         .iter()
@@ -461,8 +457,6 @@ impl CheckedTensors {
 }
 
 impl CheckedTensors {
-    /// The tensor as the model wants it, refusing what would silently give wrong numbers:
-    /// integer weights (a cast would invent values) and NaN or infinite values.
     fn checked(
         &self,
         name: &str,
@@ -470,28 +464,36 @@ impl CheckedTensors {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let bad = |problem: String| {
-            self.fail(GlassboxError::BadWeights {
-                path: self.path.clone(),
-                name: name.to_string(),
-                problem,
-            })
-        };
-        if !tensor.dtype().is_float() {
-            return Err(bad(format!(
-                "is stored as {:?}, not as floating point; weights must be F32, F16 or BF16",
-                tensor.dtype()
-            )));
+        match checked_weight(&self.path, name, tensor) {
+            Ok(as_f32) => as_f32.to_dtype(dtype)?.to_device(device),
+            Err(error) => Err(self.fail(error)),
         }
-        let as_f32 = tensor.to_dtype(DType::F32)?.contiguous()?;
-        if let Some((index, value)) = first_non_finite(&as_f32)? {
-            return Err(bad(format!(
-                "holds {value} at element {index}: the weights are broken (a training run that \
-                 diverged?); load an earlier checkpoint"
-            )));
-        }
-        as_f32.to_dtype(dtype)?.to_device(device)
     }
+}
+
+/// A stored tensor as float32, refusing what would silently give wrong numbers: integer weights
+/// (a cast would invent values) and NaN or infinite values. Every loader (inspection and
+/// training alike) takes weights through here.
+pub fn checked_weight(path: &Path, name: &str, tensor: &Tensor) -> Result<Tensor> {
+    let bad = |problem: String| GlassboxError::BadWeights {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        problem,
+    };
+    if !tensor.dtype().is_float() {
+        return Err(bad(format!(
+            "is stored as {:?}, not as floating point; weights must be F32, F16 or BF16",
+            tensor.dtype()
+        )));
+    }
+    let as_f32 = tensor.to_dtype(DType::F32)?.contiguous()?;
+    if let Some((index, value)) = first_non_finite(&as_f32)? {
+        return Err(bad(format!(
+            "holds {value} at element {index}: the weights are broken (a training run that \
+             diverged?); load an earlier checkpoint"
+        )));
+    }
+    Ok(as_f32)
 }
 
 /// The first NaN or infinite element of a contiguous float32 CPU tensor (read in place).

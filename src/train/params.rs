@@ -6,6 +6,7 @@
 //! a fixed seed gives the same weights on every run and in every order of construction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
@@ -154,7 +155,14 @@ impl SimpleBackend for ParamStore {
                         found: stored.dims().to_vec(),
                     }));
                 }
-                stored.to_dtype(dtype)?.to_device(device)?
+                let source = PathBuf::from(&self.pretrained.source);
+                match crate::model::checkpoint::checked_weight(&source, name, stored) {
+                    Ok(weight) => weight.to_dtype(dtype)?.to_device(device)?,
+                    Err(error) => {
+                        drop(inner);
+                        return Err(self.fail(error));
+                    }
+                }
             }
             None => {
                 inner.fresh.push(name.to_string());
