@@ -457,3 +457,40 @@ fn finetune_workflow_reaches_evaluation_with_the_reports_accuracy() {
     assert!(!has_label_containing(&h, "already holds a model"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn train_view_never_replaces_an_earlier_run() {
+    let dir = temp_dir("train-existing");
+    let run = dir.join("run");
+    // An earlier run's files in the output folder the user typed.
+    std::fs::create_dir_all(&run).expect("folder");
+    std::fs::write(run.join("metrics.jsonl"), b"{\"kind\":\"step\"}\n").expect("write");
+    let mut h = harness();
+    click(&mut h, Role::Button, "Train");
+    h.state_mut()
+        .panel_mut::<TrainPanel>()
+        .expect("panel")
+        .settings = tiny_settings(&run);
+    h.step();
+    click(&mut h, Role::Button, "Start training");
+    wait_until(&mut h, 60, "the refusal", |h| {
+        has_label(h, "Status: failed")
+    });
+    let message = h
+        .state()
+        .panel::<TrainPanel>()
+        .and_then(|p| p.run())
+        .and_then(|r| r.failure.clone())
+        .expect("a failure")
+        .message;
+    assert!(
+        message.contains("already holds a training run"),
+        "{message}"
+    );
+    assert!(message.contains("another output folder"), "{message}");
+    assert_eq!(
+        std::fs::read(run.join("metrics.jsonl")).expect("kept"),
+        b"{\"kind\":\"step\"}\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

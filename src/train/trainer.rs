@@ -183,8 +183,8 @@ impl Trainer {
             && let Some(found) = existing_run(dir)
         {
             return Err(GlassboxError::InvalidInput(format!(
-                "{} already holds a training run ({found}); continue it with --resume, replace \
-                 it with --overwrite, or choose another output folder",
+                "{} already holds a training run ({found}): choose another output folder, or \
+                 on the command line continue it with --resume or replace it with --overwrite",
                 dir.display()
             )));
         }
