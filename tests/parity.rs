@@ -89,3 +89,78 @@ fn gpt2_argmax_next_tokens_match() {
         assert_eq!(tokens, expected);
     }
 }
+
+/// The encoder–decoder (`MarianMTModel`): every encoder, decoder and cross-attention tensor of
+/// every case, teacher-forced with the reference `decoder_input_ids`, and the greedy translation
+/// (made with the key/value cache) id for id.
+#[test]
+fn marian_matches_transformers() {
+    use candle_core::{DType, Tensor};
+    use glassbox::model::marian::{Marian, MarianConfig, Seq2SeqTrace};
+    let dir = fixture("marian");
+    let config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config = MarianConfig::from_hf_json(&config_json).expect("marian config");
+    let weights =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let model = Marian::new(vb, &config).expect("marian builds");
+    let expected = reference_tensors("marian");
+    let cases = reference_json("marian")["cases"].as_array().unwrap().len();
+    let ids = |key: &str| -> Vec<u32> {
+        expected[key]
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    };
+    let mut worst = 0f32;
+    for case in 0..cases {
+        let p = format!("case{case}.");
+        let source = ids(&format!("{p}input_ids"));
+        let target = ids(&format!("{p}decoder_input_ids"));
+        let input_ids = Tensor::new(source.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let decoder_input_ids = Tensor::new(target.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let mut trace = Seq2SeqTrace::default();
+        let logits = model
+            .forward(&input_ids, &decoder_input_ids, Some(&mut trace))
+            .unwrap();
+        let mut ours: Vec<(String, Tensor)> = vec![("logits".into(), logits)];
+        for (i, h) in trace.encoder.hidden_states.iter().enumerate() {
+            ours.push((format!("encoder_hidden_states.{i}"), h.clone()));
+        }
+        for (i, h) in trace.decoder.hidden_states.iter().enumerate() {
+            ours.push((format!("decoder_hidden_states.{i}"), h.clone()));
+        }
+        for (l, a) in trace.encoder.attentions().into_iter().enumerate() {
+            ours.push((format!("encoder_attentions.{l}"), a));
+        }
+        for (l, a) in trace.decoder.attentions().into_iter().enumerate() {
+            ours.push((format!("decoder_attentions.{l}"), a));
+        }
+        for (l, a) in trace.cross_attentions().into_iter().enumerate() {
+            ours.push((format!("cross_attentions.{l}"), a));
+        }
+        assert_eq!(ours.len(), 1 + 3 + 3 + 2 + 2 + 2);
+        for (name, tensor) in ours {
+            let reference = &expected[&format!("{p}{name}")];
+            let diff = max_abs_diff(&tensor.squeeze(0).unwrap(), reference);
+            assert!(diff <= TOLERANCE, "marian case {case} {name}: {diff}");
+            worst = worst.max(diff);
+        }
+        // Greedy decoding with the cache: the same ids as `generate` (which starts with the
+        // decoder start token).
+        let generated = model.greedy(&source, 24).unwrap();
+        let reference = ids(&format!("{p}generated_ids"));
+        assert_eq!(reference[0], config.decoder_start_token_id);
+        assert_eq!(generated, reference[1..], "marian case {case} greedy ids");
+    }
+    eprintln!("marian: worst difference {worst:e}");
+}

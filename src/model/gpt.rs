@@ -203,7 +203,7 @@ impl Gpt2 {
             let erf = match block.mlp.activation {
                 Activation::GeluTanh => false,
                 Activation::GeluErf => true,
-                Activation::Relu => return None,
+                Activation::Relu | Activation::Silu => return None,
             };
             if gelu_erf.is_some_and(|e| e != erf) {
                 return None;

@@ -171,6 +171,8 @@ pub enum Activation {
     /// Exact GELU with erf (BERT's `gelu`).
     GeluErf,
     Relu,
+    /// `x·σ(x)` (`swish` / `silu`, an option of Marian models).
+    Silu,
 }
 
 impl Activation {
@@ -178,6 +180,7 @@ impl Activation {
         match name {
             "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
             "relu" => Activation::Relu,
+            "swish" | "silu" => Activation::Silu,
             _ => Activation::GeluErf,
         }
     }
@@ -187,13 +190,14 @@ impl Activation {
             match self {
                 Activation::GeluTanh => return fused::gelu(x, false),
                 Activation::GeluErf => return fused::gelu(x, true),
-                Activation::Relu => {}
+                Activation::Relu | Activation::Silu => {}
             }
         }
         match self {
             Activation::GeluTanh => x.gelu(),
             Activation::GeluErf => x.gelu_erf(),
             Activation::Relu => x.relu(),
+            Activation::Silu => x.silu(),
         }
     }
 
@@ -202,6 +206,7 @@ impl Activation {
             Activation::GeluTanh => "0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))",
             Activation::GeluErf => "0.5·x·(1 + erf(x/√2))",
             Activation::Relu => "max(0, x)",
+            Activation::Silu => "x·σ(x) = x / (1 + e^(−x))",
         }
     }
 }
