@@ -100,6 +100,14 @@ pub fn inspect(
     dump: Option<PathBuf>,
     device: &str,
 ) -> Result<()> {
+    if checkpoint::is_marian_dir(dir) {
+        bail!(
+            "{} is an encoder–decoder (Marian) model: `glassbox translate --model {} --text ...` \
+             translates with it; inspect does not trace encoder–decoders yet",
+            dir.display(),
+            dir.display()
+        );
+    }
     let device = glassbox::device::parse_device(device)?;
     let loaded = load_dir(dir, &device)?;
     let inspection = inspect_text(&loaded, text, pair, k)?;
@@ -208,6 +216,24 @@ pub fn generate(
         stdout.flush().ok();
     })?;
     println!();
+    Ok(())
+}
+
+pub fn translate(
+    dir: &Path,
+    text: &str,
+    max_new_tokens: usize,
+    json: bool,
+    device: &str,
+) -> Result<()> {
+    let device = glassbox::device::parse_device(device)?;
+    let loaded = checkpoint::load_translator(dir, &device)?;
+    let translation = glassbox::translate::translate(&loaded, text, max_new_tokens)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&translation)?);
+    } else {
+        println!("{}", translation.translation);
+    }
     Ok(())
 }
 

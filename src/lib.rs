@@ -15,6 +15,7 @@ pub mod lessons;
 pub mod model;
 pub mod tokenizer;
 pub mod train;
+pub mod translate;
 pub mod util;
 
 pub use error::{GlassboxError, Result};

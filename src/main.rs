@@ -88,6 +88,21 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Translate with an encoder–decoder (a Marian folder: config.json, model.safetensors,
+    /// source.spm, target.spm, vocab.json), greedily.
+    Translate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// Print {"translation": ..., "ids": [...], "tokens": [...]}.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Download a model from the Hugging Face Hub into the local cache.
     Download {
         /// e.g. gpt2, bert-base-uncased, sentence-transformers/all-MiniLM-L6-v2
@@ -154,6 +169,13 @@ fn main() {
             seed,
             &device,
         ),
+        Some(Command::Translate {
+            model,
+            text,
+            max_new_tokens,
+            json,
+            device,
+        }) => cli::translate(&model, &text, max_new_tokens, json, &device),
         Some(Command::Download { repo_id }) => cli::download(&repo_id),
         Some(Command::Train(args)) => glassbox::train::cli::train(args),
         Some(Command::Finetune(args)) => glassbox::train::cli::finetune(args),

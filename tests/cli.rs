@@ -183,3 +183,55 @@ fn missing_model_is_a_clear_error_not_a_panic() {
         "{stderr}"
     );
 }
+
+/// `glassbox translate` on the Marian fixture: the greedy translations `transformers` made,
+/// with their ids; an empty source is a clear error.
+#[test]
+fn translate_gives_the_transformers_greedy_translation() {
+    let reference = common::reference_json("marian");
+    let tensors = reference_tensors("marian");
+    let model = fixture("marian");
+    for (index, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
+        let output = glassbox(&[
+            "translate",
+            "--model",
+            model.to_str().unwrap(),
+            "--text",
+            case["source"].as_str().unwrap(),
+            "--json",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(json["translation"], case["generated_text"]);
+        let generated: Vec<i64> = tensors[&format!("case{index}.generated_ids")]
+            .to_vec1()
+            .unwrap();
+        assert_eq!(json["ids"], serde_json::json!(generated[1..]));
+        assert_eq!(
+            json["tokens"],
+            serde_json::json!(case["generated_tokens"].as_array().unwrap()[1..])
+        );
+    }
+    let empty = glassbox(&[
+        "translate",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "  ",
+    ]);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty"));
+    let inspect = glassbox(&[
+        "inspect",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "hi",
+    ]);
+    assert!(!inspect.status.success());
+    assert!(String::from_utf8_lossy(&inspect.stderr).contains("glassbox translate"));
+}

@@ -444,3 +444,52 @@ fn errors_are_clear() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Marian's SentencePiece tokenizers (`source.spm`, `target.spm`, shared `vocab.json`): the same
+/// pieces and ids as `transformers`' `MarianTokenizer` on both sides, for the fixture's sentences
+/// and for accents, runs of whitespace and characters the vocabulary lacks.
+#[test]
+fn marian_sentencepiece_matches_transformers() {
+    use glassbox::tokenizer::sentencepiece::SentencePiece;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian");
+    let vocab = dir.join("vocab.json");
+    let source = SentencePiece::from_files(&dir.join("source.spm"), &vocab).expect("source.spm");
+    let target = SentencePiece::from_files(&dir.join("target.spm"), &vocab).expect("target.spm");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let strings = |v: &Value| -> Vec<String> { serde_json::from_value(v.clone()).unwrap() };
+    let numbers = |v: &Value| -> Vec<u32> { serde_json::from_value(v.clone()).unwrap() };
+    for case in reference["cases"].as_array().unwrap() {
+        let text = case["source"].as_str().unwrap();
+        assert_eq!(
+            source.encode(text).unwrap().tokens,
+            strings(&case["source_tokens"]),
+            "{text}"
+        );
+        let text = case["target"].as_str().unwrap();
+        let encoded = target.encode(text).unwrap();
+        assert_eq!(encoded.tokens, strings(&case["target_tokens"]), "{text}");
+        assert_eq!(target.decode(&encoded.ids), text);
+    }
+    for case in reference["tokenizer_cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ours = source.encode(text).unwrap();
+        assert_eq!(
+            ours.tokens,
+            strings(&case["source_tokens"]),
+            "source {text:?}"
+        );
+        assert_eq!(ours.ids, numbers(&case["source_ids"]), "source {text:?}");
+        let ours = target.encode(text).unwrap();
+        assert_eq!(
+            ours.tokens,
+            strings(&case["target_tokens"]),
+            "target {text:?}"
+        );
+        assert_eq!(ours.ids, numbers(&case["target_ids"]), "target {text:?}");
+    }
+    // A file that is not a SentencePiece model is a clear error naming it.
+    let error = SentencePiece::from_files(&dir.join("vocab.json"), &vocab).unwrap_err();
+    assert!(error.to_string().contains("vocab.json"), "{error}");
+}

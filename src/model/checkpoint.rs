@@ -58,6 +58,69 @@ impl LoadedModel {
     }
 }
 
+/// An encoder–decoder translation model (`MarianMTModel`) loaded from a folder, with its two
+/// SentencePiece tokenizers (`source.spm`, `target.spm`) over the shared `vocab.json`.
+#[derive(Debug)]
+pub struct LoadedTranslator {
+    pub config: super::marian::MarianConfig,
+    pub model: super::marian::Marian,
+    pub source: crate::tokenizer::sentencepiece::SentencePiece,
+    pub target: crate::tokenizer::sentencepiece::SentencePiece,
+    pub dir: PathBuf,
+}
+
+/// Whether `dir` holds a Marian (encoder–decoder) model, by its `config.json`'s `model_type`.
+pub fn is_marian_dir(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(CONFIG_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|v| v["model_type"] == "marian")
+}
+
+/// Loads a Marian folder: `config.json`, `model.safetensors` (checked like every checkpoint:
+/// memory, dtypes, NaN), `source.spm`, `target.spm`, `vocab.json`.
+pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> {
+    use crate::tokenizer::sentencepiece::SentencePiece;
+    let config_path = dir.join(CONFIG_FILE);
+    let text = crate::util::read_text(&config_path)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| GlassboxError::BadConfig {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+    let config = super::marian::MarianConfig::from_hf_json(&json).map_err(|message| {
+        GlassboxError::BadConfig {
+            path: config_path.clone(),
+            message,
+        }
+    })?;
+    let vocab = dir.join("vocab.json");
+    let source = SentencePiece::from_files(&dir.join("source.spm"), &vocab)?;
+    let target = SentencePiece::from_files(&dir.join("target.spm"), &vocab)?;
+    for side in [&source, &target] {
+        if side.vocab_size() > config.vocab_size {
+            return Err(GlassboxError::BadConfig {
+                path: vocab.clone(),
+                message: format!(
+                    "it has {} pieces, but the model's embedding table only {} rows",
+                    side.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+    }
+    let weights = weights_file(dir)?;
+    let (_, weights_vb) = WeightsFile::open(&weights, device)?;
+    let model = weights_vb.build(|vb| super::marian::Marian::new(vb, &config))?;
+    Ok(LoadedTranslator {
+        config,
+        model,
+        source,
+        target,
+        dir: dir.to_path_buf(),
+    })
+}
+
 /// The folder's `model.safetensors`; a pickle in its place is refused, never read.
 fn weights_file(dir: &Path) -> Result<PathBuf> {
     let weights = dir.join(WEIGHTS_FILE);
@@ -205,6 +268,65 @@ pub fn check_fits_in_memory(bytes: u64) -> Result<()> {
     Ok(())
 }
 
+/// A weights file read into memory, to build a model from through [`CheckedTensors`].
+struct WeightsFile {
+    backend: CheckedTensors,
+    first_error: Arc<Mutex<Option<GlassboxError>>>,
+    device: Device,
+}
+
+impl WeightsFile {
+    /// Reads the header, checks the memory loading needs, then reads the tensors.
+    fn open(weights: &Path, device: &Device) -> Result<(SafetensorsHeader, Self)> {
+        let header = read_header(weights)?;
+        let file_len = std::fs::metadata(weights)
+            .map_err(|e| GlassboxError::io(weights, e))?
+            .len();
+        // Checked before reading: an allocation that fails would abort the process.
+        check_fits_in_memory(load_peak_bytes(file_len, &header))?;
+        let corrupt = |e: &dyn std::fmt::Display| GlassboxError::CorruptSafetensors {
+            path: weights.to_path_buf(),
+            message: e.to_string(),
+        };
+        let bytes = std::fs::read(weights).map_err(|e| GlassboxError::io(weights, e))?;
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(&e))?;
+        let tensors =
+            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupt(&e))?;
+        let first_error = Arc::new(Mutex::new(None));
+        let backend = CheckedTensors {
+            tensors,
+            path: weights.to_path_buf(),
+            first_error: first_error.clone(),
+        };
+        let file = Self {
+            backend,
+            first_error,
+            device: device.clone(),
+        };
+        Ok((header, file))
+    }
+
+    /// Builds a model from the tensors; a problem comes back as the typed error that names the
+    /// file and the tensor (the VarBuilder only carries candle's strings).
+    fn build<T>(
+        self,
+        make: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<T>,
+    ) -> Result<T> {
+        let vb = VarBuilder::from_backend(Box::new(self.backend), DType::F32, self.device);
+        make(vb).map_err(|e| {
+            let typed = self
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|mut slot| slot.take());
+            typed.unwrap_or(GlassboxError::Candle(e))
+        })
+    }
+}
+
+/// A safetensors header: tensor name → (dtype, shape).
+type SafetensorsHeader = BTreeMap<String, (String, Vec<usize>)>;
+
 /// Loads `weights` for `config`. The architecture may be upgraded when the file carries more
 /// heads than config.json names (the Hub's `bert-base-uncased` says `BertForMaskedLM` but also
 /// ships the NSP head).
@@ -213,46 +335,11 @@ pub fn load_weights(
     weights: &Path,
     device: &Device,
 ) -> Result<(ModelConfig, Model, TensorShapes)> {
-    let header = read_header(weights)?;
-    let file_len = std::fs::metadata(weights)
-        .map_err(|e| GlassboxError::io(weights, e))?
-        .len();
-    // Checked before reading: an allocation that fails would abort the process.
-    check_fits_in_memory(load_peak_bytes(file_len, &header))?;
-
-    let bytes = std::fs::read(weights).map_err(|e| GlassboxError::io(weights, e))?;
-    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        GlassboxError::CorruptSafetensors {
-            path: weights.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
-        GlassboxError::CorruptSafetensors {
-            path: weights.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
-    drop(bytes);
-
+    let (header, weights_vb) = WeightsFile::open(weights, device)?;
     let names: HashSet<&str> = header.keys().map(String::as_str).collect();
     upgrade_architecture(&mut config, &names);
     let prefix = detect_prefix(&config, &names);
-    let first_error = Arc::new(Mutex::new(None));
-    let backend = CheckedTensors {
-        tensors,
-        path: weights.to_path_buf(),
-        first_error: first_error.clone(),
-    };
-    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
-    let model = match Model::new(vb, &config, prefix) {
-        Ok(model) => model,
-        // Prefer our typed error: the VarBuilder only carries candle's string errors.
-        Err(e) => {
-            let typed = first_error.lock().ok().and_then(|mut slot| slot.take());
-            return Err(typed.unwrap_or(GlassboxError::Candle(e)));
-        }
-    };
+    let model = weights_vb.build(|vb| Model::new(vb, &config, prefix))?;
     check_no_extra_layers(&config, &header, weights)?;
     // A bias-free GPT is stored with zero biases for `transformers`; they are not its parameters.
     let padding: HashSet<String> = zero_bias_padding(&config)

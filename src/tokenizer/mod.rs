@@ -8,6 +8,7 @@
 
 mod byte_level;
 mod explain;
+pub mod sentencepiece;
 mod train;
 
 use std::collections::{BTreeMap, HashMap};
