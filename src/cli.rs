@@ -100,14 +100,6 @@ pub fn inspect(
     dump: Option<PathBuf>,
     device: &str,
 ) -> Result<()> {
-    if checkpoint::is_marian_dir(dir) {
-        bail!(
-            "{} is an encoder–decoder (Marian) model: `glassbox translate --model {} --text ...` \
-             translates with it; inspect does not trace encoder–decoders yet",
-            dir.display(),
-            dir.display()
-        );
-    }
     let device = glassbox::device::parse_device(device)?;
     let loaded = load_dir(dir, &device)?;
     let inspection = inspect_text(&loaded, text, pair, k)?;
@@ -216,6 +208,74 @@ pub fn generate(
         stdout.flush().ok();
     })?;
     println!();
+    Ok(())
+}
+
+/// `glassbox inspect` on an encoder–decoder: tokens on both sides, for each target token the
+/// source token its cross-attention weighs most, and optionally every tensor.
+pub fn inspect_translation(
+    dir: &Path,
+    source: &str,
+    target: Option<&str>,
+    json: bool,
+    dump: Option<PathBuf>,
+    device: &str,
+) -> Result<()> {
+    let device = glassbox::device::parse_device(device)?;
+    let loaded = checkpoint::load_translator(dir, &device)?;
+    let inspection = glassbox::translate::inspect_translation(&loaded, source, target)?;
+    if let Some(path) = &dump {
+        write_safetensors(path, &inspection.reference_tensors()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let alignment = inspection.alignment()?;
+    if json {
+        let value = serde_json::json!({
+            "model": dir.display().to_string(),
+            "architecture": "MarianMTModel",
+            "source_tokens": inspection.source_tokens,
+            "input_ids": inspection.source_ids,
+            "target_tokens": inspection.target_tokens,
+            "labels": inspection.target_ids,
+            "decoder_input_ids": inspection.decoder_input_ids,
+            "teacher_forced": inspection.teacher_forced,
+            "alignment": alignment,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{} (MarianMTModel), {} source tokens, {} target tokens ({})",
+        dir.display(),
+        inspection.source_ids.len(),
+        inspection.target_ids.len(),
+        if inspection.teacher_forced {
+            "the given target, teacher-forced"
+        } else {
+            "the greedy translation"
+        }
+    );
+    println!("\nsource:");
+    for (i, (token, id)) in inspection
+        .source_tokens
+        .iter()
+        .zip(&inspection.source_ids)
+        .enumerate()
+    {
+        println!("{i:>4} {id:>8}  {token}");
+    }
+    println!(
+        "\ntarget token → the source token its cross-attention weighs most (last layer, mean of heads):"
+    );
+    for (i, a) in alignment.iter().enumerate() {
+        println!(
+            "{i:>4}  {:<14} → {:<14} (position {}, {:.2})",
+            a.target, a.source, a.source_position, a.weight
+        );
+    }
+    if let Some(path) = dump {
+        println!("\ntensors written to {}", path.display());
+    }
     Ok(())
 }
 

@@ -54,6 +54,9 @@ enum Command {
         /// Second segment (BERT sentence pairs, next-sentence prediction, QA context).
         #[arg(long)]
         pair: Option<String>,
+        /// Encoder–decoder models: the target, teacher-forced (default: the greedy translation).
+        #[arg(long, conflicts_with = "pair")]
+        target: Option<String>,
         /// How many predictions to show (at least 1).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         top_k: u32,
@@ -135,19 +138,39 @@ fn main() {
             model,
             text,
             pair,
+            target,
             top_k,
             json,
             dump,
             device,
-        }) => cli::inspect(
-            &model,
-            &text,
-            pair.as_deref(),
-            top_k as usize,
+        }) if glassbox::model::checkpoint::is_marian_dir(&model) => {
+            let _ = (pair, top_k); // a sentence pair and top-k are for encoder-only/decoder models
+            cli::inspect_translation(&model, &text, target.as_deref(), json, dump, &device)
+        }
+        Some(Command::Inspect {
+            model,
+            text,
+            pair,
+            target,
+            top_k,
             json,
             dump,
-            &device,
-        ),
+            device,
+        }) => match target {
+            Some(_) => Err(anyhow::anyhow!(
+                "--target is for encoder–decoder (translation) models; {} is not one",
+                model.display()
+            )),
+            None => cli::inspect(
+                &model,
+                &text,
+                pair.as_deref(),
+                top_k as usize,
+                json,
+                dump,
+                &device,
+            ),
+        },
         Some(Command::Generate {
             model,
             prompt,

@@ -47,3 +47,154 @@ pub fn translate(
         tokens,
     })
 }
+
+/// One source sentence and one target through the encoder–decoder with the trace on.
+#[derive(Debug, Clone)]
+pub struct TranslationInspection {
+    pub source_ids: Vec<u32>,
+    pub source_tokens: Vec<String>,
+    /// The target tokens the decoder predicts (the labels, `</s>` last).
+    pub target_ids: Vec<u32>,
+    pub target_tokens: Vec<String>,
+    /// What the decoder reads: the start token, then the target without its last token.
+    pub decoder_input_ids: Vec<u32>,
+    /// Whether the target was given (teacher forcing) or is the greedy translation.
+    pub teacher_forced: bool,
+    pub trace: crate::model::marian::Seq2SeqTrace,
+    /// `[1, target, vocab]`
+    pub logits: candle_core::Tensor,
+}
+
+/// For each target token, the source token its cross-attention weighs most.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Alignment {
+    pub target: String,
+    pub source: String,
+    pub source_position: usize,
+    pub weight: f32,
+}
+
+/// Runs `source` (and `target`, teacher-forced as `transformers` does it; without one, the greedy
+/// translation) through the model with the trace on.
+pub fn inspect_translation(
+    loaded: &LoadedTranslator,
+    source: &str,
+    target: Option<&str>,
+) -> Result<TranslationInspection> {
+    let encoded = loaded.source.encode(source)?;
+    if encoded.ids.len() <= 1 {
+        return Err(GlassboxError::InvalidInput(
+            "the source text is empty: there is nothing to translate".into(),
+        ));
+    }
+    let (target_ids, target_tokens, teacher_forced) = match target {
+        Some(text) => {
+            let t = loaded.target.encode(text)?;
+            (t.ids, t.tokens, true)
+        }
+        None => {
+            let t = translate(loaded, source, loaded.config.max_position_embeddings)?;
+            (t.ids, t.tokens, false)
+        }
+    };
+    let positions = loaded.config.max_position_embeddings;
+    for (what, len) in [("source", encoded.ids.len()), ("target", target_ids.len())] {
+        if len > positions {
+            return Err(GlassboxError::InvalidInput(format!(
+                "the {what} is {len} tokens long; this model reads at most {positions}"
+            )));
+        }
+    }
+    // Shifted right: the decoder reads the start token and predicts each target token.
+    let mut decoder_input_ids = vec![loaded.config.decoder_start_token_id];
+    decoder_input_ids.extend_from_slice(&target_ids[..target_ids.len() - 1]);
+    let device = loaded.model.shared.weight.device();
+    let input = candle_core::Tensor::new(encoded.ids.as_slice(), device)?.unsqueeze(0)?; // [1, s]
+    let decoder_input =
+        candle_core::Tensor::new(decoder_input_ids.as_slice(), device)?.unsqueeze(0)?; // [1, t]
+    let mut trace = crate::model::marian::Seq2SeqTrace::default();
+    let logits = loaded
+        .model
+        .forward(&input, &decoder_input, Some(&mut trace))?;
+    Ok(TranslationInspection {
+        source_ids: encoded.ids,
+        source_tokens: encoded.tokens,
+        target_ids,
+        target_tokens,
+        decoder_input_ids,
+        teacher_forced,
+        trace,
+        logits,
+    })
+}
+
+impl TranslationInspection {
+    /// For each target token, the source token that the last layer's cross-attention (mean over
+    /// heads) weighs most: the word alignment the model learned.
+    pub fn alignment(&self) -> Result<Vec<Alignment>> {
+        let Some(last) = self.trace.cross_attentions().pop() else {
+            return Ok(Vec::new());
+        };
+        let mean = last.squeeze(0)?.mean(0)?; // [target, source]
+        let rows = mean.to_vec2::<f32>()?;
+        Ok(rows
+            .iter()
+            .zip(&self.target_tokens)
+            .map(|(row, target)| {
+                let position = crate::generate::argmax(row);
+                Alignment {
+                    target: target.clone(),
+                    source: self
+                        .source_tokens
+                        .get(position)
+                        .cloned()
+                        .unwrap_or_default(),
+                    source_position: position,
+                    weight: row.get(position).copied().unwrap_or(0.0),
+                }
+            })
+            .collect())
+    }
+
+    /// Every recorded tensor, named and shaped as `transformers` returns them for one sequence
+    /// (batch dimension dropped): `input_ids`, `decoder_input_ids`, `encoder_hidden_states.{i}`,
+    /// `encoder_attentions.{l}`, `decoder_hidden_states.{i}`, `decoder_attentions.{l}`,
+    /// `cross_attentions.{l}`, `logits`.
+    pub fn reference_tensors(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, candle_core::Tensor>> {
+        use candle_core::Tensor;
+        let device = self.logits.device();
+        let as_i64 = |ids: &[u32]| -> Result<Tensor> {
+            let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+            Ok(Tensor::new(ids.as_slice(), device)?)
+        };
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("input_ids".to_string(), as_i64(&self.source_ids)?);
+        out.insert(
+            "decoder_input_ids".to_string(),
+            as_i64(&self.decoder_input_ids)?,
+        );
+        let stacks = [
+            ("encoder_hidden_states", &self.trace.encoder.hidden_states),
+            ("decoder_hidden_states", &self.trace.decoder.hidden_states),
+        ];
+        for (name, states) in stacks {
+            for (i, h) in states.iter().enumerate() {
+                out.insert(format!("{name}.{i}"), h.squeeze(0)?);
+            }
+        }
+        let attentions = [
+            ("encoder_attentions", self.trace.encoder.attentions()),
+            ("decoder_attentions", self.trace.decoder.attentions()),
+            ("cross_attentions", self.trace.cross_attentions()),
+        ];
+        for (name, maps) in attentions {
+            for (l, a) in maps.iter().enumerate() {
+                out.insert(format!("{name}.{l}"), a.squeeze(0)?);
+            }
+        }
+        out.insert("logits".to_string(), self.logits.squeeze(0)?);
+        Ok(out)
+    }
+}

@@ -225,13 +225,62 @@ fn translate_gives_the_transformers_greedy_translation() {
     ]);
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("empty"));
-    let inspect = glassbox(&[
+}
+
+/// `glassbox inspect --target` on the Marian fixture: the dump reproduces every reference
+/// tensor of the first case, and the summary aligns each target token with a source token.
+#[test]
+fn inspect_translation_dump_reproduces_the_marian_fixture() {
+    let reference = common::reference_json("marian");
+    let case = &reference["cases"][0];
+    let dump = temp_dir("cli-marian-dump").join("t.safetensors");
+    let model = fixture("marian");
+    let output = glassbox(&[
         "inspect",
         "--model",
         model.to_str().unwrap(),
         "--text",
-        "hi",
+        case["source"].as_str().unwrap(),
+        "--target",
+        case["target"].as_str().unwrap(),
+        "--dump",
+        dump.to_str().unwrap(),
     ]);
-    assert!(!inspect.status.success());
-    assert!(String::from_utf8_lossy(&inspect.stderr).contains("glassbox translate"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ours = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
+    let expected = reference_tensors("marian");
+    let mut compared = 0;
+    for (key, tensor) in expected.iter().filter(|(k, _)| k.starts_with("case0.")) {
+        let name = &key["case0.".len()..];
+        if name == "labels" || name == "generated_ids" {
+            continue;
+        }
+        let diff = max_abs_diff(&ours[name], tensor);
+        assert!(diff <= 1e-4, "{name}: {diff}");
+        compared += 1;
+    }
+    assert_eq!(compared, 15);
+    let text = stdout(&output);
+    assert!(text.contains("cross-attention"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("▁souris") && l.contains('→')),
+        "{text}"
+    );
+    // --target on a model without a decoder that reads a source is refused.
+    let wrong = glassbox(&[
+        "inspect",
+        "--model",
+        fixture("gpt2").to_str().unwrap(),
+        "--text",
+        "hi",
+        "--target",
+        "salut",
+    ]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("encoder–decoder"));
 }

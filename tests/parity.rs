@@ -90,23 +90,17 @@ fn gpt2_argmax_next_tokens_match() {
     }
 }
 
-/// The encoder–decoder (`MarianMTModel`): every encoder, decoder and cross-attention tensor of
-/// every case, teacher-forced with the reference `decoder_input_ids`, and the greedy translation
-/// (made with the key/value cache) id for id.
+/// The encoder–decoder (`MarianMTModel`): source and target through the SentencePiece
+/// tokenizers, teacher-forced as `transformers` does it, then every encoder, decoder and
+/// cross-attention tensor of every case; and the greedy translation (made with the key/value
+/// cache) id for id.
 #[test]
 fn marian_matches_transformers() {
-    use candle_core::{DType, Tensor};
-    use glassbox::model::marian::{Marian, MarianConfig, Seq2SeqTrace};
-    let dir = fixture("marian");
-    let config_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let config = MarianConfig::from_hf_json(&config_json).expect("marian config");
-    let weights =
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-    let model = Marian::new(vb, &config).expect("marian builds");
+    use glassbox::model::checkpoint::load_translator;
+    use glassbox::translate::{inspect_translation, translate};
+    let loaded = load_translator(&fixture("marian"), &Device::Cpu).expect("marian loads");
     let expected = reference_tensors("marian");
-    let cases = reference_json("marian")["cases"].as_array().unwrap().len();
+    let reference = reference_json("marian");
     let ids = |key: &str| -> Vec<u32> {
         expected[key]
             .to_vec1::<i64>()
@@ -116,51 +110,43 @@ fn marian_matches_transformers() {
             .collect()
     };
     let mut worst = 0f32;
-    for case in 0..cases {
+    for (case, texts) in reference["cases"].as_array().unwrap().iter().enumerate() {
         let p = format!("case{case}.");
-        let source = ids(&format!("{p}input_ids"));
-        let target = ids(&format!("{p}decoder_input_ids"));
-        let input_ids = Tensor::new(source.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let decoder_input_ids = Tensor::new(target.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let mut trace = Seq2SeqTrace::default();
-        let logits = model
-            .forward(&input_ids, &decoder_input_ids, Some(&mut trace))
-            .unwrap();
-        let mut ours: Vec<(String, Tensor)> = vec![("logits".into(), logits)];
-        for (i, h) in trace.encoder.hidden_states.iter().enumerate() {
-            ours.push((format!("encoder_hidden_states.{i}"), h.clone()));
-        }
-        for (i, h) in trace.decoder.hidden_states.iter().enumerate() {
-            ours.push((format!("decoder_hidden_states.{i}"), h.clone()));
-        }
-        for (l, a) in trace.encoder.attentions().into_iter().enumerate() {
-            ours.push((format!("encoder_attentions.{l}"), a));
-        }
-        for (l, a) in trace.decoder.attentions().into_iter().enumerate() {
-            ours.push((format!("decoder_attentions.{l}"), a));
-        }
-        for (l, a) in trace.cross_attentions().into_iter().enumerate() {
-            ours.push((format!("cross_attentions.{l}"), a));
-        }
-        assert_eq!(ours.len(), 1 + 3 + 3 + 2 + 2 + 2);
-        for (name, tensor) in ours {
-            let reference = &expected[&format!("{p}{name}")];
-            let diff = max_abs_diff(&tensor.squeeze(0).unwrap(), reference);
+        let source = texts["source"].as_str().unwrap();
+        let target = texts["target"].as_str().unwrap();
+        let inspection = inspect_translation(&loaded, source, Some(target)).unwrap();
+        assert_eq!(inspection.source_ids, ids(&format!("{p}input_ids")));
+        assert_eq!(inspection.target_ids, ids(&format!("{p}labels")));
+        let ours = inspection.reference_tensors().unwrap();
+        let mut compared = 0;
+        for (key, reference_tensor) in expected.iter().filter(|(k, _)| k.starts_with(&p)) {
+            let name = &key[p.len()..];
+            if name == "labels" || name == "generated_ids" {
+                continue;
+            }
+            let tensor = ours
+                .get(name)
+                .unwrap_or_else(|| panic!("marian: we produce no `{name}`"));
+            let diff = max_abs_diff(tensor, reference_tensor);
             assert!(diff <= TOLERANCE, "marian case {case} {name}: {diff}");
             worst = worst.max(diff);
+            compared += 1;
         }
+        assert_eq!(compared, 2 + 3 + 3 + 2 + 2 + 2 + 1, "case {case}");
         // Greedy decoding with the cache: the same ids as `generate` (which starts with the
-        // decoder start token).
-        let generated = model.greedy(&source, 24).unwrap();
-        let reference = ids(&format!("{p}generated_ids"));
-        assert_eq!(reference[0], config.decoder_start_token_id);
-        assert_eq!(generated, reference[1..], "marian case {case} greedy ids");
+        // decoder start token), and the same text.
+        let translation = translate(&loaded, source, 24).unwrap();
+        let generated = ids(&format!("{p}generated_ids"));
+        assert_eq!(generated[0], loaded.config.decoder_start_token_id);
+        assert_eq!(
+            translation.ids,
+            generated[1..],
+            "marian case {case} greedy ids"
+        );
+        assert_eq!(
+            translation.translation,
+            texts["generated_text"].as_str().unwrap()
+        );
     }
     eprintln!("marian: worst difference {worst:e}");
 }
