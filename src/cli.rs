@@ -91,6 +91,58 @@ pub fn tokenize(path: &Path, text: &str, explain: bool, json: bool) -> Result<()
     Ok(())
 }
 
+/// `glassbox tokenize` on a Marian folder: the source side (or `--target`) SentencePiece model.
+pub fn tokenize_sentencepiece(
+    dir: &Path,
+    text: &str,
+    target: bool,
+    explain: bool,
+    json: bool,
+) -> Result<()> {
+    let side = if target { "target.spm" } else { "source.spm" };
+    let tokenizer = glassbox::tokenizer::sentencepiece::SentencePiece::from_files(
+        &dir.join(side),
+        &dir.join("vocab.json"),
+    )?;
+    let encoded = tokenizer.encode(text)?;
+    let explanation = if explain {
+        Some(tokenizer.explain(text, 5)?)
+    } else {
+        None
+    };
+    if json {
+        let value = serde_json::json!({
+            "kind": "Unigram",
+            "side": side,
+            "tokens": encoded.tokens,
+            "ids": encoded.ids,
+            "explain": explanation,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "SentencePiece Unigram tokenizer ({side}), {} tokens",
+        encoded.ids.len()
+    );
+    for (token, id) in encoded.tokens.iter().zip(&encoded.ids) {
+        println!("{id:>8}  {token}");
+    }
+    if let Some(words) = explanation {
+        println!();
+        for word in words {
+            println!("{:?} -> {:?}", word.word, word.chosen);
+            for candidate in &word.candidates {
+                println!("    {:>9.3}  {:?}", candidate.score, candidate.pieces);
+            }
+            if word.candidates.is_empty() {
+                println!("    no segmentation into known pieces: unknown characters become <unk>");
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn inspect(
     dir: &Path,
     text: &str,

@@ -34,12 +34,15 @@ enum Command {
     },
     /// Split a text into tokens.
     Tokenize {
-        /// tokenizer.json, or a model folder containing one.
+        /// tokenizer.json, or a model folder containing one (or a Marian folder's .spm files).
         #[arg(long)]
         tokenizer: PathBuf,
         #[arg(long)]
         text: String,
-        /// Show the BPE merges / WordPiece steps that made each token.
+        /// Marian folders: the target side's tokenizer (default: the source side's).
+        #[arg(long)]
+        target: bool,
+        /// Show the BPE merges / WordPiece steps / Unigram candidates that made each token.
         #[arg(long)]
         explain: bool,
         #[arg(long)]
@@ -131,9 +134,28 @@ fn main() {
         Some(Command::Tokenize {
             tokenizer,
             text,
+            target,
             explain,
             json,
-        }) => cli::tokenize(&tokenizer, &text, explain, json),
+        }) if tokenizer.join("vocab.json").is_file()
+            && (tokenizer.join("source.spm").is_file()
+                || tokenizer.join("target.spm").is_file()) =>
+        {
+            cli::tokenize_sentencepiece(&tokenizer, &text, target, explain, json)
+        }
+        Some(Command::Tokenize {
+            tokenizer,
+            text,
+            target,
+            explain,
+            json,
+        }) => match target {
+            true => Err(anyhow::anyhow!(
+                "--target is for translation models' folders (source.spm / target.spm); {} has none",
+                tokenizer.display()
+            )),
+            false => cli::tokenize(&tokenizer, &text, explain, json),
+        },
         Some(Command::Inspect {
             model,
             text,

@@ -284,3 +284,44 @@ fn inspect_translation_dump_reproduces_the_marian_fixture() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("encoder–decoder"));
 }
+
+/// `glassbox tokenize` on a Marian folder: source side by default, `--target` for the other,
+/// the ids `MarianTokenizer` gives, and `--explain` ranks Unigram's candidate segmentations
+/// with the chosen one first.
+#[test]
+fn tokenize_reads_marian_sentencepiece_models() {
+    let reference = common::reference_json("marian");
+    let case = &reference["tokenizer_cases"][0];
+    let model = fixture("marian");
+    for (flag, key) in [(None, "source_ids"), (Some("--target"), "target_ids")] {
+        let mut args = vec![
+            "tokenize",
+            "--tokenizer",
+            model.to_str().unwrap(),
+            "--text",
+            case["text"].as_str().unwrap(),
+            "--json",
+            "--explain",
+        ];
+        args.extend(flag);
+        let output = glassbox(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(json["ids"], case[key], "{key}");
+        for word in json["explain"].as_array().unwrap() {
+            let candidates = word["candidates"].as_array().unwrap();
+            if let Some(first) = candidates.first() {
+                assert_eq!(first["pieces"], word["chosen"], "{word}");
+            }
+            let scores: Vec<f64> = candidates
+                .iter()
+                .map(|c| c["score"].as_f64().unwrap())
+                .collect();
+            assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+        }
+    }
+}

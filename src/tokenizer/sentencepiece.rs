@@ -384,6 +384,86 @@ impl SentencePiece {
     }
 }
 
+/// One way to cut a word into pieces, with its score (the sum of the pieces' log-probabilities).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Segmentation {
+    pub pieces: Vec<String>,
+    pub score: f64,
+}
+
+/// How Unigram chose a word's pieces: the best candidate segmentations, best first. The first
+/// is the one encoding uses (unless the word needs `<unk>`, when no candidate covers it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WordChoice {
+    pub word: String,
+    pub candidates: Vec<Segmentation>,
+    pub chosen: Vec<String>,
+}
+
+impl SentencePiece {
+    /// For each word of `text` (after normalization), the `n` best segmentations into known
+    /// pieces with their scores, and the pieces encoding chose.
+    pub fn explain(&self, text: &str, n: usize) -> Result<Vec<WordChoice>> {
+        let scores: HashMap<&str, f64> = self
+            .model
+            .pieces
+            .iter()
+            .filter(|p| matches!(p.kind, PieceType::Normal | PieceType::UserDefined))
+            .map(|p| (p.piece.as_str(), f64::from(p.score)))
+            .collect();
+        let normalized = self.normalize(text);
+        split_before_marks(&normalized)
+            .into_iter()
+            .map(|word| {
+                let chosen = self
+                    .unigram
+                    .encode(word)
+                    .map_err(|e| GlassboxError::Tokenizer(e.to_string()))?;
+                Ok(WordChoice {
+                    word: word.to_string(),
+                    candidates: n_best(word, &scores, n),
+                    chosen,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The `n` highest-scoring ways to cut `word` into pieces of `scores` (a k-best Viterbi: for
+/// each end position, the `n` best paths that reach it).
+fn n_best(word: &str, scores: &HashMap<&str, f64>, n: usize) -> Vec<Segmentation> {
+    let bounds: Vec<usize> = word
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([word.len()])
+        .collect();
+    // best[k]: up to n (score, pieces) for the prefix ending at bounds[k].
+    let mut best: Vec<Vec<(f64, Vec<String>)>> = vec![Vec::new(); bounds.len()];
+    best[0].push((0.0, Vec::new()));
+    for end in 1..bounds.len() {
+        let mut found = Vec::new();
+        for start in 0..end {
+            let piece = &word[bounds[start]..bounds[end]];
+            let Some(&score) = scores.get(piece) else {
+                continue;
+            };
+            for (prefix_score, pieces) in &best[start] {
+                let mut pieces = pieces.clone();
+                pieces.push(piece.to_string());
+                found.push((prefix_score + score, pieces));
+            }
+        }
+        found.sort_by(|a, b| b.0.total_cmp(&a.0));
+        found.truncate(n);
+        best[end] = found;
+    }
+    best.pop()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(score, pieces)| Segmentation { pieces, score })
+        .collect()
+}
+
 /// `▁a▁bc` → [`▁a`, `▁bc`]; text before the first mark is a word of its own.
 fn split_before_marks(text: &str) -> Vec<&str> {
     let mut words = Vec::new();
@@ -409,6 +489,28 @@ mod tests {
         assert_eq!(split_before_marks("▁a▁bc"), vec!["▁a", "▁bc"]);
         assert_eq!(split_before_marks("x▁y"), vec!["x", "▁y"]);
         assert_eq!(split_before_marks("▁▁a"), vec!["▁", "▁a"]);
+    }
+
+    #[test]
+    fn n_best_ranks_segmentations_by_score() {
+        let scores = HashMap::from([
+            ("▁", -1.0),
+            ("a", -2.0),
+            ("b", -2.0),
+            ("ab", -2.5),
+            ("▁a", -1.5),
+        ]);
+        let best = n_best("▁ab", &scores, 3);
+        let pieces: Vec<Vec<&str>> = best
+            .iter()
+            .map(|s| s.pieces.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(
+            pieces,
+            vec![vec!["▁", "ab"], vec!["▁a", "b"], vec!["▁", "a", "b"]]
+        );
+        assert_eq!(best[0].score, -3.5);
+        assert!(n_best("▁z", &scores, 3).is_empty());
     }
 
     #[test]
