@@ -12,26 +12,49 @@ pub struct Translation {
     pub tokens: Vec<String>,
 }
 
-/// Translates `text` greedily, writing at most `max_new_tokens` target tokens.
-pub fn translate(
+/// The source text through the source tokenizer, refused when empty or longer than the
+/// model's positions.
+fn encode_source(
     loaded: &LoadedTranslator,
     text: &str,
-    max_new_tokens: usize,
-) -> Result<Translation> {
+) -> Result<crate::tokenizer::sentencepiece::SpmEncoding> {
     let source = loaded.source.encode(text)?;
     if source.ids.len() <= 1 {
         return Err(GlassboxError::InvalidInput(
             "the source text is empty: there is nothing to translate".into(),
         ));
     }
+    check_length(loaded, "source", source.ids.len())?;
+    Ok(source)
+}
+
+fn check_length(loaded: &LoadedTranslator, what: &str, len: usize) -> Result<()> {
     let positions = loaded.config.max_position_embeddings;
-    if source.ids.len() > positions {
+    if len > positions {
         return Err(GlassboxError::InvalidInput(format!(
-            "the source is {} tokens long; this model reads at most {positions}",
-            source.ids.len()
+            "the {what} is {len} tokens long; this model reads at most {positions}"
         )));
     }
-    let ids = loaded.model.greedy(&source.ids, max_new_tokens)?;
+    Ok(())
+}
+
+/// Translates `text` greedily, writing at most `max_new_tokens` target tokens.
+pub fn translate(
+    loaded: &LoadedTranslator,
+    text: &str,
+    max_new_tokens: usize,
+) -> Result<Translation> {
+    let source = encode_source(loaded, text)?;
+    greedy_translation(loaded, &source.ids, max_new_tokens)
+}
+
+/// Greedy ids and their pieces for already encoded source ids.
+fn greedy_translation(
+    loaded: &LoadedTranslator,
+    source_ids: &[u32],
+    max_new_tokens: usize,
+) -> Result<Translation> {
+    let ids = loaded.model.greedy(source_ids, max_new_tokens)?;
     let tokens = ids
         .iter()
         .map(|&id| {
@@ -81,30 +104,20 @@ pub fn inspect_translation(
     source: &str,
     target: Option<&str>,
 ) -> Result<TranslationInspection> {
-    let encoded = loaded.source.encode(source)?;
-    if encoded.ids.len() <= 1 {
-        return Err(GlassboxError::InvalidInput(
-            "the source text is empty: there is nothing to translate".into(),
-        ));
-    }
+    // Encoded once: the greedy translation (when no target is given) reuses the source ids.
+    let encoded = encode_source(loaded, source)?;
     let (target_ids, target_tokens, teacher_forced) = match target {
         Some(text) => {
             let t = loaded.target.encode(text)?;
             (t.ids, t.tokens, true)
         }
         None => {
-            let t = translate(loaded, source, loaded.config.max_position_embeddings)?;
+            let positions = loaded.config.max_position_embeddings;
+            let t = greedy_translation(loaded, &encoded.ids, positions)?;
             (t.ids, t.tokens, false)
         }
     };
-    let positions = loaded.config.max_position_embeddings;
-    for (what, len) in [("source", encoded.ids.len()), ("target", target_ids.len())] {
-        if len > positions {
-            return Err(GlassboxError::InvalidInput(format!(
-                "the {what} is {len} tokens long; this model reads at most {positions}"
-            )));
-        }
-    }
+    check_length(loaded, "target", target_ids.len())?;
     // Shifted right: the decoder reads the start token and predicts each target token.
     let mut decoder_input_ids = vec![loaded.config.decoder_start_token_id];
     decoder_input_ids.extend_from_slice(&target_ids[..target_ids.len() - 1]);
