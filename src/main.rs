@@ -165,34 +165,27 @@ fn main() {
             json,
             dump,
             device,
-        }) if glassbox::model::checkpoint::is_marian_dir(&model) => {
-            let _ = (pair, top_k); // a sentence pair and top-k are for encoder-only/decoder models
-            cli::inspect_translation(&model, &text, target.as_deref(), json, dump, &device)
+        }) => {
+            if glassbox::model::checkpoint::is_marian_dir(&model) {
+                // A sentence pair and top-k belong to encoder-only and decoder-only models.
+                cli::inspect_translation(&model, &text, target.as_deref(), json, dump, &device)
+            } else if target.is_some() {
+                Err(anyhow::anyhow!(
+                    "--target is for encoder–decoder (translation) models; {} is not one",
+                    model.display()
+                ))
+            } else {
+                cli::inspect(
+                    &model,
+                    &text,
+                    pair.as_deref(),
+                    top_k as usize,
+                    json,
+                    dump,
+                    &device,
+                )
+            }
         }
-        Some(Command::Inspect {
-            model,
-            text,
-            pair,
-            target,
-            top_k,
-            json,
-            dump,
-            device,
-        }) => match target {
-            Some(_) => Err(anyhow::anyhow!(
-                "--target is for encoder–decoder (translation) models; {} is not one",
-                model.display()
-            )),
-            None => cli::inspect(
-                &model,
-                &text,
-                pair.as_deref(),
-                top_k as usize,
-                json,
-                dump,
-                &device,
-            ),
-        },
         Some(Command::Generate {
             model,
             prompt,
