@@ -105,6 +105,7 @@ pub fn inspect(
         input_ids: &input_ids,
         token_type_ids: has_segments.then_some(&token_type_ids),
         padding: None,
+        decoder_input_ids: None,
     };
     let mut trace = Trace::default();
     let output = loaded.model.forward(input, Some(&mut trace))?;

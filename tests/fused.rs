@@ -582,6 +582,7 @@ fn check_model(name: &str, padding: Option<Vec<Vec<u32>>>, tol: f32) {
                 input_ids: &ids,
                 token_type_ids: None,
                 padding: padding.as_deref(),
+                decoder_input_ids: None,
             };
             let out = model.forward(input, None).unwrap();
             let y = out.logits.clone().unwrap_or(out.last_hidden_state.clone());
@@ -610,6 +611,7 @@ fn check_model(name: &str, padding: Option<Vec<Vec<u32>>>, tol: f32) {
         input_ids: &ids,
         token_type_ids: None,
         padding: padding.as_deref(),
+        decoder_input_ids: None,
     };
     let out = model.forward(input, Some(&mut trace)).unwrap();
     let y = out.logits.unwrap_or(out.last_hidden_state);
@@ -683,6 +685,7 @@ fn check_training_step(what: &str, varmap: &VarMap, model: &Model, tol: f32) {
             input_ids: &ids,
             token_type_ids: None,
             padding: None,
+            decoder_input_ids: None,
         };
         let logits = model.forward(input, None).unwrap().logits.unwrap();
         let logits = logits.reshape((batch * seq, vocab as usize)).unwrap();

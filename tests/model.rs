@@ -122,6 +122,7 @@ fn padding_is_masked_for_bert() {
                 input_ids: &input_ids,
                 token_type_ids: None,
                 padding: Some(&padding),
+                decoder_input_ids: None,
             },
             Some(&mut trace),
         )

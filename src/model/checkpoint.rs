@@ -14,6 +14,7 @@ use candle_nn::var_builder::SimpleBackend;
 use serde::Deserialize;
 
 use super::config::{Architecture, FamilyConfig, ModelConfig};
+use super::family::StackRole;
 use super::{Model, Prefix};
 use crate::error::{GlassboxError, Result};
 use crate::tokenizer::Tokenizer;
@@ -471,54 +472,62 @@ fn upgrade_architecture(config: &mut ModelConfig, names: &HashSet<&str>) {
     };
 }
 
+/// Whether the base model's tensors sit under the family's prefix (`transformer.`, `bert.`,
+/// `model.`) or at the root (a bare base model such as all-MiniLM-L6-v2).
 fn detect_prefix(config: &ModelConfig, names: &HashSet<&str>) -> Prefix {
-    let standard = match config.family {
-        FamilyConfig::Gpt2(_) => "transformer.wte.weight",
-        FamilyConfig::Bert(_) => "bert.embeddings.word_embeddings.weight",
-        FamilyConfig::DistilBert(_) => "distilbert.embeddings.word_embeddings.weight",
-    };
-    if names.contains(standard) {
+    let prefix = format!("{}.", config.family().weight_prefix);
+    if names.iter().any(|n| n.starts_with(&prefix)) {
         Prefix::Standard
     } else {
         Prefix::None
     }
 }
 
-/// Tensors for layers beyond the config's count mean config.json and the weights disagree.
+/// Tensors for layers beyond the config's count (in any stack the family declares) mean
+/// config.json and the weights disagree.
 fn check_no_extra_layers(
     config: &ModelConfig,
     header: &BTreeMap<String, (String, Vec<usize>)>,
     weights: &Path,
 ) -> Result<()> {
-    let layers = config.num_layers();
-    let marker = match config.family {
-        FamilyConfig::Gpt2(_) => "h.",
-        FamilyConfig::Bert(_) => "encoder.layer.",
-        FamilyConfig::DistilBert(_) => "transformer.layer.",
-    };
-    let mut max_found: Option<usize> = None;
-    for name in header.keys() {
-        let rest = name
-            .strip_prefix(marker)
-            .or_else(|| name.split_once(&format!(".{marker}")).map(|(_, r)| r));
-        if let Some(index) = rest
-            .and_then(|r| r.split('.').next())
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            max_found = Some(max_found.map_or(index, |m| m.max(index)));
+    let family = config.family();
+    for stack in family.stacks {
+        let layers = config.stack_layers(stack.role);
+        // `bert.encoder.layer` is `encoder.layer` in a bare model.
+        let marker = stack
+            .layers_prefix
+            .strip_prefix(family.weight_prefix)
+            .map_or(stack.layers_prefix, |rest| rest.trim_start_matches('.'));
+        let marker = format!("{marker}.");
+        let mut max_found: Option<usize> = None;
+        for name in header.keys() {
+            let rest = name
+                .strip_prefix(marker.as_str())
+                .or_else(|| name.split_once(&format!(".{marker}")).map(|(_, r)| r));
+            if let Some(index) = rest
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                max_found = Some(max_found.map_or(index, |m| m.max(index)));
+            }
         }
-    }
-    if let Some(max) = max_found
-        && max + 1 > layers
-    {
-        return Err(GlassboxError::BadConfig {
-            path: weights.with_file_name(CONFIG_FILE),
-            message: format!(
-                "config.json says {layers} layers but {} has {} layers; config and weights disagree",
-                weights.display(),
-                max + 1
-            ),
-        });
+        if let Some(max) = max_found
+            && max + 1 > layers
+        {
+            let stack_name = match (family.stacks.len(), stack.role) {
+                (1, _) => String::new(),
+                (_, StackRole::Encoder) => " in the encoder".into(),
+                (_, StackRole::Decoder) => " in the decoder".into(),
+            };
+            return Err(GlassboxError::BadConfig {
+                path: weights.with_file_name(CONFIG_FILE),
+                message: format!(
+                    "config.json says {layers} layers{stack_name} but {} has {} layers; config and weights disagree",
+                    weights.display(),
+                    max + 1
+                ),
+            });
+        }
     }
     Ok(())
 }

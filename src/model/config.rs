@@ -6,6 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::family::{self, Family, PositionScheme, StackRole};
+use super::marian::MarianConfig;
 use crate::error::{GlassboxError, Result};
 
 /// GPT-2 (decoder only, learned positions, pre-LayerNorm).
@@ -77,6 +79,8 @@ pub enum Architecture {
     DistilBertModel,
     /// `DistilBertForMaskedLM`.
     DistilBertForMaskedLm,
+    /// `MarianMTModel`: encoder–decoder translation.
+    MarianMt,
 }
 
 impl Architecture {
@@ -90,6 +94,7 @@ impl Architecture {
             Architecture::BertForQuestionAnswering => "BertForQuestionAnswering",
             Architecture::DistilBertModel => "DistilBertModel",
             Architecture::DistilBertForMaskedLm => "DistilBertForMaskedLM",
+            Architecture::MarianMt => "MarianMTModel",
         }
     }
 
@@ -103,6 +108,7 @@ impl Architecture {
             "BertForQuestionAnswering" => Architecture::BertForQuestionAnswering,
             "DistilBertModel" => Architecture::DistilBertModel,
             "DistilBertForMaskedLM" => Architecture::DistilBertForMaskedLm,
+            "MarianMTModel" | "MarianModel" => Architecture::MarianMt,
             _ => return None,
         })
     }
@@ -114,6 +120,19 @@ pub enum FamilyConfig {
     Gpt2(GptConfig),
     Bert(BertConfig),
     DistilBert(DistilBertConfig),
+    Marian(MarianConfig),
+}
+
+impl FamilyConfig {
+    /// What the family is: its stacks, attention kinds, norm placement, positions, heads.
+    pub fn family(&self) -> &'static Family {
+        match self {
+            FamilyConfig::Gpt2(_) => &family::GPT2,
+            FamilyConfig::Bert(_) => &family::BERT,
+            FamilyConfig::DistilBert(_) => &family::DISTILBERT,
+            FamilyConfig::Marian(_) => &family::MARIAN,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,10 +140,6 @@ pub struct ModelConfig {
     pub family: FamilyConfig,
     pub architecture: Architecture,
 }
-
-const KNOWN: &str = "gpt2 (GPT2LMHeadModel), bert (BertModel, BertForPreTraining, BertForMaskedLM, \
-                     BertForSequenceClassification, BertForQuestionAnswering), distilbert \
-                     (DistilBertModel, DistilBertForMaskedLM)";
 
 impl GptConfig {
     pub fn head_dim(&self) -> usize {
@@ -157,15 +172,25 @@ impl DistilBertConfig {
 }
 
 impl ModelConfig {
+    /// The family's declaration (see [`super::family`]).
+    pub fn family(&self) -> &'static Family {
+        self.family.family()
+    }
+
+    /// The stack that produces the output runs causal self-attention (GPT-2's, Marian's decoder).
     pub fn is_causal(&self) -> bool {
-        matches!(self.family, FamilyConfig::Gpt2(_))
+        self.family().is_causal()
     }
 
     pub fn model_type(&self) -> &'static str {
-        match self.family {
-            FamilyConfig::Gpt2(_) => "gpt2",
-            FamilyConfig::Bert(_) => "bert",
-            FamilyConfig::DistilBert(_) => "distilbert",
+        self.family().model_type
+    }
+
+    /// How this model encodes positions (DistilBERT may choose sinusoidal in its config).
+    pub fn positions(&self) -> PositionScheme {
+        match &self.family {
+            FamilyConfig::DistilBert(c) if c.sinusoidal_pos_embds => PositionScheme::Sinusoidal,
+            _ => self.family().positions,
         }
     }
 
@@ -174,14 +199,28 @@ impl ModelConfig {
             FamilyConfig::Gpt2(c) => c.n_embd,
             FamilyConfig::Bert(c) => c.hidden_size,
             FamilyConfig::DistilBert(c) => c.dim,
+            FamilyConfig::Marian(c) => c.d_model,
         }
     }
 
+    /// Layers of the stack that produces the output (an encoder–decoder's decoder; see
+    /// [`Self::stack_layers`]).
     pub fn num_layers(&self) -> usize {
         match &self.family {
             FamilyConfig::Gpt2(c) => c.n_layer,
             FamilyConfig::Bert(c) => c.num_hidden_layers,
             FamilyConfig::DistilBert(c) => c.n_layers,
+            FamilyConfig::Marian(c) => c.decoder_layers,
+        }
+    }
+
+    /// Layers in one of the family's stacks (0 for a stack it does not have).
+    pub fn stack_layers(&self, role: StackRole) -> usize {
+        match (&self.family, role) {
+            (FamilyConfig::Marian(c), StackRole::Encoder) => c.encoder_layers,
+            (FamilyConfig::Marian(c), StackRole::Decoder) => c.decoder_layers,
+            _ if self.family().stack(role).is_some() => self.num_layers(),
+            _ => 0,
         }
     }
 
@@ -190,6 +229,7 @@ impl ModelConfig {
             FamilyConfig::Gpt2(c) => c.n_head,
             FamilyConfig::Bert(c) => c.num_attention_heads,
             FamilyConfig::DistilBert(c) => c.n_heads,
+            FamilyConfig::Marian(c) => c.decoder_attention_heads,
         }
     }
 
@@ -198,6 +238,7 @@ impl ModelConfig {
             FamilyConfig::Gpt2(c) => c.vocab_size,
             FamilyConfig::Bert(c) => c.vocab_size,
             FamilyConfig::DistilBert(c) => c.vocab_size,
+            FamilyConfig::Marian(c) => c.vocab_size,
         }
     }
 
@@ -206,6 +247,7 @@ impl ModelConfig {
             FamilyConfig::Gpt2(c) => c.n_positions,
             FamilyConfig::Bert(c) => c.max_position_embeddings,
             FamilyConfig::DistilBert(c) => c.max_position_embeddings,
+            FamilyConfig::Marian(c) => c.max_position_embeddings,
         }
     }
 
@@ -220,7 +262,7 @@ impl ModelConfig {
             ConfigProblem::Unknown(found) => GlassboxError::UnknownArchitecture {
                 path: path.to_path_buf(),
                 found,
-                known: KNOWN.into(),
+                known: Family::known(),
             },
             ConfigProblem::Bad(message) => GlassboxError::BadConfig {
                 path: path.to_path_buf(),
@@ -305,6 +347,11 @@ impl ModelConfig {
                     Architecture::DistilBertModel,
                 )
             }
+            "marian" => {
+                let config = MarianConfig::from_hf_json(value).map_err(ConfigProblem::Bad)?;
+                check_activation(&config.activation_function)?;
+                (FamilyConfig::Marian(config), Architecture::MarianMt)
+            }
             other => {
                 return Err(ConfigProblem::Unknown(format!(
                     "model_type {other:?}{}",
@@ -334,6 +381,7 @@ impl ModelConfig {
                             FamilyConfig::DistilBert(_),
                             Architecture::DistilBertModel | Architecture::DistilBertForMaskedLm
                         )
+                        | (FamilyConfig::Marian(_), Architecture::MarianMt)
                 );
                 if !family_ok {
                     return Err(ConfigProblem::Bad(format!(
@@ -420,6 +468,7 @@ impl ModelConfig {
                 "pad_token_id": c.pad_token_id,
                 "tie_word_embeddings": true,
             }),
+            FamilyConfig::Marian(c) => c.to_hf_json(),
         };
         value["architectures"] = json!([self.architecture.hf_name()]);
         value["dtype"] = json!("float32");

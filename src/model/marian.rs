@@ -43,6 +43,20 @@ pub struct MarianConfig {
     pub decoder_start_token_id: u32,
     #[serde(default)]
     pub forced_eos_token_id: Option<u32>,
+    /// The decoder's own vocabulary; only differs from `vocab_size` when the two sides do not
+    /// share embeddings.
+    #[serde(default)]
+    pub decoder_vocab_size: Option<usize>,
+    /// One embedding table for the encoder, the decoder and the LM head (`model.shared`).
+    #[serde(default = "yes")]
+    pub share_encoder_decoder_embeddings: bool,
+    /// The LM head is the decoder's embedding table (no `lm_head.weight` of its own).
+    #[serde(default = "yes")]
+    pub tie_word_embeddings: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_activation() -> String {
@@ -76,7 +90,25 @@ impl MarianConfig {
         Ok(config)
     }
 
-    fn activation(&self) -> Activation {
+    /// The target side's vocabulary (rows of the LM head).
+    pub fn target_vocab_size(&self) -> usize {
+        // As `MarianMTModel`: `decoder_vocab_size` only counts when the sides do not share.
+        match self.decoder_vocab_size {
+            Some(n) if !self.share_encoder_decoder_embeddings => n,
+            _ => self.vocab_size,
+        }
+    }
+
+    /// A `config.json` that `transformers` loads as `MarianMTModel`.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["model_type"] = "marian".into();
+        value["is_encoder_decoder"] = true.into();
+        value["bad_words_ids"] = serde_json::json!([[self.pad_token_id]]);
+        value
+    }
+
+    pub fn activation(&self) -> Activation {
         Activation::from_hf(&self.activation_function)
     }
 }
@@ -171,7 +203,7 @@ impl FeedForward {
     }
 }
 
-const LAYER_NORM_EPS: f64 = 1e-5;
+pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {
@@ -342,6 +374,15 @@ pub struct Seq2SeqTrace {
 }
 
 impl Seq2SeqTrace {
+    /// As one [`Trace`]: the decoder's, with the encoder's record and the cross-attention in it.
+    pub fn into_trace(self) -> Trace {
+        Trace {
+            encoder: Some(Box::new(self.encoder)),
+            cross: self.cross,
+            ..self.decoder
+        }
+    }
+
     /// Cross-attention probabilities of every decoder layer, `[b, heads, target, source]` each.
     pub fn cross_attentions(&self) -> Vec<Tensor> {
         self.cross
@@ -355,8 +396,13 @@ impl Seq2SeqTrace {
 #[derive(Debug, Clone)]
 pub struct Marian {
     pub config: MarianConfig,
-    /// Shared by encoder, decoder and LM head `[vocab, d]`.
+    /// Shared by encoder, decoder and LM head `[vocab, d]` (the encoder's table when the two
+    /// sides do not share).
     pub shared: Embedding,
+    /// The decoder's table when it does not share the encoder's `[target_vocab, d]`.
+    decoder_embeddings: Option<Embedding>,
+    /// The LM head's own matrix when it is not tied to the decoder's embeddings `[target_vocab, d]`.
+    lm_head: Option<Tensor>,
     /// `[max_positions, d]`, read from the checkpoint when it stores them, else computed.
     encoder_positions: Tensor,
     decoder_positions: Tensor,
@@ -379,7 +425,29 @@ impl Marian {
     pub fn new(vb: VarBuilder, config: &MarianConfig) -> Result<Self> {
         let d = config.d_model;
         let model = vb.pp("model");
-        let shared = Embedding::new(model.pp("shared"), config.vocab_size, d)?;
+        let target_vocab = config.target_vocab_size();
+        // `transformers` saves the shared table once, as `model.shared.weight`; unshared sides
+        // have their own `embed_tokens`, an untied head its own `lm_head.weight`.
+        let (shared, decoder_embeddings) = if config.share_encoder_decoder_embeddings {
+            (
+                Embedding::new(model.pp("shared"), config.vocab_size, d)?,
+                None,
+            )
+        } else {
+            (
+                Embedding::new(model.pp("encoder.embed_tokens"), config.vocab_size, d)?,
+                Some(Embedding::new(
+                    model.pp("decoder.embed_tokens"),
+                    target_vocab,
+                    d,
+                )?),
+            )
+        };
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(vb.get((target_vocab, d), "lm_head.weight")?)
+        };
         let positions = |stack: &str| -> Result<Tensor> {
             let name = format!("{stack}.embed_positions.weight");
             if model.contains_tensor(&name) {
@@ -399,10 +467,29 @@ impl Marian {
             encoder_positions: positions("encoder")?,
             decoder_positions: positions("decoder")?,
             shared,
+            decoder_embeddings,
+            lm_head,
             encoder_layers,
             decoder_layers,
-            final_logits_bias: vb.get((1, config.vocab_size), "final_logits_bias")?,
+            final_logits_bias: vb.get((1, target_vocab), "final_logits_bias")?,
         })
+    }
+
+    /// The decoder's token embeddings `[target_vocab, d]`.
+    pub fn decoder_embeddings(&self) -> &Embedding {
+        self.decoder_embeddings.as_ref().unwrap_or(&self.shared)
+    }
+
+    /// The LM head's matrix `[target_vocab, d]`.
+    pub fn lm_head_matrix(&self) -> &Tensor {
+        self.lm_head
+            .as_ref()
+            .unwrap_or(&self.decoder_embeddings().weight)
+    }
+
+    /// The encoder's position table `[max_positions, d]`.
+    pub fn encoder_positions(&self) -> &Tensor {
+        &self.encoder_positions
     }
 
     fn embed_scale(&self) -> f64 {
@@ -416,6 +503,7 @@ impl Marian {
     /// Token embeddings (scaled) plus positions `start..start + s` → `[b, s, d]`.
     fn embed(
         &self,
+        table: &Embedding,
         ids: &Tensor,
         positions: &Tensor,
         start: usize,
@@ -429,7 +517,7 @@ impl Marian {
                 self.config.max_position_embeddings
             );
         }
-        let token_embeddings = (self.shared.forward(ids)? * self.embed_scale())?; // [b, s, d]
+        let token_embeddings = (table.forward(ids)? * self.embed_scale())?; // [b, s, d]
         let position_embeddings = positions.narrow(0, start, s)?.unsqueeze(0)?; // [1, s, d]
         let embedding_sum = token_embeddings.broadcast_add(&position_embeddings)?;
         if let Some(t) = trace {
@@ -443,7 +531,13 @@ impl Marian {
 
     /// The encoder: source ids `[b, s]` → its output `[b, s, d]`.
     pub fn encode(&self, input_ids: &Tensor, mut trace: Option<&mut Trace>) -> Result<Tensor> {
-        let mut x = self.embed(input_ids, &self.encoder_positions, 0, trace.as_deref_mut())?;
+        let mut x = self.embed(
+            &self.shared,
+            input_ids,
+            &self.encoder_positions,
+            0,
+            trace.as_deref_mut(),
+        )?;
         for layer in &self.encoder_layers {
             x = layer.forward(&x, &mut trace)?;
             if let Some(t) = trace.as_deref_mut() {
@@ -481,11 +575,22 @@ impl Marian {
         &self,
         decoder_input_ids: &Tensor,
         state: &mut DecoderState,
-        mut trace: Option<&mut Seq2SeqTrace>,
+        trace: Option<&mut Seq2SeqTrace>,
     ) -> Result<Tensor> {
+        Ok(self.decode_with_hidden(decoder_input_ids, state, trace)?.1)
+    }
+
+    /// [`Self::decode`], also returning the decoder's last hidden state `[b, t, d]`.
+    pub fn decode_with_hidden(
+        &self,
+        decoder_input_ids: &Tensor,
+        state: &mut DecoderState,
+        mut trace: Option<&mut Seq2SeqTrace>,
+    ) -> Result<(Tensor, Tensor)> {
         let (_, t) = decoder_input_ids.dims2()?;
         let start = state.position;
         let mut x = self.embed(
+            self.decoder_embeddings(),
             decoder_input_ids,
             &self.decoder_positions,
             start,
@@ -512,14 +617,15 @@ impl Marian {
             }
         }
         state.position += t;
-        // LM head: the shared embedding, transposed, plus the bias.
+        // LM head: the decoder's embedding table (or the head's own matrix), transposed, plus
+        // the bias.
         let logits = x
-            .broadcast_matmul(&self.shared.weight.t()?)?
+            .broadcast_matmul(&self.lm_head_matrix().t()?)?
             .broadcast_add(&self.final_logits_bias)?; // [b, t, vocab]
         if let Some(tr) = trace {
             tr.decoder.logits = Some(logits.clone());
         }
-        Ok(logits)
+        Ok((x, logits))
     }
 
     /// Teacher-forced forward: source `[b, s]` and decoder input `[b, t]` → logits `[b, t, vocab]`.
@@ -527,12 +633,24 @@ impl Marian {
         &self,
         input_ids: &Tensor,
         decoder_input_ids: &Tensor,
-        mut trace: Option<&mut Seq2SeqTrace>,
+        trace: Option<&mut Seq2SeqTrace>,
     ) -> Result<Tensor> {
+        Ok(self
+            .forward_with_hidden(input_ids, decoder_input_ids, trace)?
+            .1)
+    }
+
+    /// [`Self::forward`], also returning the decoder's last hidden state `[b, t, d]`.
+    pub fn forward_with_hidden(
+        &self,
+        input_ids: &Tensor,
+        decoder_input_ids: &Tensor,
+        mut trace: Option<&mut Seq2SeqTrace>,
+    ) -> Result<(Tensor, Tensor)> {
         let encoder_output =
             self.encode(input_ids, trace.as_deref_mut().map(|t| &mut t.encoder))?;
         let mut state = self.start_decoding(&encoder_output)?;
-        self.decode(decoder_input_ids, &mut state, trace)
+        self.decode_with_hidden(decoder_input_ids, &mut state, trace)
     }
 
     /// Greedy translation of one source sentence (ids with its `</s>`), as `transformers`'

@@ -1,11 +1,16 @@
 //! Transformer families on candle, every one instrumented.
 //!
-//! One forward per family serves training (trace off), inference and inspection (trace on).
+//! What each family *is* (stacks, attention kinds, norm placement, positions, checkpoint names,
+//! heads, trace stages) is declared as data in [`family`]; the code of each lives in its own module
+//! (`gpt.rs`, `bert.rs`, `distilbert.rs`, `marian.rs`) built from the shared pieces in `layers.rs`.
+//! [`Model::forward`] is the one entry point: training (trace off), inference and inspection
+//! (trace on). To add a family, follow the steps at the top of [`family`].
 
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
+pub mod family;
 pub mod fused;
 pub mod gpt;
 pub mod heads;
@@ -23,6 +28,7 @@ use self::distilbert::DistilBert;
 use self::gpt::Gpt2;
 use self::heads::{DistilMlmHead, LinearHead, MlmHead};
 use self::layers::Activation;
+use self::marian::{Marian, Seq2SeqTrace};
 use self::trace::Trace;
 
 /// A model of any family with the heads its architecture carries.
@@ -40,6 +46,8 @@ pub enum Model {
         encoder: DistilBert,
         mlm: Option<DistilMlmHead>,
     },
+    /// Encoder–decoder with its LM head (`MarianMTModel`).
+    Marian(Marian),
 }
 
 /// One batch of input.
@@ -51,6 +59,9 @@ pub struct ModelInput<'a> {
     pub token_type_ids: Option<&'a Tensor>,
     /// Per row, 1 for real tokens and 0 for padding; `None` means no padding.
     pub padding: Option<&'a [Vec<u32>]>,
+    /// Encoder–decoder families: the decoder's input `[b, t]` (teacher forcing); `input_ids`
+    /// is then the source.
+    pub decoder_input_ids: Option<&'a Tensor>,
 }
 
 impl<'a> ModelInput<'a> {
@@ -59,6 +70,7 @@ impl<'a> ModelInput<'a> {
             input_ids,
             token_type_ids: None,
             padding: None,
+            decoder_input_ids: None,
         }
     }
 }
@@ -171,6 +183,9 @@ impl Model {
                 };
                 Ok(Model::DistilBert { encoder, mlm })
             }
+            // The LM head and `final_logits_bias` sit beside `model.`, so Marian reads from the
+            // root whatever the prefix.
+            FamilyConfig::Marian(c) => Ok(Model::Marian(Marian::new(vb, c)?)),
         }
     }
 
@@ -228,6 +243,23 @@ impl Model {
                 }
                 out
             }
+            Model::Marian(marian) => {
+                let decoder_input_ids = input.decoder_input_ids.ok_or_else(|| {
+                    candle_core::Error::Msg(
+                        "an encoder–decoder needs decoder input ids (the target so far)".into(),
+                    )
+                })?;
+                let mut seq2seq = trace.as_ref().map(|_| Seq2SeqTrace::default());
+                let (hidden, logits) = marian.forward_with_hidden(
+                    input.input_ids,
+                    decoder_input_ids,
+                    seq2seq.as_mut(),
+                )?;
+                if let (Some(t), Some(recorded)) = (trace.as_deref_mut(), seq2seq) {
+                    *t = recorded.into_trace();
+                }
+                ModelOutput::new(hidden).with_logits(logits)
+            }
         };
         if let (Some(t), Some(logits)) = (trace, &output.logits) {
             t.logits = Some(logits.clone());
@@ -241,6 +273,7 @@ impl Model {
             Model::Gpt2(g) => &g.wte.weight,
             Model::Bert { encoder, .. } => &encoder.word_embeddings.weight,
             Model::DistilBert { encoder, .. } => &encoder.word_embeddings.weight,
+            Model::Marian(m) => &m.shared.weight,
         }
     }
 
@@ -250,6 +283,7 @@ impl Model {
             Model::Gpt2(g) => &g.wpe.weight,
             Model::Bert { encoder, .. } => &encoder.position_embeddings.weight,
             Model::DistilBert { encoder, .. } => &encoder.position_embeddings.weight,
+            Model::Marian(m) => m.encoder_positions(),
         }
     }
 }

@@ -80,6 +80,20 @@ pub enum ArchSpec {
         intermediate: u64,
         bias: bool,
     },
+    /// Encoder–decoder (the 2017 transformer, Marian): post-LayerNorm encoder and decoder layers,
+    /// each decoder layer with a cross-attention block; one token table shared by encoder,
+    /// decoder and the tied LM head; sinusoidal positions. `stored_positions`: the checkpoint
+    /// keeps the two sinusoidal tables as (frozen) parameters, as `MarianMTModel` does.
+    EncoderDecoder {
+        vocab: u64,
+        hidden: u64,
+        encoder_layers: u64,
+        decoder_layers: u64,
+        heads: u64,
+        intermediate: u64,
+        positions: u64,
+        stored_positions: bool,
+    },
 }
 
 impl ArchSpec {
@@ -90,6 +104,7 @@ impl ArchSpec {
             ArchSpec::Albert { .. } => "ALBERT",
             ArchSpec::DistilBert { .. } => "DistilBERT",
             ArchSpec::Gpt2 { .. } => "GPT-2",
+            ArchSpec::EncoderDecoder { .. } => "Encoder–decoder",
         }
     }
 
@@ -99,7 +114,8 @@ impl ArchSpec {
             | ArchSpec::Roberta { vocab, .. }
             | ArchSpec::Albert { vocab, .. }
             | ArchSpec::DistilBert { vocab, .. }
-            | ArchSpec::Gpt2 { vocab, .. } => vocab,
+            | ArchSpec::Gpt2 { vocab, .. }
+            | ArchSpec::EncoderDecoder { vocab, .. } => vocab,
         }
     }
 
@@ -109,7 +125,8 @@ impl ArchSpec {
             | ArchSpec::Roberta { hidden, .. }
             | ArchSpec::Albert { hidden, .. }
             | ArchSpec::DistilBert { hidden, .. }
-            | ArchSpec::Gpt2 { hidden, .. } => hidden,
+            | ArchSpec::Gpt2 { hidden, .. }
+            | ArchSpec::EncoderDecoder { hidden, .. } => hidden,
         }
     }
 
@@ -120,6 +137,12 @@ impl ArchSpec {
             | ArchSpec::Albert { layers, .. }
             | ArchSpec::DistilBert { layers, .. }
             | ArchSpec::Gpt2 { layers, .. } => layers,
+            // Both stacks.
+            ArchSpec::EncoderDecoder {
+                encoder_layers,
+                decoder_layers,
+                ..
+            } => encoder_layers.saturating_add(decoder_layers),
         }
     }
 
@@ -129,7 +152,8 @@ impl ArchSpec {
             | ArchSpec::Roberta { heads, .. }
             | ArchSpec::Albert { heads, .. }
             | ArchSpec::DistilBert { heads, .. }
-            | ArchSpec::Gpt2 { heads, .. } => heads,
+            | ArchSpec::Gpt2 { heads, .. }
+            | ArchSpec::EncoderDecoder { heads, .. } => heads,
         }
     }
 
@@ -140,7 +164,8 @@ impl ArchSpec {
             | ArchSpec::Roberta { intermediate, .. }
             | ArchSpec::Albert { intermediate, .. }
             | ArchSpec::DistilBert { intermediate, .. }
-            | ArchSpec::Gpt2 { intermediate, .. } => intermediate,
+            | ArchSpec::Gpt2 { intermediate, .. }
+            | ArchSpec::EncoderDecoder { intermediate, .. } => intermediate,
         }
     }
 
@@ -150,15 +175,23 @@ impl ArchSpec {
             | ArchSpec::Roberta { positions, .. }
             | ArchSpec::Albert { positions, .. }
             | ArchSpec::DistilBert { positions, .. }
-            | ArchSpec::Gpt2 { positions, .. } => positions,
+            | ArchSpec::Gpt2 { positions, .. }
+            | ArchSpec::EncoderDecoder { positions, .. } => positions,
         }
     }
 
     /// One line for titles: "L=12, H=768, heads=12, F=3072, V=30522, P=512".
     pub fn summary(&self) -> String {
+        let layers = match *self {
+            ArchSpec::EncoderDecoder {
+                encoder_layers,
+                decoder_layers,
+                ..
+            } => format!("{encoder_layers}+{decoder_layers}"),
+            _ => self.layers().to_string(),
+        };
         let mut text = format!(
-            "L={}, H={}, heads={}, F={}, V={}, P={}",
-            self.layers(),
+            "L={layers}, H={}, heads={}, F={}, V={}, P={}",
             self.hidden(),
             self.heads(),
             self.intermediate(),
@@ -205,6 +238,16 @@ impl From<&ModelConfig> for ArchSpec {
                 heads: c.n_heads as u64,
                 intermediate: c.hidden_dim as u64,
                 positions: c.max_position_embeddings as u64,
+            },
+            FamilyConfig::Marian(c) => ArchSpec::EncoderDecoder {
+                vocab: c.vocab_size as u64,
+                hidden: c.d_model as u64,
+                encoder_layers: c.encoder_layers as u64,
+                decoder_layers: c.decoder_layers as u64,
+                heads: c.decoder_attention_heads as u64,
+                intermediate: c.decoder_ffn_dim as u64,
+                positions: c.max_position_embeddings as u64,
+                stored_positions: true,
             },
         }
     }
@@ -287,6 +330,10 @@ impl Heads {
                 masked_lm: true,
                 ..none
             },
+            Architecture::MarianMt => Self {
+                lm_head: true,
+                ..none
+            },
         }
     }
 
@@ -340,6 +387,9 @@ impl From<&ModelConfig> for Heads {
 pub enum ParamGroup {
     Embeddings,
     Attention,
+    /// Encoder–decoder: the decoder's attention over the encoder output.
+    #[serde(rename = "cross_attention")]
+    CrossAttention,
     Ffn,
     #[serde(rename = "layernorm")]
     LayerNorm,
@@ -348,9 +398,10 @@ pub enum ParamGroup {
 }
 
 impl ParamGroup {
-    pub const ALL: [ParamGroup; 6] = [
+    pub const ALL: [ParamGroup; 7] = [
         ParamGroup::Embeddings,
         ParamGroup::Attention,
+        ParamGroup::CrossAttention,
         ParamGroup::Ffn,
         ParamGroup::LayerNorm,
         ParamGroup::Pooler,
@@ -362,6 +413,7 @@ impl ParamGroup {
         match self {
             ParamGroup::Embeddings => "embeddings",
             ParamGroup::Attention => "attention",
+            ParamGroup::CrossAttention => "cross_attention",
             ParamGroup::Ffn => "ffn",
             ParamGroup::LayerNorm => "layernorm",
             ParamGroup::Pooler => "pooler",
@@ -374,6 +426,7 @@ impl ParamGroup {
         match self {
             ParamGroup::Embeddings => "Embeddings",
             ParamGroup::Attention => "Attention",
+            ParamGroup::CrossAttention => "Cross-attention",
             ParamGroup::Ffn => "Feed-forward",
             ParamGroup::LayerNorm => "LayerNorm",
             ParamGroup::Pooler => "Pooler",
@@ -405,6 +458,10 @@ pub struct ParamRow {
     pub textbook_formula: String,
     pub textbook: u64,
     pub exact: u64,
+    /// Parameters that training never updates (Marian's stored sinusoidal position tables):
+    /// counted by `num_parameters()`, not by `num_parameters(only_trainable=True)`.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// Totals of one group, for a chart.
@@ -429,6 +486,9 @@ pub struct ParamBreakdown {
     pub textbook_formula: String,
     pub textbook_total: u64,
     pub exact_total: u64,
+    /// The exact total less frozen rows (`num_parameters(only_trainable=True)`).
+    #[serde(default)]
+    pub trainable_total: u64,
     /// Heads that were asked for but do not exist in this family, and similar remarks.
     pub notes: Vec<String>,
 }
@@ -480,10 +540,13 @@ pub enum Preset {
     Gpt2Large,
     Gpt2Xl,
     Gpt3_175b,
+    TransformerBase,
+    TransformerBig,
+    MarianEnFr,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 10] = [
+    pub const ALL: [Preset; 13] = [
         Preset::BertBase,
         Preset::BertLarge,
         Preset::DistilBert,
@@ -494,6 +557,9 @@ impl Preset {
         Preset::Gpt2Large,
         Preset::Gpt2Xl,
         Preset::Gpt3_175b,
+        Preset::TransformerBase,
+        Preset::TransformerBig,
+        Preset::MarianEnFr,
     ];
 
     /// The name on the command line: "bert-base", …, "gpt3-175b".
@@ -509,6 +575,9 @@ impl Preset {
             Preset::Gpt2Large => "gpt2-large",
             Preset::Gpt2Xl => "gpt2-xl",
             Preset::Gpt3_175b => "gpt3-175b",
+            Preset::TransformerBase => "transformer-base",
+            Preset::TransformerBig => "transformer-big",
+            Preset::MarianEnFr => "marian-en-fr",
         }
     }
 
@@ -524,6 +593,9 @@ impl Preset {
             Preset::Gpt2Large => "GPT-2 Large",
             Preset::Gpt2Xl => "GPT-2 XL",
             Preset::Gpt3_175b => "GPT-3 175B",
+            Preset::TransformerBase => "Transformer (base, 2017)",
+            Preset::TransformerBig => "Transformer (big, 2017)",
+            Preset::MarianEnFr => "Marian en→fr",
         }
     }
 
@@ -540,7 +612,8 @@ impl Preset {
             Preset::Gpt2Medium => Some("gpt2-medium"),
             Preset::Gpt2Large => Some("gpt2-large"),
             Preset::Gpt2Xl => Some("gpt2-xl"),
-            Preset::Gpt3_175b => None,
+            Preset::Gpt3_175b | Preset::TransformerBase | Preset::TransformerBig => None,
+            Preset::MarianEnFr => Some("Helsinki-NLP/opus-mt-en-fr"),
         }
     }
 
@@ -608,6 +681,38 @@ impl Preset {
             Preset::Gpt2Xl => gpt(1024, 1600, 48, 25),
             // GPT-3 paper, table 2.1: d_model 12288, 96 layers, 96 heads, context 2048.
             Preset::Gpt3_175b => gpt(2048, 12288, 96, 96),
+            // "Attention Is All You Need", table 3: 6 + 6 layers, a shared source–target BPE
+            // vocabulary of 37,000 tokens (WMT 2014 en-de), sinusoids computed, not stored.
+            Preset::TransformerBase => ArchSpec::EncoderDecoder {
+                vocab: 37000,
+                hidden: 512,
+                encoder_layers: 6,
+                decoder_layers: 6,
+                heads: 8,
+                intermediate: 2048,
+                positions: 512,
+                stored_positions: false,
+            },
+            Preset::TransformerBig => ArchSpec::EncoderDecoder {
+                vocab: 37000,
+                hidden: 1024,
+                encoder_layers: 6,
+                decoder_layers: 6,
+                heads: 16,
+                intermediate: 4096,
+                positions: 512,
+                stored_positions: false,
+            },
+            Preset::MarianEnFr => ArchSpec::EncoderDecoder {
+                vocab: 59514,
+                hidden: 512,
+                encoder_layers: 6,
+                decoder_layers: 6,
+                heads: 8,
+                intermediate: 2048,
+                positions: 512,
+                stored_positions: true,
+            },
         }
     }
 
@@ -615,7 +720,7 @@ impl Preset {
     /// BERT, RoBERTa, ALBERT), and the tied LM head for the GPTs.
     pub fn heads(self) -> Heads {
         match self.spec() {
-            ArchSpec::Gpt2 { .. } => Heads {
+            ArchSpec::Gpt2 { .. } | ArchSpec::EncoderDecoder { .. } => Heads {
                 lm_head: true,
                 ..Heads::none()
             },
@@ -867,6 +972,30 @@ impl Builder {
             textbook_formula: formula_text(copies, &textbook_terms),
             textbook: sum(&textbook_terms).saturating_mul(multiplier),
             exact: sum(&all).saturating_mul(multiplier),
+            frozen: false,
+        });
+    }
+
+    /// A row of parameters that are stored but never trained.
+    fn frozen(&mut self, component: &str, group: ParamGroup, terms: Vec<Term>) {
+        self.once(component, group, terms);
+        if let Some(row) = self.rows.last_mut() {
+            row.frozen = true;
+            row.formula.push_str(" (fixed sinusoids, not trained)");
+        }
+    }
+
+    /// A row that holds no parameters, shown so the table says why (a buffer, computed values).
+    fn without_parameters(&mut self, component: &str, group: ParamGroup, why: &str) {
+        self.rows.push(ParamRow {
+            component: component.to_string(),
+            group,
+            copies: 1,
+            formula: format!("0 ({why})"),
+            textbook_formula: "—".to_string(),
+            textbook: 0,
+            exact: 0,
+            frozen: false,
         });
     }
 
@@ -898,6 +1027,7 @@ impl Builder {
             textbook_formula: "—".to_string(),
             textbook: 0,
             exact: 0,
+            frozen: false,
         });
     }
 
@@ -956,6 +1086,19 @@ fn backbone_textbook_formula(spec: &ArchSpec) -> (String, Vec<Dim>) {
         }
         ArchSpec::DistilBert { .. } | ArchSpec::Gpt2 { .. } => {
             (format!("{LAYERS} + (V + P)·H"), vec![l, h, f, v, p])
+        }
+        ArchSpec::EncoderDecoder {
+            encoder_layers,
+            decoder_layers,
+            ..
+        } => {
+            // A decoder layer has two attention blocks (self and cross): 8·H².
+            let encoder = dim("Lenc", encoder_layers);
+            let decoder = dim("Ldec", decoder_layers);
+            (
+                "Lenc·(4·H² + 2·H·F) + Ldec·(8·H² + 2·H·F) + V·H".to_string(),
+                vec![encoder, decoder, h, f, v],
+            )
         }
     }
 }
@@ -1067,6 +1210,46 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
                 norm(h, bias),
             );
         }
+        ArchSpec::EncoderDecoder {
+            vocab,
+            hidden,
+            encoder_layers,
+            decoder_layers,
+            intermediate,
+            positions,
+            stored_positions,
+            ..
+        } => {
+            let h = dim("H", hidden);
+            let f = dim("F", intermediate);
+            let p = dim("P", positions);
+            builder.once(
+                "shared token embeddings (encoder, decoder, LM head)",
+                ParamGroup::Embeddings,
+                vec![matrix(dim("V", vocab), h)],
+            );
+            for stack in ["encoder", "decoder"] {
+                let component = format!("{stack} positions (sinusoidal)");
+                if stored_positions {
+                    builder.frozen(&component, ParamGroup::Embeddings, vec![matrix(p, h)]);
+                } else {
+                    builder.without_parameters(
+                        &component,
+                        ParamGroup::Embeddings,
+                        "computed, not stored",
+                    );
+                }
+            }
+            let encoder = LayerScope {
+                layers: dim("Lenc", encoder_layers),
+                shared: false,
+            };
+            let decoder = LayerScope {
+                layers: dim("Ldec", decoder_layers),
+                shared: false,
+            };
+            encoder_decoder_layers(&mut builder, encoder, decoder, h, f);
+        }
     }
     head_rows(&mut builder, spec, &heads);
 
@@ -1077,6 +1260,11 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
     let exact_total = builder
         .rows
         .iter()
+        .fold(0u64, |total, r| total.saturating_add(r.exact));
+    let frozen_total = builder
+        .rows
+        .iter()
+        .filter(|r| r.frozen)
         .fold(0u64, |total, r| total.saturating_add(r.exact));
     let textbook_formula = whole_textbook_formula(spec, &builder, textbook_total);
     ParamBreakdown {
@@ -1092,6 +1280,7 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
         textbook_formula,
         textbook_total,
         exact_total,
+        trainable_total: exact_total.saturating_sub(frozen_total),
         notes: builder.notes,
     }
 }
@@ -1157,6 +1346,50 @@ fn encoder_layer(builder: &mut Builder, scope: LayerScope, h: Dim, f: Dim) {
     builder.per_layer(scope, "FFN LayerNorm", LayerNorm, norm(h, true));
 }
 
+/// The 2017 transformer's two stacks (Marian names): encoder layers as in [`encoder_layer`];
+/// decoder layers with causal self-attention, then a cross-attention block (queries from the
+/// decoder, keys and values from the encoder output), then the FFN, each followed by a LayerNorm.
+fn encoder_decoder_layers(
+    builder: &mut Builder,
+    encoder: LayerScope,
+    decoder: LayerScope,
+    h: Dim,
+    f: Dim,
+) {
+    use ParamGroup::{Attention, CrossAttention, Ffn, LayerNorm};
+    let attention = |builder: &mut Builder, scope, name: &str, group| {
+        for part in ["query (Q)", "key (K)", "value (V)", "output (O)"] {
+            builder.per_layer(scope, &format!("{name} {part}"), group, linear(h, h, true));
+        }
+        builder.per_layer(
+            scope,
+            &format!("{name} LayerNorm"),
+            LayerNorm,
+            norm(h, true),
+        );
+    };
+    let ffn = |builder: &mut Builder, scope| {
+        builder.per_layer(scope, "FFN up (fc1)", Ffn, linear(h, f, true));
+        builder.per_layer(scope, "FFN down (fc2)", Ffn, linear(f, h, true));
+        builder.per_layer(scope, "FFN LayerNorm", LayerNorm, norm(h, true));
+    };
+    // "layers 0–5: …" becomes "encoder layers 0–5: …".
+    let name_stack = |builder: &mut Builder, from: usize, stack: &str| {
+        for row in &mut builder.rows[from..] {
+            row.component = format!("{stack} {}", row.component);
+        }
+    };
+    let encoder_start = builder.rows.len();
+    attention(builder, encoder, "self-attention", Attention);
+    ffn(builder, encoder);
+    name_stack(builder, encoder_start, "encoder");
+    let decoder_start = builder.rows.len();
+    attention(builder, decoder, "self-attention (causal)", Attention);
+    attention(builder, decoder, "cross-attention", CrossAttention);
+    ffn(builder, decoder);
+    name_stack(builder, decoder_start, "decoder");
+}
+
 /// A GPT-2 block: LayerNorm before attention and before the MLP; Q, K, V fused in one matrix.
 fn gpt2_layer(builder: &mut Builder, scope: LayerScope, h: Dim, f: Dim, bias: bool) {
     use ParamGroup::{Attention, Ffn, LayerNorm};
@@ -1213,7 +1446,7 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
             ArchSpec::Albert { embedding_size, .. } => {
                 Some(("MLM transform dense H → E", dim("E", embedding_size)))
             }
-            ArchSpec::Gpt2 { .. } => None,
+            ArchSpec::Gpt2 { .. } | ArchSpec::EncoderDecoder { .. } => None,
             _ => Some(("MLM transform dense", h)),
         };
         match transform {
@@ -1263,10 +1496,13 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
             ArchSpec::Gpt2 { .. } => {
                 builder.once("classifier (score)", HeadsGroup, linear(h, n, false));
             }
+            ArchSpec::EncoderDecoder { .. } => builder.note_missing(family, "classifier"),
         }
     }
 
-    if heads.question_answering {
+    if heads.question_answering && matches!(spec, ArchSpec::EncoderDecoder { .. }) {
+        builder.note_missing(family, "question-answering head");
+    } else if heads.question_answering {
         builder.once(
             "QA span start/end (qa_outputs)",
             HeadsGroup,
@@ -1277,6 +1513,15 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
     if heads.lm_head {
         if matches!(spec, ArchSpec::Gpt2 { .. }) {
             builder.tied("LM head", HeadsGroup, "token embeddings");
+        } else if matches!(spec, ArchSpec::EncoderDecoder { .. }) {
+            builder.tied("LM head", HeadsGroup, "shared token embeddings");
+            // `MarianMTModel` registers it as a buffer: saved in the checkpoint, never trained,
+            // not counted by `num_parameters()`.
+            builder.without_parameters(
+                "final_logits_bias",
+                HeadsGroup,
+                "a buffer of V zeros, not a parameter",
+            );
         } else {
             builder.note_missing(family, "causal LM head (use the masked-LM head)");
         }

@@ -59,6 +59,11 @@ pub struct Trace {
     pub final_norm: Option<Tensor>,
     /// The head's logits (LM / MLM `[b, s, vocab]`).
     pub logits: Option<Tensor>,
+    /// Encoder–decoder families: the encoder's record (this trace is then the decoder's).
+    pub encoder: Option<Box<Trace>>,
+    /// Encoder–decoder families, one per decoder layer: the cross-attention, `q` from the
+    /// decoder, `k`/`v` from the encoder output, `attention_probs` `[b, nh, target, source]`.
+    pub cross: Vec<LayerTrace>,
 }
 
 impl Trace {

@@ -151,6 +151,7 @@ pub(crate) fn batch_loss(model: &Model, batch: &Batch) -> Result<LossBreakdown> 
         input_ids: &batch.input_ids,
         token_type_ids: batch.token_type_ids.as_ref(),
         padding: batch.padding.as_deref(),
+        decoder_input_ids: None,
     };
     let output = model.forward(input, None)?;
     let missing = |head: &str| {

@@ -615,6 +615,7 @@ impl Trainer {
             input_ids: &input_ids,
             token_type_ids: if causal { None } else { Some(&type_ids) },
             padding: None,
+            decoder_input_ids: None,
         };
         let output = self.model.forward(input, Some(&mut trace))?;
         let attention = trace
@@ -992,18 +993,12 @@ fn read_checkpoint(dir: &Path) -> Result<(ModelConfig, Option<Tokenizer>, Pretra
     }
     // Tensors stay on the CPU until the store copies each onto the device.
     let tensors = load_tensors(&weights, &Device::Cpu)?;
-    let (standard_name, prefix) = match config.family {
-        FamilyConfig::Gpt2(_) => ("transformer.wte.weight", "transformer."),
-        FamilyConfig::Bert(_) => ("bert.embeddings.word_embeddings.weight", "bert."),
-        FamilyConfig::DistilBert(_) => (
-            "distilbert.embeddings.word_embeddings.weight",
-            "distilbert.",
-        ),
-    };
-    let strip_prefix = if tensors.contains_key(standard_name) {
+    // A bare base model (all-MiniLM-L6-v2) stores the encoder without the family's prefix.
+    let prefix = format!("{}.", config.family().weight_prefix);
+    let strip_prefix = if tensors.keys().any(|name| name.starts_with(&prefix)) {
         None
     } else {
-        Some(prefix.to_string())
+        Some(prefix)
     };
     let tokenizer_path = dir.join(TOKENIZER_FILE);
     let tokenizer = if tokenizer_path.is_file() {

@@ -72,6 +72,13 @@ pub fn trace_key(stage: Stage, layer: usize) -> String {
         Stage::MlpHidden => "mlp_hidden",
         Stage::MlpOutput => "mlp_output",
         Stage::ResidualMlp => "output",
+        // Encoder–decoder: the decoder layer's cross-attention record.
+        Stage::CrossQkv => return format!("cross.{layer}.q"),
+        Stage::CrossScores => return format!("cross.{layer}.scores"),
+        Stage::CrossSoftmax => return format!("cross.{layer}.attention_probs"),
+        Stage::CrossWeightedSum => return format!("cross.{layer}.context"),
+        Stage::CrossOutputProjection => return format!("cross.{layer}.attention_output"),
+        Stage::ResidualCross => return format!("cross.{layer}.residual_after_attention"),
     };
     format!("layers.{layer}.{field}")
 }
@@ -478,6 +485,7 @@ fn activation(config: Option<&ModelConfig>) -> Option<Activation> {
         FamilyConfig::Gpt2(c) => Activation::from_hf(&c.activation_function),
         FamilyConfig::Bert(c) => Activation::from_hf(&c.hidden_act),
         FamilyConfig::DistilBert(c) => Activation::from_hf(&c.activation),
+        FamilyConfig::Marian(c) => c.activation(),
     })
 }
 
@@ -486,6 +494,7 @@ fn layer_norm_eps(config: Option<&ModelConfig>) -> Option<f64> {
         FamilyConfig::Gpt2(c) => c.layer_norm_epsilon,
         FamilyConfig::Bert(c) => c.layer_norm_eps,
         FamilyConfig::DistilBert(_) => 1e-12,
+        FamilyConfig::Marian(_) => crate::model::marian::LAYER_NORM_EPS,
     })
 }
 
@@ -718,6 +727,45 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
                 .to_string(),
             "[batch, tokens, vocabulary]",
         ),
+        Stage::CrossQkv => (
+            format!(
+                "Q = X'·W_Q + b_Q (decoder),  K = E·W_K + b_K,  V = E·W_V + b_V (E: encoder \
+                 output),  {nh} heads of d = {d}"
+            ),
+            "Cross-attention: the queries come from the decoder's tokens, the keys and values \
+             from the encoder's output, so each target token can look at every source token."
+                .to_string(),
+            "[batch, heads, target or source tokens, d]",
+        ),
+        Stage::CrossScores => (
+            "scores = Q·K^T / √d   (no mask: every source token is visible)".to_string(),
+            "Row i, column j: how well target token i's query matches source token j's key."
+                .to_string(),
+            "[batch, heads, target, source]",
+        ),
+        Stage::CrossSoftmax => (
+            "probs = softmax(scores) over the source tokens".to_string(),
+            "Each target token's distribution over the source words: in a trained translator, \
+             the word alignment."
+                .to_string(),
+            "[batch, heads, target, source]",
+        ),
+        Stage::CrossWeightedSum => (
+            "context_h = probs_h · V_h (source values)".to_string(),
+            "Each target token receives a weighted average of the source tokens' values."
+                .to_string(),
+            tokens_x_h,
+        ),
+        Stage::CrossOutputProjection => (
+            "O = context·W_O + b_O".to_string(),
+            "The heads' results mixed back into the model width.".to_string(),
+            tokens_x_h,
+        ),
+        Stage::ResidualCross => (
+            format!("X'' = LN(X' + O),  {ln}"),
+            "Add & LayerNorm after cross-attention.".to_string(),
+            tokens_x_h,
+        ),
         Stage::Probabilities => (
             "p = softmax(logits[i]) at every [MASK] position i".to_string(),
             "The fill-mask predictions: which tokens the model puts where [MASK] stands."
@@ -836,8 +884,51 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         | Stage::MlpHidden
         | Stage::MlpOutput
         | Stage::ResidualMlp
-        | Stage::FinalNorm => {
+        | Stage::FinalNorm
+        | Stage::CrossWeightedSum
+        | Stage::CrossOutputProjection
+        | Stage::ResidualCross => {
             token_matrix(ui, &key, stage_label(stage.kind, data.is_causal), "values");
+        }
+        Stage::CrossQkv | Stage::CrossScores | Stage::CrossSoftmax => {
+            // Rows are target tokens; the source side (keys, values, columns) has its own
+            // tokens, so only the rows carry labels.
+            let keys: Vec<(String, String)> = if stage.kind == Stage::CrossQkv {
+                ["q", "k", "v"]
+                    .iter()
+                    .map(|f| (f.to_uppercase(), format!("cross.{layer}.{f}")))
+                    .collect()
+            } else {
+                vec![(stage_label(stage.kind, true).to_string(), key.clone())]
+            };
+            for (name, key) in keys {
+                let Some(m) = head_matrix(&key) else {
+                    continue;
+                };
+                ui.label(RichText::new(format!("{name} (head {head})")).strong());
+                let row_labels: &[String] = if m.rows == labels.len() { &labels } else { &[] };
+                let scale = if stage.kind == Stage::CrossSoftmax {
+                    ColorScale::PROBABILITY
+                } else {
+                    ColorScale::fit(m.range())
+                };
+                matrix_view(
+                    ui,
+                    cx.export_dir,
+                    &stem(&format!(
+                        "{}-head{head}",
+                        name.to_lowercase().replace(' ', "-")
+                    )),
+                    &m,
+                    row_labels,
+                    &[],
+                    None,
+                    scale,
+                    &format!("{} {name} layer {layer} head {head}", data.slot.short()),
+                    cx.token,
+                    cx.show_values,
+                );
+            }
         }
         Stage::NormAttention => {
             token_matrix(
