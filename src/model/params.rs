@@ -765,7 +765,10 @@ impl FromStr for Preset {
         let wanted = text.trim().to_ascii_lowercase().replace('_', "-");
         Preset::ALL
             .into_iter()
-            .find(|p| p.cli_name() == wanted || p.hub_id() == Some(wanted.as_str()))
+            .find(|p| {
+                p.cli_name() == wanted
+                    || p.hub_id().map(str::to_ascii_lowercase).as_deref() == Some(wanted.as_str())
+            })
             .ok_or_else(|| {
                 GlassboxError::InvalidInput(format!(
                     "unknown preset {text:?}; valid presets: {}",
@@ -980,8 +983,11 @@ impl Builder {
     fn frozen(&mut self, component: &str, group: ParamGroup, terms: Vec<Term>) {
         self.once(component, group, terms);
         if let Some(row) = self.rows.last_mut() {
+            // Not a learned table, so not in the textbook count either.
             row.frozen = true;
             row.formula.push_str(" (fixed sinusoids, not trained)");
+            row.textbook = 0;
+            row.textbook_formula = "—".to_string();
         }
     }
 
@@ -1738,6 +1744,12 @@ pub fn render_table(breakdown: &ParamBreakdown) -> String {
     out.push_str(&rule);
     out.push_str(&render_line(as_strs(&total)));
     out.push('\n');
+    if breakdown.trainable_total != breakdown.exact_total {
+        out.push_str(&format!(
+            "trainable: {} (the rest are fixed sinusoidal tables)\n",
+            group_thousands(breakdown.trainable_total)
+        ));
+    }
     out.push_str(&format!(
         "memory (float32, 4 bytes each): {}\n",
         format_bytes(breakdown.memory_bytes_f32())

@@ -30,16 +30,24 @@ pub enum Family {
     Bert,
     Gpt2,
     DistilBert,
+    /// The 2017 transformer: `layers` encoder layers and as many decoder layers.
+    EncoderDecoder,
 }
 
 impl Family {
-    const ALL: [Family; 3] = [Family::Bert, Family::Gpt2, Family::DistilBert];
+    const ALL: [Family; 4] = [
+        Family::Bert,
+        Family::Gpt2,
+        Family::DistilBert,
+        Family::EncoderDecoder,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Family::Bert => "BERT",
             Family::Gpt2 => "GPT-2",
             Family::DistilBert => "DistilBERT",
+            Family::EncoderDecoder => "Encoder–decoder",
         }
     }
 }
@@ -108,13 +116,23 @@ impl CustomConfig {
                 intermediate: ffn,
                 positions: self.context,
             },
+            Family::EncoderDecoder => ArchSpec::EncoderDecoder {
+                vocab: self.vocab,
+                hidden: self.hidden,
+                encoder_layers: self.layers,
+                decoder_layers: self.layers,
+                heads: self.heads,
+                intermediate: ffn,
+                positions: self.context,
+                stored_positions: false,
+            },
         }
     }
 
     pub fn breakdown(&self) -> ParamBreakdown {
         let spec = self.spec();
         let heads = match spec {
-            ArchSpec::Gpt2 { .. } => Heads {
+            ArchSpec::Gpt2 { .. } | ArchSpec::EncoderDecoder { .. } => Heads {
                 lm_head: true,
                 ..Heads::none()
             },
@@ -127,14 +145,17 @@ impl CustomConfig {
 
     /// Starts from a preset's numbers (RoBERTa and ALBERT map to BERT).
     pub fn from_spec(spec: &ArchSpec) -> Self {
-        let family = match spec {
-            ArchSpec::Gpt2 { .. } => Family::Gpt2,
-            ArchSpec::DistilBert { .. } => Family::DistilBert,
-            _ => Family::Bert,
+        let (family, layers) = match *spec {
+            ArchSpec::Gpt2 { .. } => (Family::Gpt2, spec.layers()),
+            ArchSpec::DistilBert { .. } => (Family::DistilBert, spec.layers()),
+            ArchSpec::EncoderDecoder { encoder_layers, .. } => {
+                (Family::EncoderDecoder, encoder_layers)
+            }
+            _ => (Family::Bert, spec.layers()),
         };
         Self {
             family,
-            layers: spec.layers(),
+            layers,
             hidden: spec.hidden(),
             heads: spec.heads(),
             vocab: spec.vocab(),
