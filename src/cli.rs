@@ -334,17 +334,26 @@ pub fn inspect_translation(
 pub fn translate(
     dir: &Path,
     text: &str,
-    max_new_tokens: usize,
+    decoding: &glassbox::translate::Decoding,
     json: bool,
     device: &str,
 ) -> Result<()> {
     let device = glassbox::device::parse_device(device)?;
     let loaded = checkpoint::load_translator(dir, &device)?;
-    let translation = glassbox::translate::translate(&loaded, text, max_new_tokens)?;
+    let translation = glassbox::translate::translate(&loaded, text, decoding)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&translation)?);
     } else {
         println!("{}", translation.translation);
+        // The other beams go to stderr so that stdout stays the one translation.
+        for (rank, beam) in translation.beams.iter().enumerate().skip(1) {
+            eprintln!(
+                "beam {} (score {:.4}): {}",
+                rank + 1,
+                beam.score,
+                beam.translation
+            );
+        }
     }
     Ok(())
 }

@@ -95,14 +95,22 @@ enum Command {
         device: String,
     },
     /// Translate with an encoder–decoder (a Marian folder: config.json, model.safetensors,
-    /// source.spm, target.spm, vocab.json), greedily.
+    /// source.spm, target.spm, vocab.json), greedily or with beam search; the folder's
+    /// generation_config.json gives the defaults.
     Translate {
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
         text: String,
-        #[arg(long, default_value_t = 64)]
-        max_new_tokens: usize,
+        /// Beam search with N beams (1: greedy). Default: the folder's num_beams.
+        #[arg(long)]
+        beams: Option<usize>,
+        /// Default: the folder's max_length less the start token.
+        #[arg(long)]
+        max_new_tokens: Option<usize>,
+        /// Beam scores divide by length^penalty. Default: the folder's (1.0).
+        #[arg(long)]
+        length_penalty: Option<f32>,
         /// Print {"translation": ..., "ids": [...], "tokens": [...]}.
         #[arg(long)]
         json: bool,
@@ -210,10 +218,19 @@ fn main() {
         Some(Command::Translate {
             model,
             text,
+            beams,
             max_new_tokens,
+            length_penalty,
             json,
             device,
-        }) => cli::translate(&model, &text, max_new_tokens, json, &device),
+        }) => {
+            let decoding = glassbox::translate::Decoding {
+                num_beams: beams,
+                max_new_tokens,
+                length_penalty,
+            };
+            cli::translate(&model, &text, &decoding, json, &device)
+        }
         Some(Command::Download { repo_id }) => cli::download(&repo_id),
         Some(Command::Train(args)) => glassbox::train::cli::train(args),
         Some(Command::Finetune(args)) => glassbox::train::cli::finetune(args),

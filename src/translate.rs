@@ -1,8 +1,10 @@
 //! Translation with an encoder–decoder (Marian): the source sentence through the source
-//! tokenizer and the encoder, then greedy decoding, then the target tokenizer back to text.
+//! tokenizer and the encoder, then greedy decoding or beam search (the folder's
+//! `generation_config.json` settings unless overridden), then the target tokenizer back to text.
 
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::LoadedTranslator;
+use crate::model::marian::GenerationConfig;
 
 /// A translation with the ids and pieces the decoder chose (ending with `</s>` when it stopped).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -10,6 +12,53 @@ pub struct Translation {
     pub translation: String,
     pub ids: Vec<u32>,
     pub tokens: Vec<String>,
+    /// Beam search: the finished hypotheses, best first (the first is the translation above);
+    /// empty for greedy decoding.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub beams: Vec<Beam>,
+}
+
+/// One finished beam.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Beam {
+    pub translation: String,
+    pub ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    /// `log p / length^length_penalty`, as `transformers`' `sequences_scores`.
+    pub score: f32,
+    pub log_probability: f32,
+}
+
+/// Overrides of the folder's generation settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Decoding {
+    /// 1: greedy. `None`: the folder's `num_beams`.
+    pub num_beams: Option<usize>,
+    /// `None`: the folder's `max_length` less the start token.
+    pub max_new_tokens: Option<usize>,
+    pub length_penalty: Option<f32>,
+}
+
+impl Decoding {
+    /// The folder's settings with these overrides.
+    pub fn settings(&self, loaded: &LoadedTranslator) -> Result<GenerationConfig> {
+        let mut settings = loaded.generation.clone();
+        if let Some(beams) = self.num_beams {
+            if beams == 0 {
+                return Err(GlassboxError::InvalidInput(
+                    "the number of beams must be at least 1".into(),
+                ));
+            }
+            settings.num_beams = beams;
+        }
+        if let Some(tokens) = self.max_new_tokens {
+            settings.max_length = tokens.saturating_add(1);
+        }
+        if let Some(penalty) = self.length_penalty {
+            settings.length_penalty = penalty;
+        }
+        Ok(settings)
+    }
 }
 
 /// The source text through the source tokenizer, refused when empty or longer than the
@@ -38,36 +87,64 @@ fn check_length(loaded: &LoadedTranslator, what: &str, len: usize) -> Result<()>
     Ok(())
 }
 
-/// Translates `text` greedily, writing at most `max_new_tokens` target tokens.
+/// Translates `text` with the folder's generation settings and `decoding`'s overrides: greedy
+/// for one beam, beam search for more.
 pub fn translate(
     loaded: &LoadedTranslator,
     text: &str,
-    max_new_tokens: usize,
+    decoding: &Decoding,
 ) -> Result<Translation> {
     let source = encode_source(loaded, text)?;
-    greedy_translation(loaded, &source.ids, max_new_tokens)
+    let settings = decoding.settings(loaded)?;
+    if settings.num_beams <= 1 {
+        return greedy_translation(loaded, &source.ids, &settings);
+    }
+    let hypotheses = loaded.model.beam_search(&source.ids, &settings)?;
+    let beams: Vec<Beam> = hypotheses
+        .into_iter()
+        .map(|h| Beam {
+            translation: loaded.target.decode(&h.ids),
+            tokens: pieces(loaded, &h.ids),
+            ids: h.ids,
+            score: h.score,
+            log_probability: h.log_probability,
+        })
+        .collect();
+    let best = beams
+        .first()
+        .cloned()
+        .ok_or_else(|| GlassboxError::InvalidInput("beam search finished no hypothesis".into()))?;
+    Ok(Translation {
+        translation: best.translation,
+        ids: best.ids,
+        tokens: best.tokens,
+        beams,
+    })
 }
 
-/// Greedy ids and their pieces for already encoded source ids.
-fn greedy_translation(
-    loaded: &LoadedTranslator,
-    source_ids: &[u32],
-    max_new_tokens: usize,
-) -> Result<Translation> {
-    let ids = loaded.model.greedy(source_ids, max_new_tokens)?;
-    let tokens = ids
-        .iter()
+fn pieces(loaded: &LoadedTranslator, ids: &[u32]) -> Vec<String> {
+    ids.iter()
         .map(|&id| {
             loaded
                 .target
                 .id_to_piece(id)
                 .map_or_else(|| format!("<{id}>"), str::to_string)
         })
-        .collect();
+        .collect()
+}
+
+/// Greedy ids and their pieces for already encoded source ids.
+fn greedy_translation(
+    loaded: &LoadedTranslator,
+    source_ids: &[u32],
+    settings: &GenerationConfig,
+) -> Result<Translation> {
+    let ids = loaded.model.greedy(source_ids, settings)?;
     Ok(Translation {
         translation: loaded.target.decode(&ids),
+        tokens: pieces(loaded, &ids),
         ids,
-        tokens,
+        beams: Vec::new(),
     })
 }
 
@@ -112,8 +189,12 @@ pub fn inspect_translation(
             (t.ids, t.tokens, true)
         }
         None => {
-            let positions = loaded.config.max_position_embeddings;
-            let t = greedy_translation(loaded, &encoded.ids, positions)?;
+            // Greedy, as long as the decoder's positions allow.
+            let settings = GenerationConfig {
+                max_length: loaded.config.max_position_embeddings + 1,
+                ..loaded.generation.clone()
+            };
+            let t = greedy_translation(loaded, &encoded.ids, &settings)?;
             (t.ids, t.tokens, false)
         }
     };

@@ -67,6 +67,8 @@ pub struct LoadedTranslator {
     pub model: super::marian::Marian,
     pub source: crate::tokenizer::sentencepiece::SentencePiece,
     pub target: crate::tokenizer::sentencepiece::SentencePiece,
+    /// `generation_config.json` (num_beams, max_length, bad words, forced `</s>`).
+    pub generation: super::marian::GenerationConfig,
     pub dir: PathBuf,
 }
 
@@ -82,19 +84,18 @@ pub fn is_marian_dir(dir: &Path) -> bool {
 /// memory, dtypes, NaN), `source.spm`, `target.spm`, `vocab.json`.
 pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> {
     use crate::tokenizer::sentencepiece::SentencePiece;
+    // The one opener reads config.json and the weights, as for every family.
+    let loaded = load_dir(dir, device)?;
     let config_path = dir.join(CONFIG_FILE);
-    let text = crate::util::read_text(&config_path)?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| GlassboxError::BadConfig {
-            path: config_path.clone(),
-            message: e.to_string(),
-        })?;
-    let config = super::marian::MarianConfig::from_hf_json(&json).map_err(|message| {
-        GlassboxError::BadConfig {
-            path: config_path.clone(),
-            message,
-        }
-    })?;
+    let (FamilyConfig::Marian(config), Model::Marian(model)) = (loaded.config.family, loaded.model)
+    else {
+        return Err(GlassboxError::BadConfig {
+            path: config_path,
+            message: "this is not an encoder–decoder (model_type \"marian\"): use inspect, \
+                      generate or predict"
+                .into(),
+        });
+    };
     let vocab = dir.join("vocab.json");
     let source = SentencePiece::from_files(&dir.join("source.spm"), &vocab)?;
     let target = SentencePiece::from_files(&dir.join("target.spm"), &vocab)?;
@@ -110,14 +111,18 @@ pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> 
             });
         }
     }
-    let weights = weights_file(dir)?;
-    let (_, weights_vb) = WeightsFile::open(&weights, device)?;
-    let model = weights_vb.build(|vb| super::marian::Marian::new(vb, &config))?;
+    let json: serde_json::Value = serde_json::from_str(&crate::util::read_text(&config_path)?)
+        .map_err(|e| GlassboxError::BadConfig {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+    let generation = super::marian::GenerationConfig::from_dir(dir, &config, &json)?;
     Ok(LoadedTranslator {
         config,
         model,
         source,
         target,
+        generation,
         dir: dir.to_path_buf(),
     })
 }

@@ -22,6 +22,9 @@ use super::layers::{
 };
 use super::trace::{LayerTrace, Trace, begin_layer};
 
+mod beam;
+pub use beam::{EarlyStopping, GenerationConfig, Hypothesis};
+
 /// A `MarianMTModel`'s `config.json`, the fields the model needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarianConfig {
@@ -654,41 +657,39 @@ impl Marian {
     }
 
     /// Greedy translation of one source sentence (ids with its `</s>`), as `transformers`'
-    /// `generate(num_beams=1, do_sample=False)`: from `decoder_start_token_id`, never the pad
-    /// token, `forced_eos_token_id` at the last allowed position, stop at `</s>`. Returns the
-    /// generated ids after the start token. Uses the key/value cache (no trace).
-    pub fn greedy(&self, source_ids: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+    /// `generate(num_beams=1, do_sample=False)`: from `decoder_start_token_id`, never a bad word
+    /// (the pad token), `forced_eos_token_id` at the last allowed position, stop at `</s>` or
+    /// `max_length`. Returns the generated ids after the start token. Uses the key/value cache
+    /// (no trace).
+    pub fn greedy(&self, source_ids: &[u32], generation: &GenerationConfig) -> Result<Vec<u32>> {
         let device = self.shared.weight.device();
         let input_ids = Tensor::new(source_ids, device)?.unsqueeze(0)?; // [1, s]
         let encoder_output = self.encode(&input_ids, None)?;
         let mut state = self.start_decoding(&encoder_output)?;
-        let mut next = self.config.decoder_start_token_id;
-        let mut generated = Vec::new();
-        // The decoder also has only `max_position_embeddings` positions.
-        let limit = max_new_tokens.min(self.config.max_position_embeddings.saturating_sub(1));
-        for step in 0..limit {
-            let ids = Tensor::new(&[next], device)?.unsqueeze(0)?; // [1, 1]
+        // The decoder has only `max_position_embeddings` positions for its input.
+        let max_length = generation
+            .max_length
+            .min(self.config.max_position_embeddings + 1);
+        let generation = GenerationConfig {
+            max_length,
+            ..generation.clone()
+        };
+        let mut sequence = vec![generation.decoder_start_token_id];
+        while sequence.len() < max_length {
+            let last = *sequence
+                .last()
+                .unwrap_or(&generation.decoder_start_token_id);
+            let ids = Tensor::new(&[last], device)?.unsqueeze(0)?; // [1, 1]
             let logits = self.decode(&ids, &mut state, None)?; // [1, 1, vocab]
             let mut scores = logits.squeeze(0)?.squeeze(0)?.to_vec1::<f32>()?;
-            next = self.pick(&mut scores, step + 1 == limit);
-            generated.push(next);
-            if next == self.config.eos_token_id {
+            generation.process(&mut scores, &sequence);
+            let next = crate::generate::argmax(&scores) as u32;
+            sequence.push(next);
+            if next == generation.eos_token_id {
                 break;
             }
         }
-        Ok(generated)
-    }
-
-    /// The greedy choice under the generation rules: the pad token is never chosen, and the last
-    /// allowed step is forced to `</s>`.
-    fn pick(&self, scores: &mut [f32], last: bool) -> u32 {
-        if last && let Some(eos) = self.config.forced_eos_token_id {
-            return eos;
-        }
-        if let Some(pad) = scores.get_mut(self.config.pad_token_id as usize) {
-            *pad = f32::NEG_INFINITY;
-        }
-        crate::generate::argmax(scores) as u32
+        Ok(sequence[1..].to_vec())
     }
 }
 
