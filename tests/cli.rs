@@ -227,6 +227,98 @@ fn translate_gives_the_transformers_greedy_translation() {
     assert!(String::from_utf8_lossy(&empty.stderr).contains("empty"));
 }
 
+/// `glassbox translate --beams`: the beams, best first, with their scores; a broken Marian
+/// folder is a clear message naming what is wrong, never a panic.
+#[test]
+fn translate_beams_and_broken_marian_folders() {
+    let model = fixture("marian");
+    let output = glassbox(&[
+        "translate",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "The cat chased the mouse.",
+        "--beams",
+        "3",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let beams = json["beams"].as_array().expect("beams");
+    assert_eq!(beams.len(), 3);
+    assert_eq!(json["translation"], beams[0]["translation"]);
+    assert_eq!(json["translation"], "Le chat a chassé la souris.");
+    let scores: Vec<f64> = beams.iter().map(|b| b["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    let run = |dir: &std::path::Path, text: &str| {
+        let output = glassbox(&[
+            "translate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--text",
+            text,
+        ]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    };
+    // A missing tokenizer file is named.
+    let dir = common::copy_fixture("marian", "cli-marian-no-spm");
+    std::fs::remove_file(dir.join("source.spm")).unwrap();
+    assert!(run(&dir, "The cat.").contains("source.spm"));
+    // A corrupt one too.
+    let dir = common::copy_fixture("marian", "cli-marian-bad-spm");
+    std::fs::write(dir.join("target.spm"), b"\x0a\xff\xff not protobuf").unwrap();
+    assert!(run(&dir, "The cat.").contains("target.spm"));
+    // vocab.json without `</s>`.
+    let dir = common::copy_fixture("marian", "cli-marian-vocab");
+    let vocab_path = dir.join("vocab.json");
+    let mut vocab: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&vocab_path).unwrap()).unwrap();
+    vocab.remove("</s>");
+    std::fs::write(&vocab_path, serde_json::to_string(&vocab).unwrap()).unwrap();
+    let stderr = run(&dir, "The cat.");
+    assert!(
+        stderr.contains("vocab.json") && stderr.contains("</s>"),
+        "{stderr}"
+    );
+    // config.json says one decoder layer, the weights have two.
+    let dir = common::copy_fixture("marian", "cli-marian-layers");
+    let config_path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["decoder_layers"] = 1.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let stderr = run(&dir, "The cat.");
+    assert!(stderr.contains("decoder"), "{stderr}");
+    // A source longer than the model's positions.
+    let long = "the cat ".repeat(100);
+    let stderr = run(&model, &long);
+    assert!(stderr.contains("at most"), "{stderr}");
+    // A target longer than the positions, when inspecting.
+    let output = glassbox(&[
+        "inspect",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "The cat.",
+        "--target",
+        &long,
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("target") && stderr.contains("at most"),
+        "{stderr}"
+    );
+}
+
 /// `glassbox inspect --target` on the Marian fixture: the dump reproduces every reference
 /// tensor of the first case, and the summary aligns each target token with a source token.
 #[test]
