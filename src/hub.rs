@@ -93,11 +93,34 @@ pub fn endpoint() -> String {
 /// The files a model folder needs; the tokenizer is optional.
 const REQUIRED: [&str; 2] = [CONFIG_FILE, WEIGHTS_FILE];
 
-/// The cached snapshot folder of `repo_id`, if config and weights are already there.
+/// What an encoder–decoder (Marian) folder needs besides config and weights: its two
+/// SentencePiece models and the shared vocabulary.
+const TRANSLATION_FILES: [&str; 3] = ["source.spm", "target.spm", "vocab.json"];
+
+/// The files a repository needs beyond config and weights, read from its `config.json`:
+/// (required, optional).
+fn family_files(config: &Path) -> (&'static [&'static str], &'static [&'static str]) {
+    let model_type = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|value| value["model_type"].as_str().map(str::to_string));
+    match model_type.as_deref() {
+        // Marian ships no tokenizer.json; generation_config.json holds num_beams, max_length.
+        Some("marian") => (&TRANSLATION_FILES, &["generation_config.json"]),
+        _ => (&[], &[TOKENIZER_FILE]),
+    }
+}
+
+/// The cached snapshot folder of `repo_id`, if config, weights and the family's files are
+/// already there.
 pub fn cached_model_dir(repo_id: &str) -> Option<PathBuf> {
     let cache = Cache::from_env().repo(Repo::model(repo_id.to_string()));
     let config = cache.get(CONFIG_FILE)?;
     cache.get(WEIGHTS_FILE)?;
+    let (required, _) = family_files(&config);
+    for file in required {
+        cache.get(file)?;
+    }
     config.parent().map(PathBuf::from)
 }
 
@@ -217,6 +240,10 @@ pub fn fetch_model_with(
     }
     let repo = options.cache.repo(Repo::model(repo_id.to_string()));
     if let (Some(config), Some(_)) = (repo.get(CONFIG_FILE), repo.get(WEIGHTS_FILE))
+        && family_files(&config)
+            .0
+            .iter()
+            .all(|f| repo.get(f).is_some())
         && let Some(dir) = config.parent()
     {
         return Ok(dir.to_path_buf());
@@ -230,20 +257,36 @@ pub fn fetch_model_with(
     check_reachable_within(&endpoint, options.timeouts.connect)?;
     let client = Client::new(&endpoint, &options.cache, options)?;
     let mut config_path = None;
-    for file in REQUIRED.iter().chain([TOKENIZER_FILE].iter()) {
+    let mut files: Vec<&str> = REQUIRED.to_vec();
+    let mut optional: &[&str] = &[];
+    let mut next = 0;
+    while let Some(&file) = files.get(next) {
+        next += 1;
+        let is_optional = optional.contains(&file);
         match client.download(repo_id, &repo, file, &mut on_event) {
             Ok(path) => {
-                if *file == CONFIG_FILE {
+                if file == CONFIG_FILE {
+                    // The config says what else the family needs.
+                    let (required, extra) = family_files(&path);
+                    files.extend_from_slice(required);
+                    files.extend_from_slice(extra);
+                    optional = extra;
                     config_path = Some(path);
                 }
             }
-            Err(Failure::NotFound) if *file == TOKENIZER_FILE => {
+            Err(Failure::NotFound) if is_optional => {
                 // Some repos ship only vocab.txt; the model still loads, without tokenizing.
                 on_event(HubEvent::Finished {
                     file: format!("{file} (not in this repository)"),
                 });
             }
-            Err(Failure::NotFound) if *file == WEIGHTS_FILE => {
+            Err(Failure::NotFound) if TRANSLATION_FILES.contains(&file) => {
+                return Err(GlassboxError::Hub(format!(
+                    "{repo_id}: no {file}. A Marian translation model needs source.spm, \
+                     target.spm and vocab.json to tokenize"
+                )));
+            }
+            Err(Failure::NotFound) if file == WEIGHTS_FILE => {
                 return Err(GlassboxError::Hub(format!(
                     "{repo_id}: no model.safetensors. Glassbox loads only safetensors; pickled \
                      pytorch_model.bin files are never executed"

@@ -15,6 +15,7 @@
 //! | Ctrl-C / SIGTERM | train_cli.rs `ctrl_c_and_sigterm_save_a_checkpoint_and_exit_130` | checkpoint saved, exit 130 |
 //! | stalled server, stall mid-body | `downloads_time_out_on_a_silent_server` | clear error in seconds, no partial file |
 //! | download through a mirror, then offline | `downloads_go_through_hf_endpoint_into_the_cache` | files cached, loads |
+//! | translation model: .spm files, missing one | `downloads_fetch_a_translators_sentencepiece_files` | fetched and translates / file named |
 //! | cancel a download | `a_cancelled_download_stops_and_leaves_nothing` | stops, no partial file |
 //! | broken pipe | `a_closed_pipe_ends_the_command_quietly` | no panic, no exit 101 |
 //! | model too large for memory | `a_model_too_large_for_memory_is_refused` | "too large", exit 1 (not an abort) |
@@ -516,6 +517,68 @@ fn downloads_go_through_hf_endpoint_into_the_cache() {
     let server = mirror();
     let missing = download(&server, &home, "org/absent", &[]);
     assert_fails_with(&missing, &["not found", &server.url]);
+}
+
+/// Serves the Marian fixture as `org/translator` (every file) and `org/no-spm` (no target.spm).
+fn marian_mirror() -> Loopback {
+    const COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
+    Loopback::start(|path, stream| {
+        for (repo, missing) in [
+            ("/org/translator/resolve/main/", ""),
+            ("/org/no-spm/resolve/main/", "target.spm"),
+        ] {
+            if let Some(name) = path.strip_prefix(repo) {
+                let file = fixture("marian").join(name);
+                if name != missing && !name.contains('/') && file.is_file() {
+                    let headers = [
+                        ("X-Repo-Commit", COMMIT.to_string()),
+                        ("ETag", format!("\"etag-{name}\"")),
+                    ];
+                    respond(stream, "200 OK", &headers, &std::fs::read(file).unwrap());
+                    return;
+                }
+            }
+        }
+        respond(stream, "404 Not Found", &[], b"not found")
+    })
+}
+
+/// `glassbox download` of a translation model fetches what Marian needs besides config and
+/// weights (source.spm, target.spm, vocab.json, generation_config.json), and the folder
+/// translates; a repository without one of them is a clear error naming it.
+#[test]
+fn downloads_fetch_a_translators_sentencepiece_files() {
+    let home = temp_dir("faults-hub-marian");
+    let server = marian_mirror();
+    let output = download(&server, &home, "org/translator", &[]);
+    assert_ok(&output);
+    let folder = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    for name in [
+        "source.spm",
+        "target.spm",
+        "vocab.json",
+        "generation_config.json",
+    ] {
+        assert_eq!(
+            file_bytes(&folder.join(name)),
+            file_bytes(&fixture("marian").join(name)),
+            "{name}"
+        );
+    }
+    let translated = run(&[
+        "translate",
+        "--model",
+        folder.to_str().unwrap(),
+        "--text",
+        "The cat chased the mouse.",
+    ]);
+    assert_ok(&translated);
+    assert_eq!(
+        String::from_utf8_lossy(&translated.stdout).trim(),
+        "Le chat a chassé la souris."
+    );
+    let incomplete = download(&server, &home, "org/no-spm", &[]);
+    assert_fails_with(&incomplete, &["target.spm", "org/no-spm"]);
 }
 
 #[test]
