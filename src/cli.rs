@@ -14,6 +14,12 @@ pub fn open_window() -> Result<()> {
     glassbox::app::run()
 }
 
+/// `glassbox open`: the window with these models, view and text.
+pub fn open(models: &[String], view: Option<&str>, text: Option<&str>) -> Result<()> {
+    let launch = glassbox::app::Launch::from_args(models, view, text)?;
+    glassbox::app::run_with(launch)
+}
+
 pub fn params(preset: Option<String>, model: Option<PathBuf>, json: bool) -> Result<()> {
     let breakdown = match (preset, model) {
         (Some(name), _) => name.parse::<params::Preset>()?.breakdown(),

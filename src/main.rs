@@ -117,6 +117,16 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Open the window with these models (folders or Hub ids, each in its family's place), a
+    /// view (model, tokens, attention, params, ...) and a text.
+    Open {
+        /// Model folders or Hugging Face repository ids.
+        models: Vec<String>,
+        #[arg(long)]
+        view: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+    },
     /// Download a model from the Hugging Face Hub into the local cache.
     Download {
         /// e.g. gpt2, bert-base-uncased, sentence-transformers/all-MiniLM-L6-v2
@@ -232,6 +242,9 @@ fn main() {
             cli::translate(&model, &text, &decoding, json, &device)
         }
         Some(Command::Download { repo_id }) => cli::download(&repo_id),
+        Some(Command::Open { models, view, text }) => {
+            cli::open(&models, view.as_deref(), text.as_deref())
+        }
         Some(Command::Train(args)) => glassbox::train::cli::train(args),
         Some(Command::Finetune(args)) => glassbox::train::cli::finetune(args),
     };

@@ -64,6 +64,59 @@ fn every_view_opens_through_its_label() {
     );
 }
 
+/// `glassbox open DIR --view V`: the folder takes its family's place (the other family keeps the
+/// shipped model), the view opens; bad arguments are refused before any window opens.
+#[test]
+fn open_puts_models_in_their_place_and_checks_its_arguments() {
+    use glassbox::app::data::{ModelSource, Slot};
+    use glassbox::app::{AppOptions, Launch};
+    // A copy of the BERT fixture under another name, to tell it from the shipped one.
+    let dir = temp_dir("open-bert").join("my-bert");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture("bert")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let launch = Launch::from_args(
+        &[dir.display().to_string()],
+        Some("attention"),
+        Some("the cat sat"),
+    )
+    .unwrap();
+    assert_eq!(launch.models, vec![ModelSource::Folder(dir.clone())]);
+    let app = GlassboxApp::new(AppOptions {
+        persisted: None,
+        load_models: true,
+        initial_view: launch.view.clone(),
+        open_models: launch.models.clone(),
+        shipped: Some(app_support::fixtures()),
+        started: std::time::Instant::now(),
+    });
+    let mut h = harness(app);
+    settle(&mut h);
+    assert_eq!(h.state().current_view(), "attention");
+    let bert = h.state().shared.model(Slot::Bert).expect("BERT loaded");
+    assert_eq!(bert.dir, dir);
+    let gpt = h.state().shared.model(Slot::Gpt).expect("GPT loaded");
+    assert!(gpt.dir.ends_with("gpt2"), "{}", gpt.dir.display());
+
+    let refused = |models: &[&str], view: Option<&str>| {
+        let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
+        Launch::from_args(&models, view, None)
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(refused(&[], Some("atention")).contains("attention"));
+    let gpt2 = fixture("gpt2").display().to_string();
+    assert!(refused(&[&gpt2, &gpt2], None).contains("both"));
+    let marian = fixture("marian").display().to_string();
+    assert!(refused(&[&marian], None).contains("glassbox translate"));
+    assert!(refused(&["./no/such/folder"], None).contains("neither"));
+    // A Hub id is taken as one (downloaded by the app).
+    let hub = Launch::from_args(&["org/tiny".to_string()], None, None).unwrap();
+    assert_eq!(hub.models, vec![ModelSource::Hub("org/tiny".into())]);
+}
+
 #[test]
 fn model_view_shows_config_and_memory() {
     let mut h = harness(new_app(None));

@@ -61,6 +61,7 @@ fn app_in(dir: &Path, lessons: &Path, load_models: bool) -> GlassboxApp {
         persisted: None,
         load_models,
         initial_view: None,
+        open_models: Vec::new(),
         shipped: Some(ShippedModels::find()),
         started: Instant::now(),
     });

@@ -28,6 +28,7 @@ fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
         persisted: None,
         load_models: true,
         initial_view: None,
+        open_models: Vec::new(),
         shipped: Some(ShippedModels {
             gpt: Some(PathBuf::from("tests/fixtures/gpt2")),
             bert: Some(PathBuf::from("tests/fixtures/bert")),

@@ -46,6 +46,7 @@ fn harness() -> Harness<'static, GlassboxApp> {
         persisted: None,
         load_models: false,
         initial_view: None,
+        open_models: Vec::new(),
         shipped: Some(ShippedModels {
             gpt: Some(fixture("gpt2")),
             bert: Some(fixture("bert")),

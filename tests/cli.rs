@@ -319,6 +319,21 @@ fn translate_beams_and_broken_marian_folders() {
     );
 }
 
+/// `glassbox open` checks its arguments before a window opens: a wrong view lists the views.
+#[test]
+fn open_refuses_bad_arguments_before_the_window() {
+    let output = glassbox(&["open", "--view", "nowhere"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("nowhere") && stderr.contains("attention"),
+        "{stderr}"
+    );
+    let output = glassbox(&["open", fixture("marian").to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("encoder–decoder"));
+}
+
 /// `glassbox inspect --target` on the Marian fixture: the dump reproduces every reference
 /// tensor of the first case, and the summary aligns each target token with a source token.
 #[test]

@@ -75,6 +75,7 @@
 use eframe::egui;
 pub mod assets;
 pub mod data;
+pub mod launch;
 pub mod panels;
 pub mod shell;
 pub mod state;
@@ -83,6 +84,7 @@ pub mod worker;
 
 use std::time::Instant;
 
+pub use launch::{Launch, view_ids};
 use panels::lessons::{LessonsPanel, StartLesson};
 pub use panels::{Action, Panel};
 pub use shell::{AppOptions, GlassboxApp, Persisted, STORAGE_KEY};
@@ -96,6 +98,11 @@ pub use shell::{AppOptions, GlassboxApp, Persisted, STORAGE_KEY};
 /// opens a lesson beside the views (`attention:3` at its third step; `none` opens none); without
 /// it the lesson open when the app last closed comes back (the first lesson on a first start).
 pub fn run() -> anyhow::Result<()> {
+    run_with(Launch::default())
+}
+
+/// [`run`] with models, view and text chosen on the command line.
+pub fn run_with(launch: Launch) -> anyhow::Result<()> {
     let started = Instant::now();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -112,7 +119,11 @@ pub fn run() -> anyhow::Result<()> {
             let mut persisted: Option<Persisted> = cc
                 .storage
                 .and_then(|storage| eframe::get_value(storage, STORAGE_KEY));
-            if let Ok(text) = std::env::var("GLASSBOX_TEXT") {
+            if let Some(text) = launch
+                .text
+                .clone()
+                .or_else(|| std::env::var("GLASSBOX_TEXT").ok())
+            {
                 persisted.get_or_insert_with(Persisted::default).text = text;
             }
             if let Ok(theme) = std::env::var("GLASSBOX_THEME") {
@@ -121,7 +132,11 @@ pub fn run() -> anyhow::Result<()> {
             let mut app = GlassboxApp::new(AppOptions {
                 persisted,
                 load_models: true,
-                initial_view: std::env::var("GLASSBOX_VIEW").ok(),
+                initial_view: launch
+                    .view
+                    .clone()
+                    .or_else(|| std::env::var("GLASSBOX_VIEW").ok()),
+                open_models: launch.models.clone(),
                 shipped: None,
                 started,
             });

@@ -1,6 +1,7 @@
 //! The window around the panels: the view list, the shared text, theme and large-text switches,
 //! error banners, the status bar, persistence.
 
+use crate::model::config::ModelConfig;
 use eframe::egui;
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
@@ -62,8 +63,11 @@ pub struct AppOptions {
     pub persisted: Option<Persisted>,
     /// Load the models (last used, else shipped) on the worker at start.
     pub load_models: bool,
-    /// A view id to open instead of the remembered one (`GLASSBOX_VIEW`).
+    /// A view id to open instead of the remembered one (`GLASSBOX_VIEW`, `glassbox open --view`).
     pub initial_view: Option<String>,
+    /// Models to load instead of the remembered or shipped ones (`glassbox open DIR|REPO...`);
+    /// each takes the place of its family.
+    pub open_models: Vec<ModelSource>,
     /// Where the shipped models are (searched when `None`).
     pub shipped: Option<ShippedModels>,
     /// When the process started, to report the time to the first frame.
@@ -76,6 +80,7 @@ impl Default for AppOptions {
             persisted: None,
             load_models: true,
             initial_view: None,
+            open_models: Vec::new(),
             shipped: None,
             started: Instant::now(),
         }
@@ -141,7 +146,24 @@ impl GlassboxApp {
             app.shared.info(message);
         }
         if options.load_models {
-            for slot in Slot::ALL {
+            // A folder opened on the command line takes its family's place; a Hub id not yet
+            // downloaded is known only after its config arrives, so it loads last and replaces.
+            let claimed: Vec<Slot> = options
+                .open_models
+                .iter()
+                .filter_map(|source| match source {
+                    ModelSource::Folder(dir) => {
+                        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE))
+                            .ok()
+                    }
+                    ModelSource::Hub(id) => crate::hub::cached_model_dir(id).and_then(|dir| {
+                        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE))
+                            .ok()
+                    }),
+                })
+                .map(|config| Slot::for_config(&config))
+                .collect();
+            for slot in Slot::ALL.into_iter().filter(|s| !claimed.contains(s)) {
                 let remembered = persisted.models.get(&slot).filter(|s| match s {
                     ModelSource::Folder(dir) => is_model_dir(dir),
                     ModelSource::Hub(id) => crate::hub::cached_model_dir(id).is_some(),
@@ -152,6 +174,9 @@ impl GlassboxApp {
                     }
                     None => panels::model::load_shipped(&mut app.shared, slot),
                 }
+            }
+            for source in options.open_models {
+                app.shared.load_model(source);
             }
         }
         app

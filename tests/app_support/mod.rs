@@ -32,6 +32,7 @@ pub fn new_app(persisted: Option<Persisted>) -> GlassboxApp {
         persisted,
         load_models: true,
         initial_view: None,
+        open_models: Vec::new(),
         shipped: Some(fixtures()),
         started: Instant::now(),
     })

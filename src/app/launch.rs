@@ -1,0 +1,110 @@
+//! `glassbox open [DIR|REPO]... [--view NAME] [--text T]`: what the window should show first,
+//! checked before it opens so that a typo is a message on the terminal, not a silent default.
+
+use std::path::Path;
+
+use super::data::{ModelSource, Slot};
+use crate::error::{GlassboxError, Result};
+use crate::model::checkpoint::CONFIG_FILE;
+use crate::model::config::ModelConfig;
+use crate::model::family::Layout;
+
+/// What `glassbox open` asks of the window: models, a view, a text (each overrides the
+/// environment and the remembered settings).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Launch {
+    pub models: Vec<ModelSource>,
+    pub view: Option<String>,
+    pub text: Option<String>,
+}
+
+/// The ids of the views, in the order of the side bar.
+pub fn view_ids() -> Vec<&'static str> {
+    super::panels::all().iter().map(|p| p.id()).collect()
+}
+
+/// A Hub repository id: `name` or `owner/name`, letters, digits, `-`, `_`, `.`.
+fn looks_like_repo_id(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('/').collect();
+    parts.len() <= 2
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+}
+
+impl Launch {
+    /// Checks the command line: every folder is a model the app shows, every other name a Hub
+    /// id, no two models want the same place, the view exists.
+    pub fn from_args(models: &[String], view: Option<&str>, text: Option<&str>) -> Result<Self> {
+        if let Some(view) = view
+            && !view_ids().contains(&view)
+        {
+            return Err(GlassboxError::InvalidInput(format!(
+                "no view {view:?}; the views are: {}",
+                view_ids().join(", ")
+            )));
+        }
+        let mut sources = Vec::new();
+        let mut taken: Vec<(Slot, String)> = Vec::new();
+        for name in models {
+            let path = Path::new(name);
+            let config = if path.is_dir() {
+                Some(ModelConfig::from_file(&path.join(CONFIG_FILE))?)
+            } else if path.exists() || !looks_like_repo_id(name) {
+                return Err(GlassboxError::InvalidInput(format!(
+                    "{name:?} is neither a model folder (with config.json) nor a Hugging Face \
+                     repository id such as gpt2 or owner/name"
+                )));
+            } else {
+                crate::hub::cached_model_dir(name)
+                    .and_then(|dir| ModelConfig::from_file(&dir.join(CONFIG_FILE)).ok())
+            };
+            if let Some(config) = &config {
+                if config.family().layout == Layout::EncoderDecoder {
+                    return Err(GlassboxError::InvalidInput(format!(
+                        "{name} is an encoder–decoder (translation) model; the app's views do \
+                         not show encoder–decoders yet: use `glassbox translate` and \
+                         `glassbox inspect --target`"
+                    )));
+                }
+                let slot = Slot::for_config(config);
+                if let Some((_, other)) = taken.iter().find(|(s, _)| *s == slot) {
+                    return Err(GlassboxError::InvalidInput(format!(
+                        "{other} and {name} are both {}: the app holds one causal and one \
+                         bidirectional model side by side",
+                        slot.label()
+                    )));
+                }
+                taken.push((slot, name.clone()));
+            }
+            sources.push(if path.is_dir() {
+                ModelSource::Folder(path.to_path_buf())
+            } else {
+                ModelSource::Hub(name.clone())
+            });
+        }
+        Ok(Self {
+            models: sources,
+            view: view.map(str::to_string),
+            text: text.map(str::to_string),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids() {
+        assert!(looks_like_repo_id("gpt2"));
+        assert!(looks_like_repo_id("Helsinki-NLP/opus-mt-en-fr"));
+        assert!(!looks_like_repo_id("a/b/c"));
+        assert!(!looks_like_repo_id("../model"));
+        assert!(!looks_like_repo_id("my model"));
+    }
+}
