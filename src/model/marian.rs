@@ -622,9 +622,15 @@ impl Marian {
         state.position += t;
         // LM head: the decoder's embedding table (or the head's own matrix), transposed, plus
         // the bias.
-        let logits = x
-            .broadcast_matmul(&self.lm_head_matrix().t()?)?
-            .broadcast_add(&self.final_logits_bias)?; // [b, t, vocab]
+        // As one [b·t, d] × [d, vocab] product: a broadcast over the batch would copy the
+        // vocabulary-sized matrix once per row of the batch.
+        let (b, t, d) = x.dims3()?;
+        let logits = self
+            .lm_head_matrix()
+            .matmul(&x.reshape((b * t, d))?.t()?)? // [vocab, b·t]
+            .t()?
+            .broadcast_add(&self.final_logits_bias)?
+            .reshape((b, t, ()))?; // [b, t, vocab]
         if let Some(tr) = trace {
             tr.decoder.logits = Some(logits.clone());
         }

@@ -208,9 +208,15 @@ struct Beam {
 /// The `k` largest of `values` by index, best first (ties: lower index first, as `torch.topk`
 /// on CPU).
 fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let better = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    order.truncate(k);
+    // Partition around the k-th best (linear), then sort only the k: the candidates are
+    // beams × vocabulary, ~240,000 for opus-mt with 4 beams.
+    if k < order.len() {
+        order.select_nth_unstable_by(k, better);
+        order.truncate(k);
+    }
+    order.sort_by(better);
     order
 }
 
