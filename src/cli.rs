@@ -251,7 +251,15 @@ pub fn generate(
     settings.validate()?;
     let device = glassbox::device::parse_device(device)?;
     let loaded = load_dir(dir, &device)?;
-    if !loaded.config.is_causal() {
+    let family = loaded.config.family();
+    if family.has_cross_attention() {
+        bail!(
+            "{} is an encoder–decoder: it writes a translation of a source, not a continuation; \
+             use `glassbox translate`",
+            dir.display()
+        );
+    }
+    if !family.generates() {
         bail!(
             "{} is a {} model; generation needs a GPT (causal) model",
             dir.display(),

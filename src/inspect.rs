@@ -71,7 +71,7 @@ pub fn inspect(
     k: usize,
 ) -> Result<Inspection> {
     let tokenizer = loaded.tokenizer()?;
-    if pair.is_some() && loaded.config.is_causal() {
+    if pair.is_some() && !loaded.config.family().reads_pairs() {
         // A GPT has no segments: the pair would be read as one text, and the prediction
         // labelled as coming after the first.
         return Err(GlassboxError::InvalidInput(format!(
@@ -176,7 +176,7 @@ fn read_predictions(
         return Ok(Predictions::None);
     };
     let probs = softmax_last_dim(&logits.squeeze(0)?)?; // [s, vocab]
-    if loaded.config.is_causal() {
+    if loaded.config.family().generates() {
         let last = probs.get(encoded.ids.len() - 1)?.to_vec1::<f32>()?;
         return Ok(Predictions::NextToken {
             top: token_probs(loaded, &last, k)?,

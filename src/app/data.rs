@@ -323,6 +323,8 @@ pub struct InspectionData {
     pub text: String,
     pub pair: Option<String>,
     pub is_causal: bool,
+    /// What the model's family declares (its stages, for the step-through).
+    pub family: &'static crate::model::family::Family,
     pub tokens: Vec<TokenInfo>,
     pub num_layers: usize,
     pub num_heads: usize,
@@ -384,6 +386,7 @@ impl InspectionData {
             text: text.to_string(),
             pair: pair.map(str::to_string),
             is_causal: loaded.config.is_causal(),
+            family: loaded.config.family(),
             tokens,
             num_layers: loaded.config.num_layers(),
             num_heads: loaded.config.num_heads(),

@@ -497,7 +497,7 @@ impl Worker {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         // A causal model reads one text; the pair is for BERT's two segments.
-        let pair = if loaded.config.is_causal() {
+        let pair = if !loaded.config.family().reads_pairs() {
             None
         } else {
             pair

@@ -150,6 +150,12 @@ impl Family {
         self.self_attention() == AttentionKind::CausalSelf
     }
 
+    /// Reads a sentence pair as one input (`[CLS] A [SEP] B [SEP]`): encoder-only families.
+    /// A decoder-only model reads one text; an encoder–decoder reads a source and writes a target.
+    pub fn reads_pairs(&self) -> bool {
+        self.layout == Layout::EncoderOnly
+    }
+
     pub fn has_cross_attention(&self) -> bool {
         self.stacks
             .iter()

@@ -589,7 +589,7 @@ impl Trainer {
         let text = self.probe_text();
         let causal = self.model_config.is_causal();
         // BERT: "A [SEP] B" is traced as a sentence pair (segments 0 and 1).
-        let pair = if causal {
+        let pair = if !self.model_config.family().reads_pairs() {
             None
         } else {
             text.split_once("[SEP]")
@@ -613,7 +613,7 @@ impl Trainer {
         let mut trace = Trace::default();
         let input = ModelInput {
             input_ids: &input_ids,
-            token_type_ids: if causal { None } else { Some(&type_ids) },
+            token_type_ids: self.model_config.family().segments.then_some(&type_ids),
             padding: None,
             decoder_input_ids: None,
         };

@@ -102,27 +102,28 @@ impl StageRef {
 
 /// Every stage the trace of `data` has, in the order of the forward pass.
 pub fn stage_list(data: &InspectionData) -> Vec<StageRef> {
+    // The stages the family declares, in its order, where the trace has them (DistilBERT
+    // declares BERT's stages but has no segment embeddings).
     let has = |key: &str| data.stage(key).is_some();
-    let mut list = Vec::new();
-    for kind in [Stage::Embed, Stage::AddPositions, Stage::AddSegments] {
-        if has(&trace_key(kind, 0)) {
-            list.push(StageRef::new(kind, None));
-        }
-    }
-    // Post-LN encoders normalise the embedding sum before the first layer.
-    if !data.is_causal && has("layers.0.input") {
-        list.push(StageRef::new(Stage::EmbeddingNorm, None));
-    }
+    let stages = data.family.output_stack().stages;
+    let first_layer_stage = stages
+        .iter()
+        .position(|s| s.is_layer_stage())
+        .unwrap_or(stages.len());
+    let (before, rest) = stages.split_at(first_layer_stage);
+    let mut list: Vec<StageRef> = before
+        .iter()
+        .filter(|kind| has(&trace_key(**kind, 0)))
+        .map(|&kind| StageRef::new(kind, None))
+        .collect();
     for layer in 0..data.num_layers {
-        // The mask stage shows the masked scores; without a recorded mask (BERT on one text)
-        // it explains that nothing is blocked.
-        for kind in layer_stages() {
+        for &kind in rest.iter().filter(|s| s.is_layer_stage()) {
             if has(&trace_key(kind, layer)) {
                 list.push(StageRef::new(kind, Some(layer)));
             }
         }
     }
-    for kind in [Stage::FinalNorm, Stage::Logits, Stage::Probabilities] {
+    for &kind in rest.iter().filter(|s| !s.is_layer_stage()) {
         if has(&trace_key(kind, 0)) {
             list.push(StageRef::new(kind, None));
         }
