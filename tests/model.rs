@@ -224,3 +224,86 @@ fn gradients_flow_through_every_parameter() {
         }
     }
 }
+
+/// A Marian of a shape no fixture has: separate encoder and decoder tables of different sizes,
+/// an LM head of its own, encoder and decoder with different head counts and FFN widths, no
+/// embedding scale, swish. It loads through the one opener, the parameter table counts exactly
+/// what the weights file holds, and decoding with the key/value cache gives the logits of the
+/// full teacher-forced forward at every position.
+#[test]
+fn marian_of_an_unseen_shape() {
+    use glassbox::model::marian::{GenerationConfig, Marian, MarianConfig};
+    use glassbox::model::params::{actual_count_file, breakdown_for_config};
+    let json = serde_json::json!({
+        "model_type": "marian", "architectures": ["MarianMTModel"],
+        "vocab_size": 60, "decoder_vocab_size": 50, "share_encoder_decoder_embeddings": false,
+        "tie_word_embeddings": false, "d_model": 24,
+        "encoder_layers": 3, "decoder_layers": 2,
+        "encoder_attention_heads": 2, "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 48, "decoder_ffn_dim": 40, "max_position_embeddings": 32,
+        "activation_function": "swish", "scale_embedding": false,
+        "pad_token_id": 49, "eos_token_id": 0, "decoder_start_token_id": 49,
+        "forced_eos_token_id": 0,
+    });
+    let config = MarianConfig::from_hf_json(&json).unwrap();
+    assert_eq!(config.target_vocab_size(), 50);
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let built = Marian::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        &config,
+    )
+    .unwrap();
+    let dir = common::temp_dir("marian-unseen-shape");
+    varmap.save(dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
+
+    let loaded = load_dir(&dir, &device).expect("loads through the one opener");
+    let Model::Marian(model) = &loaded.model else {
+        panic!("not a Marian")
+    };
+    // The file holds final_logits_bias (a buffer) and not the two sinusoidal tables.
+    let stored = actual_count_file(&dir.join("model.safetensors")).unwrap();
+    let breakdown = breakdown_for_config(&loaded.config);
+    assert_eq!(breakdown.exact_total, stored - 50 + 2 * 32 * 24);
+    assert_eq!(breakdown.trainable_total, stored - 50);
+    assert!(
+        breakdown
+            .rows
+            .iter()
+            .any(|r| r.component.contains("untied"))
+    );
+
+    let source = Tensor::new(&[5u32, 7, 9, 11, 0], &device)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let target: Vec<u32> = vec![49, 3, 8, 13, 21, 34];
+    let decoder_input = Tensor::new(target.as_slice(), &device)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let full = model.forward(&source, &decoder_input, None).unwrap(); // [1, 6, 50]
+    assert_eq!(full.dims(), &[1, 6, 50]);
+    // The same weights as built: the same logits.
+    let again = built.forward(&source, &decoder_input, None).unwrap();
+    assert!(max_abs_diff(&full, &again) < 1e-6);
+    let encoder_output = model.encode(&source, None).unwrap();
+    let mut state = model.start_decoding(&encoder_output).unwrap();
+    for (position, &id) in target.iter().enumerate() {
+        let step = Tensor::new(&[id], &device).unwrap().unsqueeze(0).unwrap();
+        let logits = model.decode(&step, &mut state, None).unwrap(); // [1, 1, 50]
+        let expected = full.narrow(1, position, 1).unwrap();
+        let diff = max_abs_diff(&logits, &expected);
+        assert!(diff < 1e-4, "position {position}: {diff}");
+    }
+    // One beam is greedy, and nothing panics on random weights.
+    let generation = GenerationConfig {
+        max_length: 12,
+        ..GenerationConfig::from_model(&config)
+    };
+    let greedy = model.greedy(&[5, 7, 9, 0], &generation).unwrap();
+    let beams = model.beam_search(&[5, 7, 9, 0], &generation).unwrap();
+    assert_eq!(beams[0].ids, greedy);
+    assert!(greedy.len() <= 11 && !greedy.contains(&49));
+}

@@ -349,7 +349,7 @@ impl ModelConfig {
             }
             "marian" => {
                 let config = MarianConfig::from_hf_json(value).map_err(ConfigProblem::Bad)?;
-                check_activation(&config.activation_function)?;
+                check_marian_activation(&config.activation_function)?;
                 (FamilyConfig::Marian(config), Architecture::MarianMt)
             }
             other => {
@@ -490,6 +490,18 @@ fn check_heads(width: usize, heads: usize) -> std::result::Result<(), ConfigProb
         )));
     }
     Ok(())
+}
+
+/// Marian checkpoints also use swish (`x·σ(x)`), which the encoder–decoder's FFN supports.
+fn check_marian_activation(name: &str) -> std::result::Result<(), ConfigProblem> {
+    match name {
+        "swish" | "silu" => Ok(()),
+        other => check_activation(other).map_err(|_| {
+            ConfigProblem::Bad(format!(
+                "activation {other:?} is not supported (gelu, gelu_new, relu, swish)"
+            ))
+        }),
+    }
 }
 
 fn check_activation(name: &str) -> std::result::Result<(), ConfigProblem> {

@@ -689,7 +689,8 @@ impl Marian {
             let logits = self.decode(&ids, &mut state, None)?; // [1, 1, vocab]
             let mut scores = logits.squeeze(0)?.squeeze(0)?.to_vec1::<f32>()?;
             generation.process(&mut scores, &sequence);
-            let next = crate::generate::argmax(&scores) as u32;
+            // The first of equal scores, as `torch.argmax` (and the beams' ranking) picks.
+            let next = beam::first_max(&scores) as u32;
             sequence.push(next);
             if next == generation.eos_token_id {
                 break;

@@ -90,10 +90,22 @@ pub enum ArchSpec {
         encoder_layers: u64,
         decoder_layers: u64,
         heads: u64,
+        /// The decoder's FFN width (F); the encoder's is `encoder_intermediate`.
         intermediate: u64,
+        encoder_intermediate: u64,
         positions: u64,
         stored_positions: bool,
+        /// The decoder's own token table when the two sides do not share one (`Vt` rows).
+        #[serde(default)]
+        target_vocab: Option<u64>,
+        /// The LM head is the decoder's token table (else a `Vt × H` matrix of its own).
+        #[serde(default = "yes")]
+        tied_head: bool,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ArchSpec {
@@ -246,8 +258,12 @@ impl From<&ModelConfig> for ArchSpec {
                 decoder_layers: c.decoder_layers as u64,
                 heads: c.decoder_attention_heads as u64,
                 intermediate: c.decoder_ffn_dim as u64,
+                encoder_intermediate: c.encoder_ffn_dim as u64,
                 positions: c.max_position_embeddings as u64,
                 stored_positions: true,
+                target_vocab: (!c.share_encoder_decoder_embeddings)
+                    .then_some(c.target_vocab_size() as u64),
+                tied_head: c.tie_word_embeddings,
             },
         }
     }
@@ -690,8 +706,11 @@ impl Preset {
                 decoder_layers: 6,
                 heads: 8,
                 intermediate: 2048,
+                encoder_intermediate: 2048,
                 positions: 512,
                 stored_positions: false,
+                target_vocab: None,
+                tied_head: true,
             },
             Preset::TransformerBig => ArchSpec::EncoderDecoder {
                 vocab: 37000,
@@ -700,8 +719,11 @@ impl Preset {
                 decoder_layers: 6,
                 heads: 16,
                 intermediate: 4096,
+                encoder_intermediate: 4096,
                 positions: 512,
                 stored_positions: false,
+                target_vocab: None,
+                tied_head: true,
             },
             Preset::MarianEnFr => ArchSpec::EncoderDecoder {
                 vocab: 59514,
@@ -710,8 +732,11 @@ impl Preset {
                 decoder_layers: 6,
                 heads: 8,
                 intermediate: 2048,
+                encoder_intermediate: 2048,
                 positions: 512,
                 stored_positions: true,
+                target_vocab: None,
+                tied_head: true,
             },
         }
     }
@@ -1096,15 +1121,36 @@ fn backbone_textbook_formula(spec: &ArchSpec) -> (String, Vec<Dim>) {
         ArchSpec::EncoderDecoder {
             encoder_layers,
             decoder_layers,
+            encoder_intermediate,
+            intermediate,
+            target_vocab,
+            tied_head,
             ..
         } => {
             // A decoder layer has two attention blocks (self and cross): 8·H².
             let encoder = dim("Lenc", encoder_layers);
             let decoder = dim("Ldec", decoder_layers);
-            (
-                "Lenc·(4·H² + 2·H·F) + Ldec·(8·H² + 2·H·F) + V·H".to_string(),
-                vec![encoder, decoder, h, f, v],
-            )
+            let mut dims = vec![encoder, decoder, h, f];
+            let encoder_f = if encoder_intermediate == intermediate {
+                "F"
+            } else {
+                dims.push(dim("Fenc", encoder_intermediate));
+                "Fenc"
+            };
+            dims.push(v);
+            let mut text = format!("Lenc·(4·H² + 2·H·{encoder_f}) + Ldec·(8·H² + 2·H·F) + V·H");
+            let target_rows = match target_vocab {
+                Some(target) => {
+                    dims.push(dim("Vt", target));
+                    text.push_str(" + Vt·H");
+                    "Vt"
+                }
+                None => "V",
+            };
+            if !tied_head {
+                text.push_str(&format!(" + {target_rows}·H (LM head)"));
+            }
+            (text, dims)
         }
     }
 }
@@ -1222,18 +1268,34 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
             encoder_layers,
             decoder_layers,
             intermediate,
+            encoder_intermediate,
             positions,
             stored_positions,
+            target_vocab,
             ..
         } => {
             let h = dim("H", hidden);
             let f = dim("F", intermediate);
             let p = dim("P", positions);
-            builder.once(
-                "shared token embeddings (encoder, decoder, LM head)",
-                ParamGroup::Embeddings,
-                vec![matrix(dim("V", vocab), h)],
-            );
+            match target_vocab {
+                None => builder.once(
+                    "shared token embeddings (encoder, decoder, LM head)",
+                    ParamGroup::Embeddings,
+                    vec![matrix(dim("V", vocab), h)],
+                ),
+                Some(target) => {
+                    builder.once(
+                        "encoder token embeddings",
+                        ParamGroup::Embeddings,
+                        vec![matrix(dim("V", vocab), h)],
+                    );
+                    builder.once(
+                        "decoder token embeddings",
+                        ParamGroup::Embeddings,
+                        vec![matrix(dim("Vt", target), h)],
+                    );
+                }
+            }
             for stack in ["encoder", "decoder"] {
                 let component = format!("{stack} positions (sinusoidal)");
                 if stored_positions {
@@ -1254,7 +1316,12 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
                 layers: dim("Ldec", decoder_layers),
                 shared: false,
             };
-            encoder_decoder_layers(&mut builder, encoder, decoder, h, f);
+            let encoder_f = if encoder_intermediate == intermediate {
+                f
+            } else {
+                dim("Fenc", encoder_intermediate)
+            };
+            encoder_decoder_layers(&mut builder, encoder, decoder, h, (encoder_f, f));
         }
     }
     head_rows(&mut builder, spec, &heads);
@@ -1360,7 +1427,7 @@ fn encoder_decoder_layers(
     encoder: LayerScope,
     decoder: LayerScope,
     h: Dim,
-    f: Dim,
+    (encoder_f, f): (Dim, Dim),
 ) {
     use ParamGroup::{Attention, CrossAttention, Ffn, LayerNorm};
     let attention = |builder: &mut Builder, scope, name: &str, group| {
@@ -1374,7 +1441,7 @@ fn encoder_decoder_layers(
             norm(h, true),
         );
     };
-    let ffn = |builder: &mut Builder, scope| {
+    let ffn = |builder: &mut Builder, scope, f| {
         builder.per_layer(scope, "FFN up (fc1)", Ffn, linear(h, f, true));
         builder.per_layer(scope, "FFN down (fc2)", Ffn, linear(f, h, true));
         builder.per_layer(scope, "FFN LayerNorm", LayerNorm, norm(h, true));
@@ -1387,12 +1454,12 @@ fn encoder_decoder_layers(
     };
     let encoder_start = builder.rows.len();
     attention(builder, encoder, "self-attention", Attention);
-    ffn(builder, encoder);
+    ffn(builder, encoder, encoder_f);
     name_stack(builder, encoder_start, "encoder");
     let decoder_start = builder.rows.len();
     attention(builder, decoder, "self-attention (causal)", Attention);
     attention(builder, decoder, "cross-attention", CrossAttention);
-    ffn(builder, decoder);
+    ffn(builder, decoder, f);
     name_stack(builder, decoder_start, "decoder");
 }
 
@@ -1519,8 +1586,27 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
     if heads.lm_head {
         if matches!(spec, ArchSpec::Gpt2 { .. }) {
             builder.tied("LM head", HeadsGroup, "token embeddings");
-        } else if matches!(spec, ArchSpec::EncoderDecoder { .. }) {
-            builder.tied("LM head", HeadsGroup, "shared token embeddings");
+        } else if let ArchSpec::EncoderDecoder {
+            target_vocab,
+            tied_head,
+            ..
+        } = *spec
+        {
+            let table = if target_vocab.is_some() {
+                "decoder token embeddings"
+            } else {
+                "shared token embeddings"
+            };
+            if tied_head {
+                builder.tied("LM head", HeadsGroup, table);
+            } else {
+                let rows = target_vocab.map_or(v, |t| dim("Vt", t));
+                builder.once(
+                    "LM head (lm_head, untied)",
+                    HeadsGroup,
+                    vec![matrix(rows, h)],
+                );
+            }
             // `MarianMTModel` registers it as a buffer: saved in the checkpoint, never trained,
             // not counted by `num_parameters()`.
             builder.without_parameters(

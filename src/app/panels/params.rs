@@ -123,8 +123,11 @@ impl CustomConfig {
                 decoder_layers: self.layers,
                 heads: self.heads,
                 intermediate: ffn,
+                encoder_intermediate: ffn,
                 positions: self.context,
                 stored_positions: false,
+                target_vocab: None,
+                tied_head: true,
             },
         }
     }

@@ -220,6 +220,11 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
+/// The index of the largest score, the first of equals.
+pub(super) fn first_max(scores: &[f32]) -> usize {
+    top_k(scores, 1).first().copied().unwrap_or(0)
+}
+
 fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits.iter().map(|&x| (x - max).exp()).sum::<f32>().ln() + max;
