@@ -5,9 +5,11 @@
 //!
 //!     cargo bench --bench translate_speed                   # opus-mt-en-fr size, 5 rounds
 //!     cargo bench --bench translate_speed -- --size small   # d=256, 3+3 layers, V=8000
+//!     cargo bench --bench translate_speed -- --size fixture # the trained test fixture
 //!     cargo bench --bench translate_speed -- --tokens 48 --rounds 3
 //!
-//! Weights are random (the speed does not depend on them), so decoding runs to the maximum length
+//! Weights are random (the speed does not depend on them; `--size fixture` uses the trained test
+//! fixture), and `</s>` is banned until the last position, so decoding runs to the maximum length
 //! every time: the same number of tokens on both sides.
 
 use std::time::Instant;
@@ -46,7 +48,7 @@ fn config(size: &str) -> anyhow::Result<MarianConfig> {
     let (d, layers, ffn, heads, vocab) = match size {
         "opus" => (512, 6, 2048, 8, 59514),
         "small" => (256, 3, 1024, 4, 8000),
-        other => anyhow::bail!("unknown size {other:?}: opus or small"),
+        other => anyhow::bail!("unknown size {other:?}: opus, small or fixture"),
     };
     let json = serde_json::json!({
         "vocab_size": vocab, "d_model": d,
@@ -67,13 +69,19 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let options = parse_options();
-    let config = config(&options.size)?;
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let model = Marian::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &device),
-        &config,
-    )?;
+    let model = if options.size == "fixture" {
+        // The trained test fixture (2+2 layers, width 32), its real weights.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian");
+        glassbox::model::checkpoint::load_translator(&dir, &device)?.model
+    } else {
+        Marian::new(
+            VarBuilder::from_varmap(&varmap, DType::F32, &device),
+            &config(&options.size)?,
+        )?
+    };
+    let config = model.config.clone();
     // A 12-token source, as "The cat chased the mouse." in opus-mt.
     let source: Vec<u32> = (1..12).chain([0]).collect();
     let generation = GenerationConfig {

@@ -662,6 +662,17 @@ impl Marian {
         self.decode_with_hidden(decoder_input_ids, &mut state, trace)
     }
 
+    /// `generation` with its maximum length cut to what the decoder's positions allow (its
+    /// input is the start token and all but the last generated token).
+    fn within_positions(&self, generation: &GenerationConfig) -> GenerationConfig {
+        GenerationConfig {
+            max_length: generation
+                .max_length
+                .min(self.config.max_position_embeddings + 1),
+            ..generation.clone()
+        }
+    }
+
     /// Greedy translation of one source sentence (ids with its `</s>`), as `transformers`'
     /// `generate(num_beams=1, do_sample=False)`: from `decoder_start_token_id`, never a bad word
     /// (the pad token), `forced_eos_token_id` at the last allowed position, stop at `</s>` or
@@ -672,14 +683,8 @@ impl Marian {
         let input_ids = Tensor::new(source_ids, device)?.unsqueeze(0)?; // [1, s]
         let encoder_output = self.encode(&input_ids, None)?;
         let mut state = self.start_decoding(&encoder_output)?;
-        // The decoder has only `max_position_embeddings` positions for its input.
-        let max_length = generation
-            .max_length
-            .min(self.config.max_position_embeddings + 1);
-        let generation = GenerationConfig {
-            max_length,
-            ..generation.clone()
-        };
+        let generation = self.within_positions(generation);
+        let max_length = generation.max_length;
         let mut sequence = vec![generation.decoder_start_token_id];
         while sequence.len() < max_length {
             let last = *sequence

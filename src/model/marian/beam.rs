@@ -241,14 +241,8 @@ impl Marian {
         generation: &GenerationConfig,
     ) -> Result<Vec<Hypothesis>> {
         let beams = generation.num_beams.max(1);
-        // The decoder has only `max_position_embeddings` positions for its input.
-        let max_length = generation
-            .max_length
-            .min(self.config.max_position_embeddings + 1);
-        let generation = GenerationConfig {
-            max_length,
-            ..generation.clone()
-        };
+        let generation = self.within_positions(generation);
+        let max_length = generation.max_length;
         let device = self.shared.weight.device();
         let input_ids = Tensor::new(source_ids, device)?.unsqueeze(0)?; // [1, s]
         let encoder_output = self.encode(&input_ids, None)?; // [1, s, d]
