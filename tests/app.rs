@@ -320,6 +320,8 @@ fn params_view_totals_are_the_exact_counts() {
         Preset::BertLarge,
         Preset::Gpt2,
         Preset::Gpt3_175b,
+        Preset::TransformerBase,
+        Preset::MarianEnFr,
     ] {
         h.get_by_role_and_label(Role::Button, preset.display_name())
             .click();
@@ -330,6 +332,17 @@ fn params_view_totals_are_the_exact_counts() {
         let label = format!("Textbook total: {}", group_thousands(b.textbook_total));
         assert!(has_label(&h, &label), "{preset:?}: missing {label:?}");
     }
+    // Marian en→fr: `num_parameters()` and the trainable count, cross-attention in the table.
+    h.get_by_role_and_label(Role::Button, "Marian en→fr")
+        .click();
+    h.run_steps(2);
+    assert!(has_label(&h, "Exact total: 75,133,952 parameters"));
+    assert!(has_label(&h, "Trainable: 74,609,664 (fixed sinusoids not)"));
+    assert!(has_label(
+        &h,
+        "decoder layers 0–5: cross-attention query (Q)"
+    ));
+
     // BERT-Base is 109,482,240 exactly (as `transformers` counts BertModel).
     h.get_by_role_and_label(Role::Button, "BERT-Base").click();
     h.run_steps(2);

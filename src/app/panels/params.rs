@@ -400,6 +400,16 @@ fn totals(ui: &mut Ui, b: &ParamBreakdown) {
             ))
             .size(16.0),
         );
+        if b.trainable_total != b.exact_total {
+            ui.separator();
+            ui.label(
+                RichText::new(format!(
+                    "Trainable: {} (fixed sinusoids not)",
+                    group_thousands(b.trainable_total)
+                ))
+                .size(16.0),
+            );
+        }
         ui.separator();
         ui.label(format!(
             "Memory (float32, 4 bytes each): {}",
