@@ -107,14 +107,86 @@ fn open_puts_models_in_their_place_and_checks_its_arguments() {
             .to_string()
     };
     assert!(refused(&[], Some("atention")).contains("attention"));
-    let gpt2 = fixture("gpt2").display().to_string();
-    assert!(refused(&[&gpt2, &gpt2], None).contains("both"));
     let marian = fixture("marian").display().to_string();
     assert!(refused(&[&marian], None).contains("glassbox translate"));
     assert!(refused(&["./no/such/folder"], None).contains("neither"));
     // A Hub id is taken as one (downloaded by the app).
     let hub = Launch::from_args(&["org/tiny".to_string()], None, None).unwrap();
     assert_eq!(hub.models, vec![ModelSource::Hub("org/tiny".into())]);
+}
+
+/// Any number of models: a second model of a family loads beside the first (from `open` or
+/// the Model view's "Load beside the others"), and the Attention view compares any two.
+#[test]
+fn more_models_than_two_and_any_two_side_by_side() {
+    use glassbox::app::AppOptions;
+    use glassbox::app::data::Slot;
+    use glassbox::app::panels::attention::Models;
+    let second_gpt = temp_dir("open-second-gpt").join("other-gpt");
+    std::fs::create_dir_all(&second_gpt).unwrap();
+    for entry in std::fs::read_dir(fixture("gpt2")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), second_gpt.join(entry.file_name())).unwrap();
+    }
+    let launch = glassbox::app::Launch::from_args(
+        &[
+            fixture("gpt2").display().to_string(),
+            second_gpt.display().to_string(),
+        ],
+        Some("attention"),
+        None,
+    )
+    .unwrap();
+    let app = GlassboxApp::new(AppOptions {
+        persisted: None,
+        load_models: true,
+        initial_view: launch.view.clone(),
+        open_models: launch.models.clone(),
+        shipped: Some(app_support::fixtures()),
+        started: std::time::Instant::now(),
+    });
+    let mut h = harness(app);
+    settle(&mut h);
+    let slots = h.state().shared.loaded_slots();
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    let extra = Slot::extra(0);
+    assert_eq!(h.state().shared.model(extra).unwrap().dir, second_gpt);
+    // The Attention view offers it: compare the two GPTs.
+    h.get_by_role_and_label(Role::ComboBox, "Right model")
+        .click();
+    h.run_steps(2);
+    h.get_by_label("other-gpt (M3)").click();
+    settle(&mut h);
+    let panel = h.state().panel::<AttentionPanel>().unwrap();
+    assert_eq!(panel.compare, [Slot::Gpt, extra]);
+    assert_eq!(panel.models, Models::SideBySide);
+    assert!(has_label(&h, "GPT and M3 side by side"));
+    assert!(
+        h.state().shared.notices.is_empty(),
+        "{:?}",
+        h.state().shared.notices
+    );
+
+    // The Model view lists it with an Unload button, and loads another one beside the others.
+    open_view(&mut h, "Model");
+    h.get_by_label("Load beside the others (keep the model of its family; a place of its own)")
+        .click();
+    h.run_steps(1);
+    let bert = fixture("bert").display().to_string();
+    h.state_mut()
+        .panel_mut::<glassbox::app::panels::model::ModelPanel>()
+        .unwrap()
+        .folder_text = bert;
+    h.get_by_role_and_label(Role::Button, "Local folder")
+        .click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Button, "Load folder").click();
+    settle(&mut h);
+    assert_eq!(h.state().shared.loaded_slots().len(), 4);
+    h.get_by_label("Unload other-gpt").click();
+    settle(&mut h);
+    assert!(h.state().shared.model(extra).is_none());
+    assert_eq!(h.state().shared.loaded_slots().len(), 3);
 }
 
 #[test]

@@ -17,34 +17,79 @@ use crate::model::params::{self, ParamBreakdown};
 use crate::model::trace::{LayerTrace, Trace};
 use crate::tokenizer::{Tokenizer, TokenizerKind, WordSplit};
 
-/// Which of the worker's model slots: the causal one (GPT family) or the bidirectional one (BERT
-/// family). A loaded model goes to the slot of its family, so causal and bidirectional attention
-/// can always be shown side by side.
+/// A loaded model's place in the worker. Two places are the families' own: [`Slot::Gpt`] for the
+/// causal model and [`Slot::Bert`] for the bidirectional one (a model loaded "for its family" goes
+/// there, replacing what was there, so causal and bidirectional attention can always be shown side
+/// by side). Any number of further models get places of their own ([`Slot::extra`]); the
+/// side-by-side views pick which two to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Slot {
-    Gpt,
-    Bert,
+#[serde(from = "SlotRepr", into = "SlotRepr")]
+pub struct Slot(u16);
+
+/// Settings saved before there were extra places wrote "Gpt" / "Bert".
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SlotRepr {
+    Name(String),
+    Index(u16),
 }
 
+impl From<SlotRepr> for Slot {
+    fn from(repr: SlotRepr) -> Self {
+        match repr {
+            SlotRepr::Name(name) if name == "Bert" => Slot::Bert,
+            SlotRepr::Name(_) => Slot::Gpt,
+            SlotRepr::Index(index) => Slot(index),
+        }
+    }
+}
+
+impl From<Slot> for SlotRepr {
+    fn from(slot: Slot) -> Self {
+        match slot {
+            Slot::Gpt => SlotRepr::Name("Gpt".into()),
+            Slot::Bert => SlotRepr::Name("Bert".into()),
+            Slot(index) => SlotRepr::Index(index),
+        }
+    }
+}
+
+#[allow(non_upper_case_globals)]
 impl Slot {
+    /// The causal family's place.
+    pub const Gpt: Slot = Slot(0);
+    /// The bidirectional family's place.
+    pub const Bert: Slot = Slot(1);
+    /// The families' places.
     pub const ALL: [Slot; 2] = [Slot::Gpt, Slot::Bert];
 
-    /// "GPT (causal)" / "BERT (bidirectional)".
-    pub fn label(self) -> &'static str {
+    /// The `n`-th further place (0-based).
+    pub fn extra(n: u16) -> Slot {
+        Slot(n.saturating_add(2))
+    }
+
+    pub fn is_family_place(self) -> bool {
+        Slot::ALL.contains(&self)
+    }
+
+    /// "GPT (causal)" / "BERT (bidirectional)" / "model 3".
+    pub fn label(self) -> String {
         match self {
-            Slot::Gpt => "GPT (causal)",
-            Slot::Bert => "BERT (bidirectional)",
+            Slot::Gpt => "GPT (causal)".into(),
+            Slot::Bert => "BERT (bidirectional)".into(),
+            Slot(index) => format!("model {}", index + 1),
         }
     }
 
-    pub fn short(self) -> &'static str {
+    pub fn short(self) -> String {
         match self {
-            Slot::Gpt => "GPT",
-            Slot::Bert => "BERT",
+            Slot::Gpt => "GPT".into(),
+            Slot::Bert => "BERT".into(),
+            Slot(index) => format!("M{}", index + 1),
         }
     }
 
-    /// The slot a model of this config belongs in.
+    /// The family place a model of this config belongs in.
     pub fn for_config(config: &ModelConfig) -> Slot {
         if config.is_causal() {
             Slot::Gpt

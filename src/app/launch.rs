@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::data::{ModelSource, Slot};
+use super::data::ModelSource;
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::CONFIG_FILE;
 use crate::model::config::ModelConfig;
@@ -38,7 +38,8 @@ fn looks_like_repo_id(text: &str) -> bool {
 
 impl Launch {
     /// Checks the command line: every folder is a model the app shows, every other name a Hub
-    /// id, no two models want the same place, the view exists.
+    /// id, the view exists. The first model of each family takes the family's place; further
+    /// ones are loaded beside it.
     pub fn from_args(models: &[String], view: Option<&str>, text: Option<&str>) -> Result<Self> {
         if let Some(view) = view
             && !view_ids().contains(&view)
@@ -49,7 +50,6 @@ impl Launch {
             )));
         }
         let mut sources = Vec::new();
-        let mut taken: Vec<(Slot, String)> = Vec::new();
         for name in models {
             let path = Path::new(name);
             let config = if path.is_dir() {
@@ -63,23 +63,14 @@ impl Launch {
                 crate::hub::cached_model_dir(name)
                     .and_then(|dir| ModelConfig::from_file(&dir.join(CONFIG_FILE)).ok())
             };
-            if let Some(config) = &config {
-                if config.family().layout == Layout::EncoderDecoder {
-                    return Err(GlassboxError::InvalidInput(format!(
-                        "{name} is an encoder–decoder (translation) model; the app's views do \
-                         not show encoder–decoders yet: use `glassbox translate` and \
-                         `glassbox inspect --target`"
-                    )));
-                }
-                let slot = Slot::for_config(config);
-                if let Some((_, other)) = taken.iter().find(|(s, _)| *s == slot) {
-                    return Err(GlassboxError::InvalidInput(format!(
-                        "{other} and {name} are both {}: the app holds one causal and one \
-                         bidirectional model side by side",
-                        slot.label()
-                    )));
-                }
-                taken.push((slot, name.clone()));
+            if let Some(config) = &config
+                && config.family().layout == Layout::EncoderDecoder
+            {
+                return Err(GlassboxError::InvalidInput(format!(
+                    "{name} is an encoder–decoder (translation) model; the app's views do not \
+                     show encoder–decoders yet: use `glassbox translate` and \
+                     `glassbox inspect --target`"
+                )));
             }
             sources.push(if path.is_dir() {
                 ModelSource::Folder(path.to_path_buf())

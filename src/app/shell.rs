@@ -146,23 +146,29 @@ impl GlassboxApp {
             app.shared.info(message);
         }
         if options.load_models {
-            // A folder opened on the command line takes its family's place; a Hub id not yet
-            // downloaded is known only after its config arrives, so it loads last and replaces.
-            let claimed: Vec<Slot> = options
-                .open_models
-                .iter()
-                .filter_map(|source| match source {
-                    ModelSource::Folder(dir) => {
-                        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE))
-                            .ok()
+            // Models opened on the command line: the first of each family takes the family's
+            // place, further ones join beside it. A Hub id not yet downloaded is known only
+            // after its config arrives, so it goes to its family's place when it lands.
+            let config_of = |source: &ModelSource| {
+                let dir = match source {
+                    ModelSource::Folder(dir) => Some(dir.clone()),
+                    ModelSource::Hub(id) => crate::hub::cached_model_dir(id),
+                }?;
+                ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE)).ok()
+            };
+            let mut claimed: Vec<Slot> = Vec::new();
+            let mut opened: Vec<(ModelSource, bool)> = Vec::new();
+            for source in options.open_models {
+                let beside = match config_of(&source).map(|c| Slot::for_config(&c)) {
+                    Some(place) if claimed.contains(&place) => true,
+                    Some(place) => {
+                        claimed.push(place);
+                        false
                     }
-                    ModelSource::Hub(id) => crate::hub::cached_model_dir(id).and_then(|dir| {
-                        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE))
-                            .ok()
-                    }),
-                })
-                .map(|config| Slot::for_config(&config))
-                .collect();
+                    None => false,
+                };
+                opened.push((source, beside));
+            }
             for slot in Slot::ALL.into_iter().filter(|s| !claimed.contains(s)) {
                 let remembered = persisted.models.get(&slot).filter(|s| match s {
                     ModelSource::Folder(dir) => is_model_dir(dir),
@@ -175,8 +181,28 @@ impl GlassboxApp {
                     None => panels::model::load_shipped(&mut app.shared, slot),
                 }
             }
-            for source in options.open_models {
-                app.shared.load_model(source);
+            if opened.is_empty() {
+                // Extra models of the last session come back in their places.
+                for (&slot, source) in persisted
+                    .models
+                    .iter()
+                    .filter(|(s, _)| !s.is_family_place())
+                {
+                    let available = match source {
+                        ModelSource::Folder(dir) => is_model_dir(dir),
+                        ModelSource::Hub(id) => crate::hub::cached_model_dir(id).is_some(),
+                    };
+                    if available {
+                        app.shared.load_model_into(source.clone(), Some(slot));
+                    }
+                }
+            }
+            for (source, beside) in opened {
+                if beside {
+                    app.shared.load_extra_model(source);
+                } else {
+                    app.shared.load_model(source);
+                }
             }
         }
         app
@@ -193,9 +219,11 @@ impl GlassboxApp {
             large_text: self.large_text,
             device: self.shared.device.clone(),
             export_dir: self.shared.export_dir.clone(),
-            models: Slot::ALL
-                .iter()
-                .filter_map(|&s| self.shared.model(s).map(|m| (s, m.source.clone())))
+            models: self
+                .shared
+                .loaded_slots()
+                .into_iter()
+                .filter_map(|s| self.shared.model(s).map(|m| (s, m.source.clone())))
                 .collect(),
             panels: self
                 .panels
@@ -596,7 +624,7 @@ impl GlassboxApp {
 
     fn status_bar(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
-            for slot in Slot::ALL {
+            for slot in self.shared.slots_to_show() {
                 let text = match self.shared.model(slot) {
                     Some(m) => format!("{}: {}", slot.short(), m.name),
                     None => format!("{}: none", slot.short()),

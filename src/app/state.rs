@@ -58,6 +58,8 @@ pub struct Notice {
 pub struct LoadJob {
     pub request: RequestId,
     pub source: ModelSource,
+    /// The place asked for (`None`: the family's).
+    pub slot: Option<Slot>,
     pub progress: Option<Progress>,
     pub started: Instant,
 }
@@ -235,20 +237,68 @@ impl Shared {
         self.models.get(&slot)
     }
 
+    /// The places a picker offers: the families' two (loaded or not), then every extra place
+    /// that holds a model.
+    pub fn slots_to_show(&self) -> Vec<Slot> {
+        let mut slots = Slot::ALL.to_vec();
+        slots.extend(self.models.keys().filter(|s| !s.is_family_place()));
+        slots
+    }
+
+    /// Every place that holds a model: the families' first, then the extra ones.
+    pub fn loaded_slots(&self) -> Vec<Slot> {
+        self.models.keys().copied().collect()
+    }
+
+    /// "tiny-gpt (GPT)", for pickers: the model's name and its place.
+    pub fn slot_name(&self, slot: Slot) -> String {
+        match self.model(slot) {
+            Some(model) => format!("{} ({})", model.name, slot.short()),
+            None => slot.label(),
+        }
+    }
+
+    /// Forgets the model in `slot`.
+    pub fn unload(&mut self, slot: Slot) -> RequestId {
+        self.send(Command::Unload { slot })
+    }
+
     /// Changes whenever the model in `slot` changes; panels key their caches on it.
     pub fn generation(&self, slot: Slot) -> u64 {
         self.generations.get(&slot).copied().unwrap_or(0)
     }
 
-    /// Loads a model on the current device; it lands in the slot of its family.
+    /// Loads a model on the current device; it lands in the place of its family.
     pub fn load_model(&mut self, source: ModelSource) -> RequestId {
+        self.load_model_into(source, None)
+    }
+
+    /// Loads a model into a place of its own, beside the ones already loaded.
+    pub fn load_extra_model(&mut self, source: ModelSource) -> RequestId {
+        let taken: Vec<Slot> = self
+            .models
+            .keys()
+            .copied()
+            .chain(self.loads.iter().filter_map(|job| job.slot))
+            .collect();
+        let slot = (0..)
+            .map(Slot::extra)
+            .find(|slot| !taken.contains(slot))
+            .unwrap_or(Slot::extra(0));
+        self.load_model_into(source, Some(slot))
+    }
+
+    /// Loads a model into `slot` (`None`: its family's place).
+    pub fn load_model_into(&mut self, source: ModelSource, slot: Option<Slot>) -> RequestId {
         let request = self.send(Command::Load {
             source: source.clone(),
             device: self.device.clone(),
+            slot,
         });
         self.loads.push(LoadJob {
             request,
             source,
+            slot,
             progress: None,
             started: Instant::now(),
         });

@@ -41,9 +41,13 @@ pub type JobFn = Box<dyn FnOnce(&mut Models) -> Result<Box<dyn Any + Send>> + Se
 
 /// What the UI can ask of the worker.
 pub enum Command {
-    /// Load a model onto `device` ("cpu", "cuda", ...). It goes to the slot of its family
-    /// (causal → [`Slot::Gpt`], otherwise [`Slot::Bert`]), replacing what was there.
-    Load { source: ModelSource, device: String },
+    /// Load a model onto `device` ("cpu", "cuda", ...) into `slot`, or (`None`) into its
+    /// family's place (causal → [`Slot::Gpt`], otherwise [`Slot::Bert`]), replacing what was there.
+    Load {
+        source: ModelSource,
+        device: String,
+        slot: Option<Slot>,
+    },
     /// Forget the model in a slot.
     Unload { slot: Slot },
     /// Tokenize `text` (+ `pair`, bidirectional models only) and run the traced forward pass.
@@ -166,6 +170,7 @@ enum Message {
         request: RequestId,
         source: ModelSource,
         device: String,
+        slot: Option<Slot>,
         dir: Result<PathBuf>,
     },
     SetRepaint(egui::Context),
@@ -290,9 +295,10 @@ impl Worker {
                     request,
                     source,
                     device,
+                    slot,
                     dir,
                 } => {
-                    let result = dir.and_then(|dir| self.load(&dir, source, &device));
+                    let result = dir.and_then(|dir| self.load(&dir, source, &device, slot));
                     self.finish(request, result.map_err(|e| e.to_string()));
                 }
                 Message::Request(request, command) => {
@@ -352,13 +358,17 @@ impl Worker {
     /// Runs a command; `None` when the answer comes later.
     fn execute(&mut self, request: RequestId, command: Command) -> Option<Result<Output>> {
         Some(match command {
-            Command::Load { source, device } => match &source {
+            Command::Load {
+                source,
+                device,
+                slot,
+            } => match &source {
                 ModelSource::Folder(dir) => {
                     let dir = dir.clone();
-                    self.load(&dir, source, &device)
+                    self.load(&dir, source, &device, slot)
                 }
                 ModelSource::Hub(id) => {
-                    self.start_download(request, id.clone(), source.clone(), device);
+                    self.start_download(request, id.clone(), source.clone(), device, slot);
                     return None;
                 }
             },
@@ -390,7 +400,13 @@ impl Worker {
         })
     }
 
-    fn load(&mut self, dir: &std::path::Path, source: ModelSource, device: &str) -> Result<Output> {
+    fn load(
+        &mut self,
+        dir: &std::path::Path,
+        source: ModelSource,
+        device: &str,
+        slot: Option<Slot>,
+    ) -> Result<Output> {
         let device_handle = crate::device::parse_device(device)?;
         let loaded = checkpoint::load_dir(dir, &device_handle)?;
         if loaded.tokenizer.is_none() {
@@ -398,7 +414,11 @@ impl Worker {
                 path: dir.join(checkpoint::TOKENIZER_FILE),
             });
         }
-        let summary = Arc::new(ModelSummary::from_loaded(&loaded, source, device));
+        let mut summary = ModelSummary::from_loaded(&loaded, source, device);
+        if let Some(slot) = slot {
+            summary.slot = slot;
+        }
+        let summary = Arc::new(summary);
         self.models
             .slots
             .insert(summary.slot, (loaded, summary.clone()));
@@ -411,6 +431,7 @@ impl Worker {
         repo_id: String,
         source: ModelSource,
         device: String,
+        slot: Option<Slot>,
     ) {
         let outbox = self.outbox.clone();
         let back = self.self_sender.clone();
@@ -474,6 +495,7 @@ impl Worker {
                     request,
                     source,
                     device,
+                    slot,
                     dir,
                 });
             });

@@ -58,6 +58,7 @@ impl Geometry {
 #[serde(default)]
 struct Saved {
     models: Models,
+    compare: Option<[Slot; 2]>,
     mode: Mode,
     layer: usize,
     head: Option<usize>,
@@ -66,6 +67,8 @@ struct Saved {
 
 pub struct AttentionPanel {
     pub models: Models,
+    /// The two models side by side (any two loaded; the families' places by default).
+    pub compare: [Slot; 2],
     pub mode: Mode,
     pub layer: usize,
     /// `None`: the mean over heads.
@@ -83,6 +86,7 @@ impl Default for AttentionPanel {
     fn default() -> Self {
         Self {
             models: Models::SideBySide,
+            compare: Slot::ALL,
             mode: Mode::Heatmap,
             layer: 0,
             head: Some(0),
@@ -109,7 +113,8 @@ impl AttentionPanel {
 
     fn slots(&self) -> Vec<Slot> {
         match self.models {
-            Models::SideBySide => Slot::ALL.to_vec(),
+            Models::SideBySide if self.compare[0] == self.compare[1] => vec![self.compare[0]],
+            Models::SideBySide => self.compare.to_vec(),
             Models::Only(slot) => vec![slot],
         }
     }
@@ -131,6 +136,7 @@ impl Panel for AttentionPanel {
     fn save_state(&self) -> Option<serde_json::Value> {
         serde_json::to_value(Saved {
             models: self.models,
+            compare: Some(self.compare),
             mode: self.mode,
             layer: self.layer,
             head: self.head,
@@ -142,6 +148,7 @@ impl Panel for AttentionPanel {
     fn load_state(&mut self, state: serde_json::Value) {
         if let Ok(saved) = serde_json::from_value::<Saved>(state) {
             self.models = saved.models;
+            self.compare = saved.compare.unwrap_or(Slot::ALL);
             self.mode = saved.mode;
             self.layer = saved.layer;
             self.head = saved.head;
@@ -186,7 +193,12 @@ impl Panel for AttentionPanel {
             .max()
             .unwrap_or(1)
             .max(1);
-        self.controls(ui, max_layers, max_heads);
+        let loaded: Vec<(Slot, String)> = shared
+            .loaded_slots()
+            .into_iter()
+            .map(|slot| (slot, shared.slot_name(slot)))
+            .collect();
+        self.controls(ui, max_layers, max_heads, &loaded);
         ui.separator();
 
         self.geometry.clear();
@@ -217,16 +229,49 @@ impl Panel for AttentionPanel {
 }
 
 impl AttentionPanel {
-    fn controls(&mut self, ui: &mut Ui, max_layers: usize, max_heads: usize) {
+    fn controls(
+        &mut self,
+        ui: &mut Ui,
+        max_layers: usize,
+        max_heads: usize,
+        loaded: &[(Slot, String)],
+    ) {
         ui.horizontal_wrapped(|ui| {
             ui.label("Models:");
-            ui.selectable_value(
-                &mut self.models,
-                Models::SideBySide,
-                "GPT and BERT side by side",
-            );
+            let side_by_side = if self.compare == Slot::ALL {
+                "GPT and BERT side by side".to_string()
+            } else {
+                format!(
+                    "{} and {} side by side",
+                    self.compare[0].short(),
+                    self.compare[1].short()
+                )
+            };
+            ui.selectable_value(&mut self.models, Models::SideBySide, side_by_side);
             ui.selectable_value(&mut self.models, Models::Only(Slot::Gpt), "GPT only");
             ui.selectable_value(&mut self.models, Models::Only(Slot::Bert), "BERT only");
+            // With more models loaded than the families' two, any two can be compared.
+            if loaded.iter().any(|(slot, _)| !slot.is_family_place()) {
+                ui.separator();
+                for (side, name) in ["Left", "Right"].into_iter().enumerate() {
+                    let current = loaded
+                        .iter()
+                        .find(|(slot, _)| *slot == self.compare[side])
+                        .map_or_else(|| self.compare[side].label(), |(_, n)| n.clone());
+                    egui::ComboBox::from_label(format!("{name} model"))
+                        .selected_text(current)
+                        .show_ui(ui, |ui| {
+                            for (slot, label) in loaded {
+                                if ui
+                                    .selectable_value(&mut self.compare[side], *slot, label)
+                                    .clicked()
+                                {
+                                    self.models = Models::SideBySide;
+                                }
+                            }
+                        });
+                }
+            }
             ui.separator();
             ui.label("Draw as:");
             ui.selectable_value(&mut self.mode, Mode::Heatmap, "Heatmap");

@@ -630,9 +630,10 @@ impl EmbeddingsPanel {
         });
         let mut results: Vec<(Slot, Arc<WordComparison>)> = Vec::new();
         for slot in Slot::ALL {
-            let wanted = match slot {
-                Slot::Gpt => self.compare.gpt,
-                Slot::Bert => self.compare.bert,
+            let wanted = if slot == Slot::Gpt {
+                self.compare.gpt
+            } else {
+                self.compare.bert
             };
             if !wanted {
                 continue;
@@ -680,7 +681,7 @@ impl EmbeddingsPanel {
         }
         let colors = |slot: Slot| match slot {
             Slot::Gpt => Color32::from_rgb(230, 120, 30),
-            Slot::Bert => Color32::from_rgb(60, 140, 230),
+            _ => Color32::from_rgb(60, 140, 230),
         };
         let max_len = results
             .iter()

@@ -59,6 +59,8 @@ pub struct ModelPanel {
     runs: Option<Vec<PathBuf>>,
     /// Which suggested Hub models are in the local cache (checked when the tab opens).
     cached: Option<Vec<bool>>,
+    /// Load into a place of its own instead of replacing the model of its family.
+    pub beside: bool,
 }
 
 impl Panel for ModelPanel {
@@ -100,9 +102,10 @@ impl Panel for ModelPanel {
     fn ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
         ui.heading("Model");
         ui.label(
-            "Glassbox keeps two models: a causal one (GPT family) and a bidirectional one \
-             (BERT family), so the views can put them side by side. A model you load replaces \
-             the one of its family.",
+            "Glassbox keeps a causal model (GPT family) and a bidirectional one (BERT family) in \
+             their own places, so the views can put them side by side; a model you load replaces \
+             the one of its family, or, with \"Load beside the others\", joins them in a place of \
+             its own. The side-by-side views pick which two to compare.",
         );
         ui.add_space(4.0);
         device_row(ui, shared);
@@ -113,11 +116,28 @@ impl Panel for ModelPanel {
                 column.push_id(slot, |ui| slot_card(ui, shared, slot));
             }
         });
+        // Extra models, two to a row.
+        let extras: Vec<Slot> = shared
+            .loaded_slots()
+            .into_iter()
+            .filter(|s| !s.is_family_place())
+            .collect();
+        for pair in extras.chunks(2) {
+            ui.columns(2, |columns| {
+                for (column, &slot) in columns.iter_mut().zip(pair) {
+                    column.push_id(slot, |ui| slot_card(ui, shared, slot));
+                }
+            });
+        }
 
         loads_in_progress(ui, shared);
 
         ui.separator();
         ui.heading("Load a model");
+        ui.checkbox(
+            &mut self.beside,
+            "Load beside the others (keep the model of its family; a place of its own)",
+        );
         ui.horizontal(|ui| {
             for kind in SourceKind::ALL {
                 ui.selectable_value(&mut self.kind, kind, kind.label());
@@ -132,7 +152,7 @@ impl Panel for ModelPanel {
         }
         if let Some(dir) = self.browser.show(ui.ctx()) {
             self.folder_text = dir.display().to_string();
-            shared.load_model(ModelSource::Folder(dir));
+            self.load(shared, ModelSource::Folder(dir));
         }
     }
 }
@@ -156,11 +176,17 @@ fn device_row(ui: &mut Ui, shared: &mut Shared) {
 fn slot_card(ui: &mut Ui, shared: &mut Shared, slot: Slot) {
     egui::Frame::group(ui.style()).show(ui, |ui| {
         ui.set_width(ui.available_width());
-        ui.strong(slot.label());
         let Some(model) = shared.model(slot).cloned() else {
+            ui.strong(slot.label());
             ui.label("No model loaded.");
             return;
         };
+        ui.horizontal(|ui| {
+            ui.strong(slot.label());
+            if !slot.is_family_place() && ui.button(format!("Unload {}", model.name)).clicked() {
+                shared.unload(slot);
+            }
+        });
         summary_grid(ui, &model);
         egui::CollapsingHeader::new("config (every field)")
             .id_salt(("config", slot))
@@ -317,6 +343,15 @@ fn shipped_ui(ui: &mut Ui, shared: &mut Shared) {
 }
 
 impl ModelPanel {
+    /// Loads `source` into its family's place, or beside the others.
+    fn load(&self, shared: &mut Shared, source: ModelSource) {
+        if self.beside {
+            shared.load_extra_model(source);
+        } else {
+            shared.load_model(source);
+        }
+    }
+
     fn folder_ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
         ui.label(
             "A Hugging Face-format folder: config.json, model.safetensors and tokenizer.json \
@@ -339,7 +374,7 @@ impl ModelPanel {
                 .add_enabled(!path.is_empty(), egui::Button::new("Load folder"))
                 .clicked()
             {
-                shared.load_model(ModelSource::Folder(PathBuf::from(path)));
+                self.load(shared, ModelSource::Folder(PathBuf::from(path)));
             }
         });
     }
@@ -392,7 +427,7 @@ impl ModelPanel {
                 .add_enabled(!id.is_empty(), egui::Button::new("Download and load"))
                 .clicked()
             {
-                shared.load_model(ModelSource::Hub(id));
+                self.load(shared, ModelSource::Hub(id));
                 self.cached = None;
             }
         });
@@ -426,7 +461,7 @@ impl ModelPanel {
                 }
             });
         if let Some(dir) = load {
-            shared.load_model(ModelSource::Folder(dir));
+            self.load(shared, ModelSource::Folder(dir));
         }
         if ui.button("Browse…").clicked() {
             self.browser.open("Choose a checkpoint folder", None);

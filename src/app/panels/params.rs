@@ -291,7 +291,7 @@ impl ParamsPanel {
     fn source_picker(&mut self, ui: &mut Ui, shared: &Shared) {
         ui.horizontal_wrapped(|ui| {
             ui.label("Loaded:");
-            for slot in Slot::ALL {
+            for slot in shared.slots_to_show() {
                 let text = match shared.model(slot) {
                     Some(m) => format!("{} ({})", slot.short(), m.name),
                     None => format!("{} (none)", slot.short()),

@@ -287,7 +287,7 @@ impl Panel for StepThroughPanel {
         );
         ui.horizontal_wrapped(|ui| {
             ui.label("Model:");
-            for slot in Slot::ALL {
+            for slot in shared.slots_to_show() {
                 let name = match shared.model(slot) {
                     Some(m) => format!("{} ({})", slot.short(), m.name),
                     None => slot.short().to_string(),

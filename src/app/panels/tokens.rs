@@ -83,7 +83,7 @@ impl Panel for TokensPanel {
         ui.heading("Tokens");
         ui.horizontal(|ui| {
             ui.label("Tokenizer:");
-            for slot in Slot::ALL {
+            for slot in shared.slots_to_show() {
                 let name = shared
                     .model(slot)
                     .map(|m| format!("{} ({})", slot.short(), m.name))

@@ -498,7 +498,7 @@ fn no_such_token(token: &TokenRef, slot: Slot, tokens: &[String], shared: &Share
     };
     format!(
         "There is no {what} in {}'s tokens of {:?}: {}.",
-        shared.model(slot).map_or(slot.short(), |m| m.name.as_str()),
+        shared.model(slot).map_or(slot.short(), |m| m.name.clone()),
         shared.text,
         tokens.join(" ")
     )
