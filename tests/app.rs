@@ -167,6 +167,21 @@ fn more_models_than_two_and_any_two_side_by_side() {
         h.state().shared.notices
     );
 
+    // The Embeddings view's word comparison can include it.
+    open_view(&mut h, "Embeddings");
+    // The comparison is at the bottom of the view.
+    h.get_by_role_and_label(Role::CheckBox, "other-gpt (M3)")
+        .scroll_to_me();
+    h.run_steps(3);
+    h.get_by_role_and_label(Role::CheckBox, "other-gpt (M3)")
+        .click();
+    settle(&mut h);
+    let embeddings = h
+        .state()
+        .panel::<glassbox::app::panels::embeddings::EmbeddingsPanel>()
+        .unwrap();
+    assert!(embeddings.compare.extra.contains(&extra));
+
     // The Model view lists it with an Unload button, and loads another one beside the others.
     open_view(&mut h, "Model");
     h.get_by_label("Load beside the others (keep the model of its family; a place of its own)")

@@ -77,11 +77,23 @@ pub struct WordComparison {
     pub positions_b: Vec<usize>,
 }
 
-/// Which models the comparison runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which models the comparison runs on: the families' two, and any extra loaded models.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompareModels {
     pub gpt: bool,
     pub bert: bool,
+    #[serde(default)]
+    pub extra: std::collections::BTreeSet<Slot>,
+}
+
+impl CompareModels {
+    fn wants(&self, slot: Slot) -> bool {
+        match slot {
+            Slot::Gpt => self.gpt,
+            Slot::Bert => self.bert,
+            other => self.extra.contains(&other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +120,7 @@ impl Default for Saved {
             compare: CompareModels {
                 gpt: true,
                 bert: true,
+                extra: Default::default(),
             },
         }
     }
@@ -185,7 +198,7 @@ impl Panel for EmbeddingsPanel {
             word: self.word.clone(),
             sentence_a: self.sentence_a.clone(),
             sentence_b: self.sentence_b.clone(),
-            compare: self.compare,
+            compare: self.compare.clone(),
         })
         .ok()
     }
@@ -217,6 +230,7 @@ impl Panel for EmbeddingsPanel {
                     self.compare = CompareModels {
                         gpt: true,
                         bert: true,
+                        extra: Default::default(),
                     };
                 }
                 // The comparison is at the bottom of the view: bring it into sight.
@@ -622,6 +636,16 @@ impl EmbeddingsPanel {
             ui.label("Models:");
             ui.checkbox(&mut self.compare.gpt, "GPT");
             ui.checkbox(&mut self.compare.bert, "BERT");
+            for slot in shared.slots_to_show().into_iter().skip(Slot::ALL.len()) {
+                let mut on = self.compare.extra.contains(&slot);
+                if ui.checkbox(&mut on, shared.slot_name(slot)).changed() {
+                    if on {
+                        self.compare.extra.insert(slot);
+                    } else {
+                        self.compare.extra.remove(&slot);
+                    }
+                }
+            }
             if ui.button("Reset sentences").clicked() {
                 self.word = DEFAULT_WORD.into();
                 self.sentence_a = DEFAULT_SENTENCE_A.into();
@@ -629,13 +653,8 @@ impl EmbeddingsPanel {
             }
         });
         let mut results: Vec<(Slot, Arc<WordComparison>)> = Vec::new();
-        for slot in Slot::ALL {
-            let wanted = if slot == Slot::Gpt {
-                self.compare.gpt
-            } else {
-                self.compare.bert
-            };
-            if !wanted {
+        for slot in shared.slots_to_show() {
+            if !self.compare.wants(slot) {
                 continue;
             }
             if shared.model(slot).is_none() {
@@ -681,7 +700,8 @@ impl EmbeddingsPanel {
         }
         let colors = |slot: Slot| match slot {
             Slot::Gpt => Color32::from_rgb(230, 120, 30),
-            _ => Color32::from_rgb(60, 140, 230),
+            Slot::Bert => Color32::from_rgb(60, 140, 230),
+            _ => Color32::from_rgb(80, 180, 90),
         };
         let max_len = results
             .iter()
