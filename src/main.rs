@@ -117,8 +117,8 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-    /// Open the window with these models (folders or Hub ids, each in its family's place), a
-    /// view (model, tokens, attention, params, ...) and a text.
+    /// Open the window with these models (folders or Hub ids; the first of each family in its
+    /// place, more beside it), a view (model, tokens, attention, params, ...) and a text.
     Open {
         /// Model folders or Hugging Face repository ids.
         models: Vec<String>,

@@ -64,19 +64,36 @@ fn every_view_opens_through_its_label() {
     );
 }
 
+/// A copy of fixture `name` in a fresh folder called `new_name`, to tell it from the shipped one.
+fn fixture_copy(name: &str, new_name: &str) -> PathBuf {
+    let dir = temp_dir(&format!("copy-{new_name}")).join(new_name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// The app as `glassbox open` starts it (with the fixtures as the shipped models).
+fn launched_app(launch: &glassbox::app::Launch) -> GlassboxApp {
+    GlassboxApp::new(glassbox::app::AppOptions {
+        persisted: None,
+        load_models: true,
+        initial_view: launch.view.clone(),
+        open_models: launch.models.clone(),
+        shipped: Some(app_support::fixtures()),
+        started: std::time::Instant::now(),
+    })
+}
+
 /// `glassbox open DIR --view V`: the folder takes its family's place (the other family keeps the
 /// shipped model), the view opens; bad arguments are refused before any window opens.
 #[test]
 fn open_puts_models_in_their_place_and_checks_its_arguments() {
+    use glassbox::app::Launch;
     use glassbox::app::data::{ModelSource, Slot};
-    use glassbox::app::{AppOptions, Launch};
-    // A copy of the BERT fixture under another name, to tell it from the shipped one.
-    let dir = temp_dir("open-bert").join("my-bert");
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(fixture("bert")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
+    let dir = fixture_copy("bert", "my-bert");
     let launch = Launch::from_args(
         &[dir.display().to_string()],
         Some("attention"),
@@ -84,14 +101,7 @@ fn open_puts_models_in_their_place_and_checks_its_arguments() {
     )
     .unwrap();
     assert_eq!(launch.models, vec![ModelSource::Folder(dir.clone())]);
-    let app = GlassboxApp::new(AppOptions {
-        persisted: None,
-        load_models: true,
-        initial_view: launch.view.clone(),
-        open_models: launch.models.clone(),
-        shipped: Some(app_support::fixtures()),
-        started: std::time::Instant::now(),
-    });
+    let app = launched_app(&launch);
     let mut h = harness(app);
     settle(&mut h);
     assert_eq!(h.state().current_view(), "attention");
@@ -119,15 +129,9 @@ fn open_puts_models_in_their_place_and_checks_its_arguments() {
 /// the Model view's "Load beside the others"), and the Attention view compares any two.
 #[test]
 fn more_models_than_two_and_any_two_side_by_side() {
-    use glassbox::app::AppOptions;
     use glassbox::app::data::Slot;
     use glassbox::app::panels::attention::Models;
-    let second_gpt = temp_dir("open-second-gpt").join("other-gpt");
-    std::fs::create_dir_all(&second_gpt).unwrap();
-    for entry in std::fs::read_dir(fixture("gpt2")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), second_gpt.join(entry.file_name())).unwrap();
-    }
+    let second_gpt = fixture_copy("gpt2", "other-gpt");
     let launch = glassbox::app::Launch::from_args(
         &[
             fixture("gpt2").display().to_string(),
@@ -137,14 +141,7 @@ fn more_models_than_two_and_any_two_side_by_side() {
         None,
     )
     .unwrap();
-    let app = GlassboxApp::new(AppOptions {
-        persisted: None,
-        load_models: true,
-        initial_view: launch.view.clone(),
-        open_models: launch.models.clone(),
-        shipped: Some(app_support::fixtures()),
-        started: std::time::Instant::now(),
-    });
+    let app = launched_app(&launch);
     let mut h = harness(app);
     settle(&mut h);
     let slots = h.state().shared.loaded_slots();
