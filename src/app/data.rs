@@ -109,6 +109,20 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
+    /// The model's folder on this machine, if it is there now (a Hub model: once cached).
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        match self {
+            ModelSource::Folder(dir) => super::assets::is_model_dir(dir).then(|| dir.clone()),
+            ModelSource::Hub(id) => crate::hub::cached_model_dir(id),
+        }
+    }
+
+    /// The model's config, when its folder is here and the config reads.
+    pub fn local_config(&self) -> Option<ModelConfig> {
+        let dir = self.local_dir()?;
+        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE)).ok()
+    }
+
     pub fn describe(&self) -> String {
         match self {
             ModelSource::Folder(path) => path.display().to_string(),

@@ -60,8 +60,7 @@ impl Launch {
                      repository id such as gpt2 or owner/name"
                 )));
             } else {
-                crate::hub::cached_model_dir(name)
-                    .and_then(|dir| ModelConfig::from_file(&dir.join(CONFIG_FILE)).ok())
+                ModelSource::Hub(name.clone()).local_config()
             };
             if let Some(config) = &config
                 && config.family().layout == Layout::EncoderDecoder

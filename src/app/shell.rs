@@ -1,7 +1,6 @@
 //! The window around the panels: the view list, the shared text, theme and large-text switches,
 //! error banners, the status bar, persistence.
 
-use crate::model::config::ModelConfig;
 use eframe::egui;
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use egui::{Color32, Key, Modifiers, RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::assets::{ShippedModels, is_model_dir};
+use super::assets::ShippedModels;
 use super::data::{ModelSource, Slot};
 use super::panels::lessons::LessonsPanel;
 use super::panels::{self, Action, Panel};
@@ -149,17 +148,10 @@ impl GlassboxApp {
             // Models opened on the command line: the first of each family takes the family's
             // place, further ones join beside it. A Hub id not yet downloaded is known only
             // after its config arrives, so it goes to its family's place when it lands.
-            let config_of = |source: &ModelSource| {
-                let dir = match source {
-                    ModelSource::Folder(dir) => Some(dir.clone()),
-                    ModelSource::Hub(id) => crate::hub::cached_model_dir(id),
-                }?;
-                ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE)).ok()
-            };
             let mut claimed: Vec<Slot> = Vec::new();
             let mut opened: Vec<(ModelSource, bool)> = Vec::new();
             for source in options.open_models {
-                let beside = match config_of(&source).map(|c| Slot::for_config(&c)) {
+                let beside = match source.local_config().map(|c| Slot::for_config(&c)) {
                     Some(place) if claimed.contains(&place) => true,
                     Some(place) => {
                         claimed.push(place);
@@ -170,10 +162,10 @@ impl GlassboxApp {
                 opened.push((source, beside));
             }
             for slot in Slot::ALL.into_iter().filter(|s| !claimed.contains(s)) {
-                let remembered = persisted.models.get(&slot).filter(|s| match s {
-                    ModelSource::Folder(dir) => is_model_dir(dir),
-                    ModelSource::Hub(id) => crate::hub::cached_model_dir(id).is_some(),
-                });
+                let remembered = persisted
+                    .models
+                    .get(&slot)
+                    .filter(|source| source.local_dir().is_some());
                 match remembered {
                     Some(source) => {
                         app.shared.load_model(source.clone());
@@ -188,11 +180,7 @@ impl GlassboxApp {
                     .iter()
                     .filter(|(s, _)| !s.is_family_place())
                 {
-                    let available = match source {
-                        ModelSource::Folder(dir) => is_model_dir(dir),
-                        ModelSource::Hub(id) => crate::hub::cached_model_dir(id).is_some(),
-                    };
-                    if available {
+                    if source.local_dir().is_some() {
                         app.shared.load_model_into(source.clone(), Some(slot));
                     }
                 }

@@ -220,9 +220,16 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
-/// The index of the largest score, the first of equals.
+/// The index of the largest score, the first of equals (as [`top_k`] ranks them). One pass:
+/// greedy decoding calls it once per token over the whole vocabulary.
 pub(super) fn first_max(scores: &[f32]) -> usize {
-    top_k(scores, 1).first().copied().unwrap_or(0)
+    let mut best = 0;
+    for (index, score) in scores.iter().enumerate() {
+        if score.total_cmp(&scores[best]).is_gt() {
+            best = index;
+        }
+    }
+    best
 }
 
 fn log_softmax(logits: &[f32]) -> Vec<f32> {
