@@ -29,9 +29,13 @@ pub fn params(preset: Option<String>, model: Option<PathBuf>, json: bool) -> Res
             let mut breakdown = params::breakdown_for_config(&config);
             let stored_count = params::actual_count(stored);
             if stored_count != breakdown.exact_total {
+                // Either way round: a file may keep buffers (Marian's final_logits_bias) or
+                // tensors the architecture does not use, and may leave out tables the model
+                // recomputes on load (Marian's fixed sinusoids).
                 breakdown.notes.push(format!(
-                    "{} stores {} values, the config's model {}: the rest are buffers or tensors \
-                     this architecture does not use",
+                    "{} stores {} values, the config's model has {} parameters: the file may keep \
+                     buffers or tensors this architecture does not use, and leave out fixed tables \
+                     the model computes on load",
                     checkpoint::WEIGHTS_FILE,
                     params::group_thousands(stored_count),
                     params::group_thousands(breakdown.exact_total)
