@@ -168,6 +168,10 @@ fn main() {
             explain,
             json,
         }) => match target {
+            // A translator trained here has one tokenizer.json for both sides.
+            true if glassbox::model::checkpoint::is_marian_dir(&tokenizer) => {
+                cli::tokenize(&tokenizer, &text, explain, json)
+            }
             true => Err(anyhow::anyhow!(
                 "--target is for translation models' folders (source.spm / target.spm); {} has none",
                 tokenizer.display()

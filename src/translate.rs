@@ -5,6 +5,7 @@
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::LoadedTranslator;
 use crate::model::marian::GenerationConfig;
+use crate::tokenizer::translation::{Side, SideEncoding};
 
 /// A translation with the ids and pieces the decoder chose (ending with `</s>` when it stopped).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -63,11 +64,8 @@ impl Decoding {
 
 /// The source text through the source tokenizer, refused when empty or longer than the
 /// model's positions.
-fn encode_source(
-    loaded: &LoadedTranslator,
-    text: &str,
-) -> Result<crate::tokenizer::sentencepiece::SpmEncoding> {
-    let source = loaded.source.encode(text)?;
+fn encode_source(loaded: &LoadedTranslator, text: &str) -> Result<SideEncoding> {
+    let source = loaded.tokenizer.encode(Side::Source, text)?;
     if source.ids.len() <= 1 {
         return Err(GlassboxError::InvalidInput(
             "the source text is empty: there is nothing to translate".into(),
@@ -102,14 +100,16 @@ pub fn translate(
     let hypotheses = loaded.model.beam_search(&source.ids, &settings)?;
     let beams: Vec<Beam> = hypotheses
         .into_iter()
-        .map(|h| Beam {
-            translation: loaded.target.decode(&h.ids),
-            tokens: pieces(loaded, &h.ids),
-            ids: h.ids,
-            score: h.score,
-            log_probability: h.log_probability,
+        .map(|h| {
+            Ok(Beam {
+                translation: loaded.tokenizer.decode(&h.ids)?,
+                tokens: pieces(loaded, &h.ids),
+                ids: h.ids,
+                score: h.score,
+                log_probability: h.log_probability,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let best = beams
         .first()
         .cloned()
@@ -126,9 +126,9 @@ fn pieces(loaded: &LoadedTranslator, ids: &[u32]) -> Vec<String> {
     ids.iter()
         .map(|&id| {
             loaded
-                .target
-                .id_to_piece(id)
-                .map_or_else(|| format!("<{id}>"), str::to_string)
+                .tokenizer
+                .target_token(id)
+                .unwrap_or_else(|| format!("<{id}>"))
         })
         .collect()
 }
@@ -141,7 +141,7 @@ fn greedy_translation(
 ) -> Result<Translation> {
     let ids = loaded.model.greedy(source_ids, settings)?;
     Ok(Translation {
-        translation: loaded.target.decode(&ids),
+        translation: loaded.tokenizer.decode(&ids)?,
         tokens: pieces(loaded, &ids),
         ids,
         beams: Vec::new(),
@@ -185,7 +185,7 @@ pub fn inspect_translation(
     let encoded = encode_source(loaded, source)?;
     let (target_ids, target_tokens, teacher_forced) = match target {
         Some(text) => {
-            let t = loaded.target.encode(text)?;
+            let t = loaded.tokenizer.encode(Side::Target, text)?;
             (t.ids, t.tokens, true)
         }
         None => {

@@ -526,11 +526,11 @@ pub fn read_generation_jsonl(path: &Path) -> Result<Vec<GenerationExample>> {
 // ---------------------------------------------------------------------------------------------
 
 /// A JSON object and the 1-based line it starts on.
-type LinedObject = (usize, Map<String, Value>);
+pub(super) type LinedObject = (usize, Map<String, Value>);
 
 /// The objects in a JSON array (when the text starts with `[`) or in JSONL, each with the line it
 /// starts on.
-fn json_objects(text: &str) -> (Vec<LinedObject>, Vec<RowError>) {
+pub(super) fn json_objects(text: &str) -> (Vec<LinedObject>, Vec<RowError>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut objects = Vec::new();
     let mut errors = Vec::new();
@@ -637,7 +637,7 @@ fn array_element_lines(text: &str) -> Vec<usize> {
     lines
 }
 
-fn string_field(
+pub(super) fn string_field(
     line: usize,
     object: &Map<String, Value>,
     name: &str,
@@ -680,7 +680,7 @@ fn invalid(message: String) -> GlassboxError {
     GlassboxError::InvalidInput(message)
 }
 
-fn read_nonempty(path: &Path) -> Result<String> {
+pub(super) fn read_nonempty(path: &Path) -> Result<String> {
     let text = crate::util::read_text(path)?;
     if text.trim().is_empty() {
         return Err(invalid(format!("{}: the file is empty", path.display())));
@@ -689,7 +689,12 @@ fn read_nonempty(path: &Path) -> Result<String> {
 }
 
 /// Turns a lenient parse into the strict result of a `read_*` function.
-fn strict<T>(path: &Path, examples: Vec<T>, errors: Vec<RowError>, what: &str) -> Result<Vec<T>> {
+pub(super) fn strict<T>(
+    path: &Path,
+    examples: Vec<T>,
+    errors: Vec<RowError>,
+    what: &str,
+) -> Result<Vec<T>> {
     let path = path.display();
     match errors.as_slice() {
         [] if examples.is_empty() => Err(invalid(format!("{path}: no {what} found"))),

@@ -1,6 +1,7 @@
 //! Data for training: corpora and the user's CSV/JSON(L) files ([`files`]), built-in generated
 //! data sets ([`builtin`]), train/validation splits ([`split`]), batching ([`batching`]) and BERT's
-//! masked-LM and next-sentence inputs ([`masking`]).
+//! masked-LM and next-sentence inputs ([`masking`]), and parallel corpora for translation
+//! ([`parallel`]).
 //!
 //! Nothing here knows about tokenizers or tensors: text in, examples out; ids in, ids out.
 
@@ -8,6 +9,7 @@ pub mod batching;
 pub mod builtin;
 pub mod files;
 pub mod masking;
+pub mod parallel;
 pub mod split;
 
 pub use batching::{LmBatch, TokenStream, pad_batch};
@@ -20,4 +22,7 @@ pub use files::{
     read_corpus, read_generation_jsonl, read_qa,
 };
 pub use masking::{IGNORE_INDEX, MaskingConfig, NspPair, make_nsp_pairs, mask_tokens};
+pub use parallel::{
+    ParallelFormat, TranslationPair, parallel_corpus, parse_parallel, read_parallel,
+};
 pub use split::{split_text, train_val_split};

@@ -318,6 +318,7 @@ fn parse_finetune_objective(value: &str) -> Result<Objective, String> {
         "classification" | "classify" => Ok(Objective::Classification),
         "qa" | "question-answering" => Ok(Objective::Qa),
         "generation" | "generate" => Ok(Objective::Generation),
+        "seq2seq" | "translation" | "translate" => Ok(Objective::Seq2seq),
         _ => Err(format!(
             "unknown fine-tuning task {value:?}; use classification, qa (BERT) or generation (GPT)"
         )),

@@ -24,6 +24,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// Encoder–decoders: how `generate` decodes (start and end tokens, length, beams).
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 const PICKLE_FILES: [&str; 2] = ["pytorch_model.bin", "model.bin"];
 
 /// Every tensor of a weights file: name and shape.
@@ -59,14 +61,14 @@ impl LoadedModel {
     }
 }
 
-/// An encoder–decoder translation model (`MarianMTModel`) loaded from a folder, with its two
-/// SentencePiece tokenizers (`source.spm`, `target.spm`) over the shared `vocab.json`.
+/// An encoder–decoder translation model (`MarianMTModel`) loaded from a folder, with its
+/// tokenizers: two SentencePiece models (`source.spm`, `target.spm`) over the shared
+/// `vocab.json`, or one `tokenizer.json` for both sides.
 #[derive(Debug)]
 pub struct LoadedTranslator {
     pub config: super::marian::MarianConfig,
     pub model: super::marian::Marian,
-    pub source: crate::tokenizer::sentencepiece::SentencePiece,
-    pub target: crate::tokenizer::sentencepiece::SentencePiece,
+    pub tokenizer: crate::tokenizer::translation::TranslationTokenizer,
     /// `generation_config.json` (num_beams, max_length, bad words, forced `</s>`).
     pub generation: super::marian::GenerationConfig,
     pub dir: PathBuf,
@@ -81,9 +83,9 @@ pub fn is_marian_dir(dir: &Path) -> bool {
 }
 
 /// Loads a Marian folder: `config.json`, `model.safetensors` (checked like every checkpoint:
-/// memory, dtypes, NaN), `source.spm`, `target.spm`, `vocab.json`.
+/// memory, dtypes, NaN), `source.spm`, `target.spm` and `vocab.json` or a `tokenizer.json`.
 pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> {
-    use crate::tokenizer::sentencepiece::SentencePiece;
+    use crate::tokenizer::translation::TranslationTokenizer;
     // The one opener reads config.json and the weights, as for every family.
     let loaded = load_dir(dir, device)?;
     let config_path = dir.join(CONFIG_FILE);
@@ -96,20 +98,16 @@ pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> 
                 .into(),
         });
     };
-    let vocab = dir.join("vocab.json");
-    let source = SentencePiece::from_files(&dir.join("source.spm"), &vocab)?;
-    let target = SentencePiece::from_files(&dir.join("target.spm"), &vocab)?;
-    for side in [&source, &target] {
-        if side.vocab_size() > config.vocab_size {
-            return Err(GlassboxError::BadConfig {
-                path: vocab.clone(),
-                message: format!(
-                    "it has {} pieces, but the model's embedding table only {} rows",
-                    side.vocab_size(),
-                    config.vocab_size
-                ),
-            });
-        }
+    let tokenizer = TranslationTokenizer::from_dir(dir)?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(GlassboxError::BadConfig {
+            path: tokenizer.vocab_path(dir),
+            message: format!(
+                "it has {} tokens, but the model's embedding table only {} rows",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        });
     }
     let json: serde_json::Value = serde_json::from_str(&crate::util::read_text(&config_path)?)
         .map_err(|e| GlassboxError::BadConfig {
@@ -120,8 +118,7 @@ pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> 
     Ok(LoadedTranslator {
         config,
         model,
-        source,
-        target,
+        tokenizer,
         generation,
         dir: dir.to_path_buf(),
     })
@@ -687,6 +684,20 @@ pub fn save_dir(
         }
     })?;
     write_atomic(&dir.join(CONFIG_FILE), config_json.as_bytes())?;
+    if let FamilyConfig::Marian(marian) = &config.family {
+        // How `generate` translates with this model (greedy, as long as its positions allow).
+        let generation = super::marian::GenerationConfig {
+            max_length: marian.max_position_embeddings,
+            ..super::marian::GenerationConfig::from_model(marian)
+        };
+        let json = serde_json::to_string_pretty(&generation.to_hf_json()).map_err(|e| {
+            GlassboxError::BadConfig {
+                path: dir.join(GENERATION_CONFIG_FILE),
+                message: e.to_string(),
+            }
+        })?;
+        write_atomic(&dir.join(GENERATION_CONFIG_FILE), json.as_bytes())?;
+    }
     if let Some(tokenizer) = tokenizer {
         tokenizer.save(&dir.join(TOKENIZER_FILE))?;
         // transformers' AutoTokenizer reads the special tokens from here.

@@ -121,6 +121,8 @@ pub struct Family {
     pub heads: &'static [Head],
     /// Token-type (segment) embeddings: the family takes sentence pairs as `A [SEP] B`.
     pub segments: bool,
+    /// Stored tensors that are buffers in `transformers`, not parameters: saved, never trained.
+    pub buffers: &'static [&'static str],
 }
 
 impl Family {
@@ -286,6 +288,7 @@ pub static GPT2: Family = Family {
         purpose: "next-token prediction (tied to the token embeddings)",
     }],
     segments: false,
+    buffers: &[],
 };
 
 pub static BERT: Family = Family {
@@ -329,6 +332,7 @@ pub static BERT: Family = Family {
         },
     ],
     segments: true,
+    buffers: &[],
 };
 
 pub static DISTILBERT: Family = Family {
@@ -358,6 +362,7 @@ pub static DISTILBERT: Family = Family {
         },
     ],
     segments: false,
+    buffers: &[],
 };
 
 pub static MARIAN: Family = Family {
@@ -387,6 +392,8 @@ pub static MARIAN: Family = Family {
         purpose: "translation (LM head tied to the shared embeddings)",
     }],
     segments: false,
+    // A zero bias `MarianMTModel` registers as a buffer.
+    buffers: &["final_logits_bias"],
 };
 
 /// Every family Glassbox knows.

@@ -16,7 +16,7 @@ use super::trace::LayerTrace;
 /// Standard deviation of the normal initialisation used by GPT-2 and BERT.
 pub const INIT_STD: f64 = 0.02;
 
-fn normal_init(std: f64) -> Init {
+pub(crate) fn normal_init(std: f64) -> Init {
     Init::Randn {
         mean: 0.0,
         stdev: std,
@@ -257,6 +257,30 @@ impl AttentionMask {
             .map(|&a| if a > 0.0 { 0.0 } else { f32::MIN })
             .collect();
         let shape = (batch, 1, seq_len, seq_len);
+        Ok(Self {
+            bias: Tensor::from_vec(bias, shape, device)?,
+            allowed: Tensor::from_vec(allowed, shape, device)?,
+        })
+    }
+
+    /// Cross-attention over a padded source: each of `queries` rows sees the real keys of its
+    /// own sequence. `padding` is `[b][keys]` with 1 for real tokens. `[b, 1, queries, keys]`.
+    pub fn key_padding(padding: &[Vec<u32>], queries: usize, device: &Device) -> Result<Self> {
+        let batch = padding.len();
+        let keys = padding.first().map_or(0, Vec::len);
+        let allowed: Vec<f32> = padding
+            .iter()
+            .flat_map(|row| {
+                (0..queries).flat_map(move |_| {
+                    (0..keys).map(move |j| if row.get(j).copied().unwrap_or(0) != 0 { 1.0 } else { 0.0 })
+                })
+            })
+            .collect();
+        let bias: Vec<f32> = allowed
+            .iter()
+            .map(|&a| if a > 0.0 { 0.0 } else { f32::MIN })
+            .collect();
+        let shape = (batch, 1, queries, keys);
         Ok(Self {
             bias: Tensor::from_vec(bias, shape, device)?,
             allowed: Tensor::from_vec(allowed, shape, device)?,

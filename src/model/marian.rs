@@ -232,13 +232,18 @@ impl EncoderLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, trace: &mut Option<&mut Trace>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        padding_mask: Option<&AttentionMask>,
+        trace: &mut Option<&mut Trace>,
+    ) -> Result<Tensor> {
         let mut layer = begin_layer(trace);
-        // Self-attention sublayer: LayerNorm(x + attn(x)), every token sees every token.
+        // Self-attention sublayer: LayerNorm(x + attn(x)), every token sees every (real) token.
         let (key, value) = self.self_attn.keys_values(x)?;
         let attention_output =
             self.self_attn
-                .forward(x, &key, &value, None, layer.as_deref_mut())?;
+                .forward(x, &key, &value, padding_mask, layer.as_deref_mut())?;
         let residual_after_attention = self
             .self_attn_layer_norm
             .forward(&(x + &attention_output)?)?;
@@ -312,6 +317,7 @@ impl DecoderLayer {
         x: &Tensor,
         cache: &mut LayerCache,
         causal_mask: Option<&AttentionMask>,
+        source_mask: Option<&AttentionMask>,
         mut trace: Option<(&mut LayerTrace, &mut LayerTrace)>,
     ) -> Result<Tensor> {
         // Causal self-attention over what the decoder has written so far.
@@ -339,7 +345,7 @@ impl DecoderLayer {
             &residual_after_attention,
             &cache.cross_key,
             &cache.cross_value,
-            None,
+            source_mask,
             cross_trace,
         )?;
         let residual_after_cross = self
@@ -421,6 +427,8 @@ pub struct DecoderState {
     layers: Vec<LayerCache>,
     /// Target positions already decoded.
     position: usize,
+    /// `[b][s]`, 1 for real source tokens, when the sources of a batch are padded.
+    source_padding: Option<Vec<Vec<u32>>>,
 }
 
 impl Marian {
@@ -449,7 +457,7 @@ impl Marian {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(vb.get((target_vocab, d), "lm_head.weight")?)
+            Some(vb.get_with_hints((target_vocab, d), "lm_head.weight", super::layers::normal_init(super::layers::INIT_STD))?)
         };
         let positions = |stack: &str| -> Result<Tensor> {
             let name = format!("{stack}.embed_positions.weight");
@@ -474,7 +482,11 @@ impl Marian {
             lm_head,
             encoder_layers,
             decoder_layers,
-            final_logits_bias: vb.get((1, target_vocab), "final_logits_bias")?,
+            final_logits_bias: vb.get_with_hints(
+                (1, target_vocab),
+                "final_logits_bias",
+                candle_nn::Init::Const(0.0),
+            )?,
         })
     }
 
@@ -532,8 +544,18 @@ impl Marian {
         Ok(embedding_sum)
     }
 
-    /// The encoder: source ids `[b, s]` → its output `[b, s, d]`.
-    pub fn encode(&self, input_ids: &Tensor, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+    /// The encoder: source ids `[b, s]` → its output `[b, s, d]`. `padding` (`[b][s]`, 1 for
+    /// real tokens) keeps a padded batch's tokens from attending to the padding.
+    pub fn encode(
+        &self,
+        input_ids: &Tensor,
+        padding: Option<&[Vec<u32>]>,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Tensor> {
+        let (_, s) = input_ids.dims2()?;
+        let padding_mask = padding
+            .map(|p| AttentionMask::build(s, false, Some(p), input_ids.device()))
+            .transpose()?;
         let mut x = self.embed(
             &self.shared,
             input_ids,
@@ -542,7 +564,7 @@ impl Marian {
             trace.as_deref_mut(),
         )?;
         for layer in &self.encoder_layers {
-            x = layer.forward(&x, &mut trace)?;
+            x = layer.forward(&x, padding_mask.as_ref(), &mut trace)?;
             if let Some(t) = trace.as_deref_mut() {
                 t.hidden_states.push(x.clone());
             }
@@ -551,8 +573,12 @@ impl Marian {
     }
 
     /// A fresh decoder state for `encoder_output` `[b, s, d]`: each layer's cross-attention keys
-    /// and values are computed here, once.
-    pub fn start_decoding(&self, encoder_output: &Tensor) -> Result<DecoderState> {
+    /// and values are computed here, once. `source_padding` as given to [`Self::encode`].
+    pub fn start_decoding(
+        &self,
+        encoder_output: &Tensor,
+        source_padding: Option<&[Vec<u32>]>,
+    ) -> Result<DecoderState> {
         let layers = self
             .decoder_layers
             .iter()
@@ -569,6 +595,7 @@ impl Marian {
         Ok(DecoderState {
             layers,
             position: 0,
+            source_padding: source_padding.map(<[Vec<u32>]>::to_vec),
         })
     }
 
@@ -606,6 +633,11 @@ impl Marian {
         } else {
             None
         };
+        let source_mask = state
+            .source_padding
+            .as_deref()
+            .map(|p| AttentionMask::key_padding(p, t, x.device()))
+            .transpose()?;
         for (layer, cache) in self.decoder_layers.iter().zip(state.layers.iter_mut()) {
             let layer_trace = trace.as_deref_mut().map(|tr| {
                 tr.decoder.layers.push(LayerTrace::default());
@@ -614,7 +646,7 @@ impl Marian {
                 let cross_part = tr.cross.last_mut().expect("just pushed");
                 (self_part, cross_part)
             });
-            x = layer.forward(&x, cache, mask.as_ref(), layer_trace)?;
+            x = layer.forward(&x, cache, mask.as_ref(), source_mask.as_ref(), layer_trace)?;
             if let Some(tr) = trace.as_deref_mut() {
                 tr.decoder.hidden_states.push(x.clone());
             }
@@ -645,20 +677,27 @@ impl Marian {
         trace: Option<&mut Seq2SeqTrace>,
     ) -> Result<Tensor> {
         Ok(self
-            .forward_with_hidden(input_ids, decoder_input_ids, trace)?
+            .forward_with_hidden(input_ids, None, decoder_input_ids, trace)?
             .1)
     }
 
-    /// [`Self::forward`], also returning the decoder's last hidden state `[b, t, d]`.
+    /// [`Self::forward`] for a padded batch of sources (`source_padding` `[b][s]`, 1 for real
+    /// tokens), also returning the decoder's last hidden state `[b, t, d]`. A right-padded target
+    /// needs no mask of its own: the causal mask already keeps real positions from seeing the
+    /// padding after them.
     pub fn forward_with_hidden(
         &self,
         input_ids: &Tensor,
+        source_padding: Option<&[Vec<u32>]>,
         decoder_input_ids: &Tensor,
         mut trace: Option<&mut Seq2SeqTrace>,
     ) -> Result<(Tensor, Tensor)> {
-        let encoder_output =
-            self.encode(input_ids, trace.as_deref_mut().map(|t| &mut t.encoder))?;
-        let mut state = self.start_decoding(&encoder_output)?;
+        let encoder_output = self.encode(
+            input_ids,
+            source_padding,
+            trace.as_deref_mut().map(|t| &mut t.encoder),
+        )?;
+        let mut state = self.start_decoding(&encoder_output, source_padding)?;
         self.decode_with_hidden(decoder_input_ids, &mut state, trace)
     }
 
@@ -681,8 +720,8 @@ impl Marian {
     pub fn greedy(&self, source_ids: &[u32], generation: &GenerationConfig) -> Result<Vec<u32>> {
         let device = self.shared.weight.device();
         let input_ids = Tensor::new(source_ids, device)?.unsqueeze(0)?; // [1, s]
-        let encoder_output = self.encode(&input_ids, None)?;
-        let mut state = self.start_decoding(&encoder_output)?;
+        let encoder_output = self.encode(&input_ids, None, None)?;
+        let mut state = self.start_decoding(&encoder_output, None)?;
         let generation = self.within_positions(generation);
         let max_length = generation.max_length;
         let mut sequence = vec![generation.decoder_start_token_id];
@@ -702,6 +741,67 @@ impl Marian {
             }
         }
         Ok(sequence[1..].to_vec())
+    }
+}
+
+impl Marian {
+    /// Greedy translations of several sources at once (each ids with its `</s>`): the sources
+    /// padded into one batch (the padding masked), one decoder step for all rows, a finished row
+    /// fed padding until every row is done. Gives what [`Self::greedy`] gives each source alone;
+    /// much faster for an evaluation over many sentences.
+    pub fn greedy_batch(
+        &self,
+        sources: &[Vec<u32>],
+        generation: &GenerationConfig,
+    ) -> Result<Vec<Vec<u32>>> {
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let device = self.shared.weight.device();
+        let pad = self.config.pad_token_id;
+        let (rows, padding) = crate::data::pad_batch(sources, pad);
+        let b = rows.len();
+        let s = rows.first().map_or(0, Vec::len);
+        let flat: Vec<u32> = rows.into_iter().flatten().collect();
+        let input_ids = Tensor::from_vec(flat, (b, s), device)?; // [b, s]
+        let encoder_output = self.encode(&input_ids, Some(&padding), None)?;
+        let mut state = self.start_decoding(&encoder_output, Some(&padding))?;
+        let generation = self.within_positions(generation);
+        let mut sequences = vec![vec![generation.decoder_start_token_id]; b];
+        let mut done = vec![false; b];
+        let mut length = 1;
+        while length < generation.max_length && done.iter().any(|d| !d) {
+            let last: Vec<u32> = sequences
+                .iter()
+                .map(|seq| *seq.last().unwrap_or(&pad))
+                .collect();
+            let ids = Tensor::from_vec(last, (b, 1), device)?; // [b, 1]
+            let logits = self.decode(&ids, &mut state, None)?; // [b, 1, vocab]
+            let all_scores = logits.squeeze(1)?.to_vec2::<f32>()?;
+            for (row, mut scores) in all_scores.into_iter().enumerate() {
+                if done[row] {
+                    sequences[row].push(pad);
+                    continue;
+                }
+                generation.process(&mut scores, &sequences[row]);
+                let next = beam::first_max(&scores) as u32;
+                sequences[row].push(next);
+                done[row] = next == generation.eos_token_id;
+            }
+            length += 1;
+        }
+        Ok(sequences
+            .into_iter()
+            .map(|seq| {
+                // After the start token, up to and including `</s>`.
+                let generated = &seq[1..];
+                let end = generated
+                    .iter()
+                    .position(|&id| id == generation.eos_token_id)
+                    .map_or(generated.len(), |i| i + 1);
+                generated[..end].to_vec()
+            })
+            .collect())
     }
 }
 

@@ -250,8 +250,10 @@ impl Model {
                     )
                 })?;
                 let mut seq2seq = trace.as_ref().map(|_| Seq2SeqTrace::default());
+                // `padding` is the source side's: the encoder and cross-attention skip it.
                 let (hidden, logits) = marian.forward_with_hidden(
                     input.input_ids,
+                    input.padding,
                     decoder_input_ids,
                     seq2seq.as_mut(),
                 )?;

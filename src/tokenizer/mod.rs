@@ -9,6 +9,7 @@
 mod byte_level;
 mod explain;
 pub mod sentencepiece;
+pub mod translation;
 mod train;
 
 use std::collections::{BTreeMap, HashMap};
@@ -363,6 +364,14 @@ impl Tokenizer {
     /// pairs; never fewer than the 257 base tokens). Deterministic.
     pub fn train_bpe(corpus: &str, vocab_size: usize) -> Result<Self> {
         Self::from_tokenizers(train::train_byte_bpe(corpus, vocab_size)?)
+    }
+
+    /// A byte-level BPE for translation, trained on both sides of a parallel corpus: Marian's
+    /// specials `<pad>` (id 0, also the decoder's start), `</s>` (1, appended to every encoded
+    /// sentence) and `<unk>` (2), the 256 byte symbols, then merges until `vocab_size` tokens.
+    /// Deterministic.
+    pub fn train_translation(corpus: &str, vocab_size: usize) -> Result<Self> {
+        Self::from_tokenizers(train::train_translation_bpe(corpus, vocab_size)?)
     }
 
     /// A BERT style WordPiece tokenizer: lowercasing BertNormalizer, BertPreTokenizer,

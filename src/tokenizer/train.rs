@@ -15,6 +15,8 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::processors::sequence::Sequence;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 
@@ -26,6 +28,9 @@ use crate::error::{GlassboxError, Result};
 const BERT_SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 const UNK: &str = "[UNK]";
 const CONTINUATION: &str = "##";
+/// Marian's special tokens, in id order.
+const TRANSLATION_SPECIALS: [&str; 3] = ["<pad>", EOS, "<unk>"];
+const EOS: &str = "</s>";
 
 fn check_corpus(corpus: &str) -> Result<()> {
     if corpus.trim().is_empty() {
@@ -70,21 +75,63 @@ pub(super) fn train_char(corpus: &str) -> Result<HfTokenizer> {
 /// GPT-2's pipeline around a BPE model: byte-level pre-tokenizer (GPT-2 regex, no prefix space),
 /// byte-level post-processor and decoder, `<|endoftext|>` special.
 fn gpt2_pipeline(model: BPE) -> Result<HfTokenizer> {
-    let mut tokenizer = HfTokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    tokenizer.with_post_processor(Some(ByteLevel::new(true, false, true)));
-    tokenizer.with_decoder(Some(ByteLevel::new(true, true, true)));
+    let mut tokenizer = byte_level_pipeline(model);
     add_specials(&mut tokenizer, &[ENDOFTEXT])?;
     Ok(tokenizer)
 }
 
+fn byte_level_pipeline(model: BPE) -> HfTokenizer {
+    let mut tokenizer = HfTokenizer::new(model);
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tokenizer.with_post_processor(Some(ByteLevel::new(true, false, true)));
+    tokenizer.with_decoder(Some(ByteLevel::new(true, true, true)));
+    tokenizer
+}
+
+/// The translation pipeline: GPT-2's byte-level BPE with Marian's specials (`<pad>` = 0, also the
+/// decoder's start token; `</s>` = 1, appended to every sentence; `<unk>` = 2).
+fn translation_pipeline(model: BPE) -> Result<HfTokenizer> {
+    let mut tokenizer = byte_level_pipeline(model);
+    add_specials(&mut tokenizer, &TRANSLATION_SPECIALS)?;
+    let eos = tokenizer
+        .token_to_id(EOS)
+        .ok_or_else(|| GlassboxError::Tokenizer(format!("{EOS} is missing")))?;
+    let template = TemplateProcessing::builder()
+        .try_single(format!("$A:0 {EOS}:0"))
+        .and_then(|builder| builder.try_pair(format!("$A:0 {EOS}:0 $B:1 {EOS}:1")))
+        .map_err(|e| tokenizers_error("bad template", e))?
+        .special_tokens(vec![(EOS, eos)])
+        .build()
+        .map_err(|e| tokenizers_error("bad template", e))?;
+    // Byte-level first (it trims the offsets), then the template adds `</s>`.
+    tokenizer.with_post_processor(Some(PostProcessorWrapper::Sequence(Sequence::new(vec![
+        PostProcessorWrapper::ByteLevel(ByteLevel::new(true, false, true)),
+        PostProcessorWrapper::Template(template),
+    ]))));
+    Ok(tokenizer)
+}
+
 pub(super) fn train_byte_bpe(corpus: &str, vocab_size: usize) -> Result<HfTokenizer> {
+    let model = learn_byte_bpe(corpus, vocab_size, &[ENDOFTEXT])?;
+    gpt2_pipeline(model)
+}
+
+/// A byte-level BPE for translation, learned from both sides of a parallel corpus (`corpus`
+/// holds the source and target sentences), so one vocabulary and one embedding table serve the
+/// encoder, the decoder and the LM head.
+pub(super) fn train_translation_bpe(corpus: &str, vocab_size: usize) -> Result<HfTokenizer> {
+    let model = learn_byte_bpe(corpus, vocab_size, &TRANSLATION_SPECIALS)?;
+    translation_pipeline(model)
+}
+
+/// Byte-level BPE merges learned from `corpus`: the `specials` first, then the 256 byte symbols
+/// in code-point order (so every input can be encoded), then merges up to `vocab_size` tokens.
+fn learn_byte_bpe(corpus: &str, vocab_size: usize, specials: &[&str]) -> Result<BPE> {
     check_corpus(corpus)?;
     let word_counts = count_words(&gpt2_pipeline(BPE::default())?, corpus)?;
-
-    // Base vocabulary: the special token, then all 256 byte symbols in code-point order, so
-    // every possible input can be encoded.
-    let base: Vec<String> = std::iter::once(ENDOFTEXT.to_string())
+    let base: Vec<String> = specials
+        .iter()
+        .map(|s| s.to_string())
         .chain(byte_level::alphabet_sorted().iter().map(|c| c.to_string()))
         .collect();
     let words: Vec<(Vec<String>, u64)> = word_counts
@@ -94,13 +141,11 @@ pub(super) fn train_byte_bpe(corpus: &str, vocab_size: usize) -> Result<HfTokeni
     let learned = learn_merges(&words, &base, vocab_size, |left, right| {
         format!("{left}{right}")
     });
-
     let vocab = numbered_vocab(base.into_iter().chain(learned.new_tokens));
-    let model = BPE::builder()
+    BPE::builder()
         .vocab_and_merges(vocab, learned.merges)
         .build()
-        .map_err(|e| tokenizers_error("cannot build the BPE model", e))?;
-    gpt2_pipeline(model)
+        .map_err(|e| tokenizers_error("cannot build the BPE model", e))
 }
 
 /// BERT's pipeline around a WordPiece model: lowercasing BertNormalizer, BertPreTokenizer,

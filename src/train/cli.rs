@@ -145,6 +145,7 @@ fn parse_objective(name: &str) -> Result<Objective> {
         "classification" | "classify" => Objective::Classification,
         "qa" | "question-answering" => Objective::Qa,
         "generation" | "generate" => Objective::Generation,
+        "seq2seq" | "translation" | "translate" => Objective::Seq2seq,
         other => bail!(
             "unknown objective {other:?}; use causal-lm, masked-lm, classification, qa or generation"
         ),

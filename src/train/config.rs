@@ -50,6 +50,9 @@ pub enum Objective {
     Qa,
     /// Fine-tuning: a GPT continues prompts (JSONL `prompt,completion`), loss on completions only.
     Generation,
+    /// Translation: an encoder–decoder (Marian) writes the target given the source (TSV
+    /// `source<TAB>target` or JSONL `source,target`; built in: English → French), teacher-forced.
+    Seq2seq,
 }
 
 impl Objective {
@@ -60,6 +63,7 @@ impl Objective {
             Objective::Classification => "classification",
             Objective::Qa => "qa",
             Objective::Generation => "generation",
+            Objective::Seq2seq => "seq2seq",
         }
     }
 
@@ -110,7 +114,8 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// A text file (causal/masked LM), CSV (classification), JSON/JSONL (QA, generation).
+    /// A text file (causal/masked LM), CSV (classification), JSON/JSONL (QA, generation), TSV
+    /// or JSONL pairs (seq2seq).
     /// `None`: the built-in data set for the objective, generated from `seed`.
     pub path: Option<PathBuf>,
     /// A separate validation file; without it `val_fraction` of the data is held out.
@@ -140,6 +145,8 @@ pub struct ModelSpec {
     /// loaded; heads it lacks (e.g. a classifier) start fresh.
     pub init_from: Option<PathBuf>,
     pub n_layer: usize,
+    /// Encoder–decoders: the decoder's layers; `None` means as many as the encoder's `n_layer`.
+    pub n_decoder_layer: Option<usize>,
     pub n_head: usize,
     /// Width of the residual stream (GPT `n_embd`, BERT `hidden_size`).
     pub n_embd: usize,
@@ -243,6 +250,7 @@ impl Default for ModelSpec {
         Self {
             init_from: None,
             n_layer: 2,
+            n_decoder_layer: None,
             n_head: 4,
             n_embd: 64,
             n_inner: None,
@@ -409,6 +417,9 @@ impl TrainConfig {
                 return bad(
                     "model.n_layer, n_head, n_embd and n_positions must be at least 1".into(),
                 );
+            }
+            if m.n_decoder_layer == Some(0) {
+                return bad("model.n_decoder_layer must be at least 1".into());
             }
             if !m.n_embd.is_multiple_of(m.n_head) {
                 return bad(format!(

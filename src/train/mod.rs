@@ -43,7 +43,7 @@ pub use config::{Objective, TrainConfig};
 pub use metrics::ConfusionMatrix;
 pub use tasks::DataSummary;
 pub use trainer::{
-    EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer, TrainerState,
+    CrossAttentionProbe, EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer, TrainerState,
     clear_run_dir, existing_run, export_checkpoint, export_conflicts,
 };
 

@@ -24,6 +24,9 @@ use crate::model::fused::StepOutput;
 use crate::model::{Model, ModelInput, ModelOutput};
 use crate::tokenizer::Tokenizer;
 
+mod seq2seq;
+pub(crate) use seq2seq::greedy_settings;
+
 /// Purposes of the seeded generators (so training batches and validation batches never share
 /// random numbers).
 const TRAIN_STREAM: u64 = 1;
@@ -112,6 +115,8 @@ pub(crate) struct Batch {
     pub class_labels: Option<Tensor>,
     /// `[b]` start and end token positions of the answer.
     pub spans: Option<(Tensor, Tensor)>,
+    /// Encoder–decoders: the decoder's input `[b, t]` u32 (`input_ids` is then the source).
+    pub decoder_input_ids: Option<Tensor>,
     /// Real (non-padding) tokens, for tokens per second.
     pub tokens: usize,
 }
@@ -126,6 +131,7 @@ impl Batch {
             nsp_labels: None,
             class_labels: None,
             spans: None,
+            decoder_input_ids: None,
             tokens,
         }
     }
@@ -151,7 +157,7 @@ pub(crate) fn batch_loss(model: &Model, batch: &Batch) -> Result<LossBreakdown> 
         input_ids: &batch.input_ids,
         token_type_ids: batch.token_type_ids.as_ref(),
         padding: batch.padding.as_deref(),
-        decoder_input_ids: None,
+        decoder_input_ids: batch.decoder_input_ids.as_ref(),
     };
     let output = model.forward(input, None)?;
     let missing = |head: &str| {
@@ -287,6 +293,7 @@ pub(crate) fn prepare_task(setup: TaskSetup<'_>) -> Result<(Box<dyn Task>, Token
         Objective::Classification => ClassificationTask::prepare(setup),
         Objective::Qa => QaTask::prepare(setup),
         Objective::Generation => GenerationTask::prepare(setup),
+        Objective::Seq2seq => seq2seq::Seq2SeqTask::prepare(setup),
     }
 }
 

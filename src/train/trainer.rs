@@ -21,6 +21,7 @@ use crate::model::checkpoint::{
     CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, save_dir, write_safetensors,
 };
 use crate::model::config::{Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig};
+use crate::model::marian::{Marian, MarianConfig, Seq2SeqTrace};
 use crate::model::trace::Trace;
 use crate::model::{Model, ModelInput, Prefix};
 use crate::tokenizer::Tokenizer;
@@ -111,8 +112,23 @@ pub struct ProbeReport {
     /// `attention[layer][head]`: row-major `[s × s]` probabilities (row = query, column = key).
     pub attention: Vec<Vec<Vec<f32>>>,
     /// What the model makes of the text now: a greedy continuation (GPT), the top fill-mask
-    /// predictions (masked LM), the predicted label or answer span (fine-tuning).
+    /// predictions (masked LM), the predicted label or answer span (fine-tuning), the greedy
+    /// translation (seq2seq).
     pub output: String,
+    /// Seq2seq: the translation's cross-attention (`tokens` and `attention` are then the
+    /// source's, through the encoder).
+    #[serde(default)]
+    pub cross: Option<CrossAttentionProbe>,
+}
+
+/// What the decoder looked at while it wrote the probe's translation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CrossAttentionProbe {
+    /// The translation's tokens (`</s>` last): the rows of each map.
+    pub target_tokens: Vec<String>,
+    /// `attention[layer][head]`: row-major `[target × source]` probabilities (row = a target
+    /// token, column = a source token).
+    pub attention: Vec<Vec<Vec<f32>>>,
 }
 
 /// What is saved beside the weights to continue a run exactly where it stopped.
@@ -275,9 +291,12 @@ impl Trainer {
         let store = ParamStore::new(config.seed, pretrained);
         let model = Model::new(store.var_builder(&device), &model_config, Prefix::Standard)
             .map_err(|e| store.take_error().unwrap_or(GlassboxError::Candle(e)))?;
+        // Buffers (Marian's `final_logits_bias`) are saved with the weights but not trained.
+        let buffers = model_config.family().buffers;
         let params: Vec<Param> = store
             .vars()?
             .into_iter()
+            .filter(|(name, _)| !buffers.contains(&name.as_str()))
             .map(|(name, var)| Param::new(name, var))
             .collect();
         let parameters = params.iter().map(|p| p.var.elem_count()).sum();
@@ -587,6 +606,9 @@ impl Trainer {
     /// what the model predicts for it.
     pub fn probe(&self) -> Result<ProbeReport> {
         let text = self.probe_text();
+        if let Model::Marian(marian) = &self.model {
+            return self.translation_probe(marian, text);
+        }
         let causal = self.model_config.is_causal();
         // BERT: "A [SEP] B" is traced as a sentence pair (segments 0 and 1).
         let pair = if !self.model_config.family().reads_pairs() {
@@ -644,6 +666,7 @@ impl Trainer {
                 }
                 _ => "(give the probe text as \"question [SEP] context\")".into(),
             },
+            Objective::Seq2seq => String::new(),
         };
         Ok(ProbeReport {
             step: self.step,
@@ -651,6 +674,68 @@ impl Trainer {
             tokens: encoded.tokens[..len].to_vec(),
             attention,
             output: output_text,
+            cross: None,
+        })
+    }
+
+    /// Seq2seq: translates the probe greedily, then runs the source and that translation through
+    /// the model with the trace on, for the encoder's self-attention and the cross-attention.
+    fn translation_probe(&self, marian: &Marian, text: String) -> Result<ProbeReport> {
+        let encoded = self.tokenizer.encode(&text, true)?;
+        let mut source_ids = encoded.ids.clone();
+        let mut source_tokens = encoded.tokens.clone();
+        let eos = marian.config.eos_token_id;
+        if source_ids.last() != Some(&eos) {
+            source_ids.push(eos);
+            source_tokens.push(self.tokenizer.id_to_token(eos).unwrap_or_default());
+        }
+        let positions = marian.config.max_position_embeddings;
+        if source_ids.len() <= 1 || source_ids.len() > positions {
+            return Err(GlassboxError::InvalidInput(format!(
+                "the probe text {text:?} has {} tokens; it needs 1 to {} besides </s>",
+                source_ids.len().saturating_sub(1),
+                positions - 1
+            )));
+        }
+        let settings = tasks::greedy_settings(&marian.config, positions);
+        let translation = marian.greedy(&source_ids, &settings)?;
+        // Teacher-forced on its own translation: the start token, then all but its last token.
+        let mut decoder_input = vec![marian.config.decoder_start_token_id];
+        decoder_input.extend_from_slice(&translation[..translation.len().saturating_sub(1)]);
+        let input = Tensor::new(source_ids.as_slice(), &self.device)?.unsqueeze(0)?; // [1, s]
+        let decoder_ids = Tensor::new(decoder_input.as_slice(), &self.device)?.unsqueeze(0)?; // [1, t]
+        let mut trace = Seq2SeqTrace::default();
+        marian.forward(&input, &decoder_ids, Some(&mut trace))?;
+        let per_head = |maps: Vec<Tensor>| -> Result<Vec<Vec<Vec<f32>>>> {
+            maps.iter()
+                .map(|probs| {
+                    // [1, nh, rows, cols] → per head, row-major rows·cols
+                    let heads = probs.squeeze(0)?.to_vec3::<f32>()?;
+                    Ok(heads
+                        .into_iter()
+                        .map(|rows| rows.into_iter().flatten().collect())
+                        .collect())
+                })
+                .collect()
+        };
+        let target_tokens = translation
+            .iter()
+            .map(|&id| {
+                self.tokenizer
+                    .id_to_token(id)
+                    .unwrap_or_else(|| format!("#{id}"))
+            })
+            .collect();
+        Ok(ProbeReport {
+            step: self.step,
+            text,
+            tokens: source_tokens,
+            attention: per_head(trace.encoder.attentions())?,
+            output: self.tokenizer.decode(&translation, true)?,
+            cross: Some(CrossAttentionProbe {
+                target_tokens,
+                attention: per_head(trace.cross_attentions())?,
+            }),
         })
     }
 
@@ -1056,6 +1141,34 @@ fn fresh_model_config(config: &TrainConfig, tokenizer: &Tokenizer) -> Result<Mod
                 Architecture::BertForMaskedLm
             },
         },
+        Objective::Seq2seq => {
+            let pad = tokenizer.pad_token().map_or(0, |(_, id)| id);
+            let eos = tokenizer.eos_token().map_or(0, |(_, id)| id);
+            ModelConfig {
+                family: FamilyConfig::Marian(MarianConfig {
+                    vocab_size,
+                    d_model: m.n_embd,
+                    encoder_layers: m.n_layer,
+                    decoder_layers: m.n_decoder_layer.unwrap_or(m.n_layer),
+                    encoder_attention_heads: m.n_head,
+                    decoder_attention_heads: m.n_head,
+                    encoder_ffn_dim: m.n_inner.unwrap_or(4 * m.n_embd),
+                    decoder_ffn_dim: m.n_inner.unwrap_or(4 * m.n_embd),
+                    max_position_embeddings: m.n_positions,
+                    activation_function: m.activation.clone().unwrap_or_else(|| "relu".into()),
+                    scale_embedding: true,
+                    pad_token_id: pad,
+                    eos_token_id: eos,
+                    // Marian starts the decoder on the pad token.
+                    decoder_start_token_id: pad,
+                    forced_eos_token_id: Some(eos),
+                    decoder_vocab_size: None,
+                    share_encoder_decoder_embeddings: true,
+                    tie_word_embeddings: true,
+                }),
+                architecture: Architecture::MarianMt,
+            }
+        }
         other => {
             return Err(GlassboxError::InvalidInput(format!(
                 "objective {:?} fine-tunes a trained model: set model.init_from",
@@ -1105,6 +1218,15 @@ fn adapt_for_objective(
         }
         (FamilyConfig::Bert(_), Objective::Qa) => {
             base.architecture = Architecture::BertForQuestionAnswering;
+        }
+        (FamilyConfig::Marian(_), Objective::Seq2seq) => {}
+        (_, Objective::Seq2seq) => return Err(wrong_family("Marian (encoder–decoder)")),
+        (FamilyConfig::Marian(_), _) => {
+            return Err(GlassboxError::InvalidInput(format!(
+                "{source} is an encoder–decoder (Marian): it trains with objective \"seq2seq\", \
+                 not {:?}",
+                objective.name()
+            )));
         }
         (FamilyConfig::DistilBert(_), _) => {
             return Err(GlassboxError::InvalidInput(format!(

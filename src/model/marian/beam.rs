@@ -33,6 +33,14 @@ impl EarlyStopping {
             _ => None,
         }
     }
+
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            EarlyStopping::Yes => true.into(),
+            EarlyStopping::No => false.into(),
+            EarlyStopping::Never => "never".into(),
+        }
+    }
 }
 
 /// How to generate: a folder's `generation_config.json` (or `config.json`) with
@@ -65,6 +73,24 @@ impl GenerationConfig {
             decoder_start_token_id: config.decoder_start_token_id,
             eos_token_id: config.eos_token_id,
         }
+    }
+
+    /// A `generation_config.json` that `transformers` reads (and [`Self::apply_json`] reads back).
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({
+            "max_length": self.max_length,
+            "num_beams": self.num_beams,
+            "length_penalty": self.length_penalty,
+            "early_stopping": self.early_stopping.to_json(),
+            "bad_words_ids": self.bad_words_ids,
+            "decoder_start_token_id": self.decoder_start_token_id,
+            "eos_token_id": self.eos_token_id,
+            "pad_token_id": self.bad_words_ids.first().and_then(|b| b.first()),
+        });
+        if let Some(id) = self.forced_eos_token_id {
+            value["forced_eos_token_id"] = id.into();
+        }
+        value
     }
 
     /// Overrides from a JSON object (`config.json` then `generation_config.json`).
@@ -252,10 +278,10 @@ impl Marian {
         let max_length = generation.max_length;
         let device = self.shared.weight.device();
         let input_ids = Tensor::new(source_ids, device)?.unsqueeze(0)?; // [1, s]
-        let encoder_output = self.encode(&input_ids, None)?; // [1, s, d]
+        let encoder_output = self.encode(&input_ids, None, None)?; // [1, s, d]
         let (_, s, d) = encoder_output.dims3()?;
         let encoder_output = encoder_output.broadcast_as((beams, s, d))?.contiguous()?; // [n, s, d]
-        let mut state = self.start_decoding(&encoder_output)?;
+        let mut state = self.start_decoding(&encoder_output, None)?;
 
         let start = vec![generation.decoder_start_token_id];
         // Only the first beam is alive at the start, so the first step does not pick the same
