@@ -8,7 +8,11 @@ absolute difference per output.
 
     pip install torch transformers
     python3 scripts/check_transformers.py --glassbox target/debug/glassbox \
-        assets/tiny-gpt:"the cat chased the" assets/tiny-bert:"the cat chased the [MASK] ."
+        assets/tiny-gpt:"the cat chased the" assets/tiny-bert:"the cat chased the [MASK] ." \
+        assets/tiny-translator:"the black cat chased the mouse ."
+
+A translator (MarianMTModel) is also checked for AutoTokenizer's ids and for `generate`'s greedy
+translation.
 
 A "TEXT [SEP] PAIR" text is sent as a sentence pair (BERT). Exit status 1 if any difference is
 above --tolerance (default 1e-4).
@@ -41,6 +45,8 @@ def check(glassbox, folder, text, tolerance):
 
     model_class = getattr(transformers, architecture)
     model = model_class.from_pretrained(folder, attn_implementation="eager").eval()
+    if architecture == "MarianMTModel":
+        return check_translator(glassbox, folder, text, tolerance, model, ours)
     inputs = {"input_ids": ours["input_ids"].long().unsqueeze(0)}
     if "token_type_ids" in ours:
         inputs["token_type_ids"] = ours["token_type_ids"].long().unsqueeze(0)
@@ -57,11 +63,17 @@ def check(glassbox, folder, text, tolerance):
         if value is not None:
             theirs[name] = value[0]
 
+    return compare(folder, architecture, theirs, ours, tolerance)
+
+
+def compare(folder, architecture, theirs, ours, tolerance, extra_lines=()):
+    """Prints the largest difference per output; True when all are within `tolerance`."""
     worst = 0.0
-    lines = []
+    lines = list(extra_lines)
     for name, reference in theirs.items():
         if name not in ours:
             lines.append(f"  {name}: not in the Glassbox dump")
+            worst = float("inf")
             continue
         diff = (ours[name].float() - reference.float()).abs().max().item()
         worst = max(worst, diff)
@@ -70,6 +82,47 @@ def check(glassbox, folder, text, tolerance):
     print(f"{folder} as {architecture}: {status}, max |diff| {worst:.2e} over {len(theirs)} outputs")
     print("\n".join(lines))
     return worst <= tolerance
+
+
+def check_translator(glassbox, folder, text, tolerance, model, ours):
+    """A MarianMTModel: AutoTokenizer's ids, every tensor of the teacher-forced pass on
+    Glassbox's greedy translation, and `generate`'s greedy translation."""
+    ok = True
+    lines = []
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer(text)["input_ids"]
+    if ids != ours["input_ids"].tolist():
+        ok = False
+        lines.append(f"  AutoTokenizer ids {ids} != Glassbox {ours['input_ids'].tolist()}")
+    else:
+        lines.append(f"  AutoTokenizer ({type(tokenizer).__name__}): same {len(ids)} ids")
+    input_ids = ours["input_ids"].long().unsqueeze(0)
+    decoder_input_ids = ours["decoder_input_ids"].long().unsqueeze(0)
+    with torch.no_grad():
+        out = model(
+            input_ids=input_ids,
+            decoder_input_ids=decoder_input_ids,
+            output_hidden_states=True,
+            output_attentions=True,
+        )
+        generated = model.generate(input_ids, num_beams=1, do_sample=False)
+    theirs = {"logits": out.logits[0]}
+    for name in ["encoder_hidden_states", "decoder_hidden_states", "encoder_attentions",
+                 "decoder_attentions", "cross_attentions"]:
+        for i, t in enumerate(getattr(out, name)):
+            theirs[f"{name}.{i}"] = t[0]
+    ours_translation = json.loads(subprocess.run(
+        [glassbox, "translate", "--model", folder, "--text", text, "--beams", "1", "--json"],
+        check=True, capture_output=True, text=True).stdout)
+    their_ids = generated[0].tolist()[1:]  # after the decoder's start token
+    their_text = tokenizer.decode(generated[0], skip_special_tokens=True)
+    if their_ids != ours_translation["ids"] or their_text != ours_translation["translation"]:
+        ok = False
+        lines.append(f"  generate: {their_text!r} {their_ids} != Glassbox "
+                     f"{ours_translation['translation']!r} {ours_translation['ids']}")
+    else:
+        lines.append(f"  generate (greedy): same translation {their_text!r}")
+    return compare(folder, "MarianMTModel", theirs, ours, tolerance, lines) and ok
 
 
 def main():

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Trains the shipped tiny models from their recipes and refreshes assets/tiny-gpt and
-# assets/tiny-bert: the Hugging Face folder (config.json, model.safetensors, tokenizer.json),
-# the training curve (metrics.csv) and first_steps.json, the first losses that
-# tests/train_assets.rs replays. Deterministic: the same recipe gives the same model.
+# Trains the shipped tiny models from their recipes and refreshes assets/tiny-gpt,
+# assets/tiny-bert and assets/tiny-translator: the Hugging Face folder (config.json,
+# model.safetensors, tokenizer.json, ...), the training curve (metrics.csv) and first_steps.json,
+# the first losses that tests/train_assets.rs replays; for the translator also heldout.tsv, the
+# pairs its run held out (`glassbox translate --model assets/tiny-translator --test
+# assets/tiny-translator/heldout.tsv`). Deterministic: the same recipe gives the same model.
 #
-#   scripts/make-assets.sh [tiny-gpt] [tiny-bert]
+#   scripts/make-assets.sh [tiny-gpt] [tiny-bert] [tiny-translator]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(tiny-gpt tiny-bert)
+[ ${#names[@]} -eq 0 ] && names=(tiny-gpt tiny-bert tiny-translator)
 glassbox=${GLASSBOX:-target/release/glassbox}
 [ -x "$glassbox" ] || cargo build --release
 for name in "${names[@]}"; do
@@ -16,6 +18,7 @@ for name in "${names[@]}"; do
     "$glassbox" train --config "assets/$name/recipe.toml" --out "runs/$name" \
         --export "assets/$name" --overwrite
     cp "runs/$name/metrics.csv" "assets/$name/metrics.csv"
+    if [ -f "runs/$name/heldout.tsv" ]; then cp "runs/$name/heldout.tsv" "assets/$name/heldout.tsv"; fi
     python3 - "$name" <<'PY'
 import json, sys
 name = sys.argv[1]

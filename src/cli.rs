@@ -376,6 +376,50 @@ pub fn translate(
     Ok(())
 }
 
+/// `glassbox translate --test FILE`: exact match and BLEU of greedy translations of a parallel
+/// file, with the translations that missed.
+pub fn score_translations(dir: &Path, pairs_file: &Path, json: bool, device: &str) -> Result<()> {
+    let device = glassbox::device::parse_device(device)?;
+    let loaded = checkpoint::load_translator(dir, &device)?;
+    let pairs = glassbox::data::read_parallel(pairs_file)?;
+    let scores = glassbox::translate::score_pairs(&loaded, &pairs)?;
+    let misses: Vec<(&glassbox::data::TranslationPair, &String)> = pairs
+        .iter()
+        .zip(&scores.hypotheses)
+        .filter(|(pair, hypothesis)| !glassbox::translate::same_words(&pair.target, hypothesis))
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "model": dir.display().to_string(),
+            "test": pairs_file.display().to_string(),
+            "pairs": scores.pairs,
+            "exact_match": scores.exact_match,
+            "bleu": scores.bleu,
+            "misses": misses.iter().map(|(pair, hypothesis)| serde_json::json!({
+                "source": pair.source,
+                "target": pair.target,
+                "translation": hypothesis,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{} pairs: exact match {:.1}% ({} of {}), BLEU {:.2}",
+        scores.pairs,
+        100.0 * scores.exact_match,
+        scores.pairs - misses.len(),
+        scores.pairs,
+        scores.bleu
+    );
+    for (pair, hypothesis) in misses {
+        println!("\n  source:      {}", pair.source);
+        println!("  reference:   {}", pair.target);
+        println!("  translation: {hypothesis}");
+    }
+    Ok(())
+}
+
 pub fn download(repo_id: &str) -> Result<()> {
     let dir = glassbox::hub::fetch_model(repo_id, |event| {
         if let glassbox::hub::HubEvent::Start { file, size } = event {

@@ -100,8 +100,12 @@ enum Command {
     Translate {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long)]
-        text: String,
+        #[arg(long, required_unless_present = "test")]
+        text: Option<String>,
+        /// Translate every pair of a parallel file (TSV source<TAB>target, or JSONL) greedily and
+        /// print the exact-match rate and corpus BLEU against its targets.
+        #[arg(long, conflicts_with = "text")]
+        test: Option<PathBuf>,
         /// Beam search with N beams (1: greedy). Default: the folder's num_beams.
         #[arg(long)]
         beams: Option<usize>,
@@ -231,7 +235,15 @@ fn main() {
         ),
         Some(Command::Translate {
             model,
+            test: Some(test),
+            json,
+            device,
+            ..
+        }) => cli::score_translations(&model, &test, json, &device),
+        Some(Command::Translate {
+            model,
             text,
+            test: None,
             beams,
             max_new_tokens,
             length_penalty,
@@ -243,6 +255,7 @@ fn main() {
                 max_new_tokens,
                 length_penalty,
             };
+            let text = text.unwrap_or_default();
             cli::translate(&model, &text, &decoding, json, &device)
         }
         Some(Command::Download { repo_id }) => cli::download(&repo_id),

@@ -148,6 +148,126 @@ fn greedy_translation(
     })
 }
 
+/// How well greedy translations of held-out pairs match their references.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TranslationScores {
+    pub pairs: usize,
+    /// Fraction of translations with exactly the reference's words (spacing aside).
+    pub exact_match: f64,
+    /// Corpus BLEU-4, 0 to 100.
+    pub bleu: f64,
+    /// Every translation, in the order of the pairs.
+    pub hypotheses: Vec<String>,
+}
+
+impl TranslationScores {
+    /// Scores `hypotheses` against `references` (one each).
+    pub fn of(hypotheses: Vec<String>, references: &[String]) -> Self {
+        let exact = hypotheses
+            .iter()
+            .zip(references)
+            .filter(|(h, r)| same_words(h, r))
+            .count();
+        Self {
+            pairs: hypotheses.len(),
+            exact_match: exact as f64 / hypotheses.len().max(1) as f64,
+            bleu: corpus_bleu(&hypotheses, references),
+            hypotheses,
+        }
+    }
+}
+
+/// The same words in the same order (spacing aside).
+pub fn same_words(a: &str, b: &str) -> bool {
+    a.split_whitespace().eq(b.split_whitespace())
+}
+
+/// Corpus BLEU-4 (Papineni et al. 2002, as `sacrebleu` computes it without smoothing) of
+/// `hypotheses` against one reference each, on whitespace-separated words, from 0 to 100: the
+/// geometric mean of the clipped 1- to 4-gram precisions over the whole corpus, times the brevity
+/// penalty `exp(1 − reference length / hypothesis length)` when the hypotheses are shorter.
+pub fn corpus_bleu(hypotheses: &[String], references: &[String]) -> f64 {
+    const ORDER: usize = 4;
+    let mut matches = [0usize; ORDER];
+    let mut totals = [0usize; ORDER];
+    let (mut hypothesis_length, mut reference_length) = (0usize, 0usize);
+    for (hypothesis, reference) in hypotheses.iter().zip(references) {
+        let hypothesis: Vec<&str> = hypothesis.split_whitespace().collect();
+        let reference: Vec<&str> = reference.split_whitespace().collect();
+        hypothesis_length += hypothesis.len();
+        reference_length += reference.len();
+        for n in 1..=ORDER {
+            let mut reference_counts: std::collections::HashMap<&[&str], usize> = std::collections::HashMap::new();
+            for gram in reference.windows(n) {
+                *reference_counts.entry(gram).or_default() += 1;
+            }
+            for gram in hypothesis.windows(n) {
+                totals[n - 1] += 1;
+                if let Some(count) = reference_counts.get_mut(gram)
+                    && *count > 0
+                {
+                    *count -= 1;
+                    matches[n - 1] += 1;
+                }
+            }
+        }
+    }
+    if hypothesis_length == 0 || matches.contains(&0) {
+        return 0.0;
+    }
+    let log_precision: f64 = matches
+        .iter()
+        .zip(&totals)
+        .map(|(&m, &t)| (m as f64 / t as f64).ln())
+        .sum::<f64>()
+        / ORDER as f64;
+    let brevity_penalty = if hypothesis_length < reference_length {
+        (1.0 - reference_length as f64 / hypothesis_length as f64).exp()
+    } else {
+        1.0
+    };
+    100.0 * brevity_penalty * log_precision.exp()
+}
+
+/// Greedy translations of encoded `sources` (each with its `</s>`), 64 at a time in a padded
+/// batch, decoded to text by `decode`.
+pub fn greedy_translations(
+    model: &crate::model::marian::Marian,
+    sources: &[Vec<u32>],
+    settings: &GenerationConfig,
+    decode: impl Fn(&[u32]) -> Result<String>,
+) -> Result<Vec<String>> {
+    let mut translations = Vec::with_capacity(sources.len());
+    for chunk in sources.chunks(64) {
+        for ids in model.greedy_batch(chunk, settings)? {
+            translations.push(decode(&ids)?);
+        }
+    }
+    Ok(translations)
+}
+
+/// Translates every pair's source greedily and scores the translations against the targets
+/// (`glassbox translate --test`). Sources longer than the model reads are refused.
+pub fn score_pairs(
+    loaded: &LoadedTranslator,
+    pairs: &[crate::data::TranslationPair],
+) -> Result<TranslationScores> {
+    let sources = pairs
+        .iter()
+        .map(|pair| Ok(encode_source(loaded, &pair.source)?.ids))
+        .collect::<Result<Vec<_>>>()?;
+    let settings = Decoding {
+        num_beams: Some(1),
+        ..Decoding::default()
+    }
+    .settings(loaded)?;
+    let hypotheses = greedy_translations(&loaded.model, &sources, &settings, |ids| {
+        loaded.tokenizer.decode(ids)
+    })?;
+    let references: Vec<String> = pairs.iter().map(|p| p.target.clone()).collect();
+    Ok(TranslationScores::of(hypotheses, &references))
+}
+
 /// One source sentence and one target through the encoder–decoder with the trace on.
 #[derive(Debug, Clone)]
 pub struct TranslationInspection {
@@ -291,4 +411,25 @@ impl TranslationInspection {
         out.insert("logits".to_string(), self.logits.squeeze(0)?);
         Ok(out)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_bleu_matches_sacrebleu() {
+        let hypotheses = ["le chat a chassé la souris .", "le chien noir dort ."].map(String::from);
+        let references = [
+            "le chat a chassé la souris .",
+            "le chien noir a dormi dans le jardin .",
+        ]
+        .map(String::from);
+        // sacrebleu.corpus_bleu(h, [r], tokenize="none", smooth_method="none").score
+        let bleu = corpus_bleu(&hypotheses, &references);
+        assert!((bleu - 55.757_466_266_657_77).abs() < 1e-9, "{bleu}");
+        assert_eq!(corpus_bleu(&references, &references), 100.0);
+        assert_eq!(corpus_bleu(&["x".to_string()], &references[..1]), 0.0);
+    }
+
 }

@@ -127,53 +127,6 @@ pub fn token_f1(prediction: &str, truth: &str) -> f64 {
     2.0 * precision * recall / (precision + recall)
 }
 
-/// Corpus BLEU-4 (Papineni et al. 2002, as `sacrebleu` computes it without smoothing) of
-/// `hypotheses` against one reference each, on whitespace-separated words, from 0 to 100: the
-/// geometric mean of the clipped 1- to 4-gram precisions over the whole corpus, times the brevity
-/// penalty `exp(1 − reference length / hypothesis length)` when the hypotheses are shorter.
-pub fn corpus_bleu(hypotheses: &[String], references: &[String]) -> f64 {
-    const ORDER: usize = 4;
-    let mut matches = [0usize; ORDER];
-    let mut totals = [0usize; ORDER];
-    let (mut hypothesis_length, mut reference_length) = (0usize, 0usize);
-    for (hypothesis, reference) in hypotheses.iter().zip(references) {
-        let hypothesis: Vec<&str> = hypothesis.split_whitespace().collect();
-        let reference: Vec<&str> = reference.split_whitespace().collect();
-        hypothesis_length += hypothesis.len();
-        reference_length += reference.len();
-        for n in 1..=ORDER {
-            let mut reference_counts: HashMap<&[&str], usize> = HashMap::new();
-            for gram in reference.windows(n) {
-                *reference_counts.entry(gram).or_default() += 1;
-            }
-            for gram in hypothesis.windows(n) {
-                totals[n - 1] += 1;
-                if let Some(count) = reference_counts.get_mut(gram)
-                    && *count > 0
-                {
-                    *count -= 1;
-                    matches[n - 1] += 1;
-                }
-            }
-        }
-    }
-    if hypothesis_length == 0 || matches.contains(&0) {
-        return 0.0;
-    }
-    let log_precision: f64 = matches
-        .iter()
-        .zip(&totals)
-        .map(|(&m, &t)| (m as f64 / t as f64).ln())
-        .sum::<f64>()
-        / ORDER as f64;
-    let brevity_penalty = if hypothesis_length < reference_length {
-        (1.0 - reference_length as f64 / hypothesis_length as f64).exp()
-    } else {
-        1.0
-    };
-    100.0 * brevity_penalty * log_precision.exp()
-}
-
 /// `exp(loss)`, capped so a diverged model reports a large number rather than infinity.
 pub fn perplexity(mean_loss: f64) -> f64 {
     mean_loss.min(50.0).exp()
@@ -349,21 +302,6 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn corpus_bleu_matches_sacrebleu() {
-        let hypotheses = ["le chat a chassé la souris .", "le chien noir dort ."].map(String::from);
-        let references = [
-            "le chat a chassé la souris .",
-            "le chien noir a dormi dans le jardin .",
-        ]
-        .map(String::from);
-        // sacrebleu.corpus_bleu(h, [r], tokenize="none", smooth_method="none").score
-        let bleu = corpus_bleu(&hypotheses, &references);
-        assert!((bleu - 55.757_466_266_657_77).abs() < 1e-9, "{bleu}");
-        assert_eq!(corpus_bleu(&references, &references), 100.0);
-        assert_eq!(corpus_bleu(&["x".to_string()], &references[..1]), 0.0);
-    }
 
     #[test]
     fn confusion_accuracy_and_macro_f1() {

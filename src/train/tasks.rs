@@ -25,7 +25,7 @@ use crate::model::{Model, ModelInput, ModelOutput};
 use crate::tokenizer::Tokenizer;
 
 mod seq2seq;
-pub(crate) use seq2seq::greedy_settings;
+pub(crate) use seq2seq::{HELD_OUT_FILE, greedy_settings};
 
 /// Purposes of the seeded generators (so training batches and validation batches never share
 /// random numbers).
@@ -267,6 +267,11 @@ pub(crate) trait Task: Send {
     fn default_probe_text(&self) -> String;
     /// Class names (classification only).
     fn labels(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// A file the run writes beside its metrics, (name, contents): seq2seq's held-out pairs, so
+    /// a model can be tested on exactly the sentences it never trained on.
+    fn held_out_file(&self) -> Option<(&'static str, String)> {
         None
     }
 }

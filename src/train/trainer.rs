@@ -336,6 +336,9 @@ impl Trainer {
             Some(dir) => {
                 let keep = if step > 0 { Some(step) } else { None };
                 let log = MetricsLog::open(dir, &task.metric_names(), keep)?;
+                if let Some((name, contents)) = task.held_out_file() {
+                    crate::util::write_atomic(&dir.join(name), contents.as_bytes())?;
+                }
                 crate::util::write_atomic(
                     &dir.join(RECIPE_FILE),
                     config.to_toml_string()?.as_bytes(),
@@ -921,12 +924,13 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
 
 /// The files that mark a folder as holding a run (its recipe.toml is rewritten at every start,
 /// and may be the user's own recipe, so it is neither a mark nor removed).
-const RUN_FILES: [&str; 5] = [
+const RUN_FILES: [&str; 6] = [
     CHECKPOINT_DIR,
     ".checkpoint-old",
     ".checkpoint-new",
     super::metrics::METRICS_JSONL,
     super::metrics::METRICS_CSV,
+    tasks::HELD_OUT_FILE,
 ];
 
 /// What of a training run `dir` already holds (its checkpoint's step, or its files), if any.
@@ -960,11 +964,12 @@ pub fn clear_run_dir(dir: &Path) -> Result<()> {
 }
 
 /// The files of a Hugging Face model folder that [`export_checkpoint`] copies.
-const EXPORTED_FILES: [&str; 4] = [
+const EXPORTED_FILES: [&str; 5] = [
     CONFIG_FILE,
     WEIGHTS_FILE,
     TOKENIZER_FILE,
     crate::model::checkpoint::TOKENIZER_CONFIG_FILE,
+    crate::model::checkpoint::GENERATION_CONFIG_FILE,
 ];
 
 /// Which of the files an export would write already exist in `dir`.

@@ -10,7 +10,10 @@
 use super::*;
 use crate::data::TranslationPair;
 use crate::model::marian::GenerationConfig;
-use crate::train::metrics::corpus_bleu;
+use crate::translate::{TranslationScores, greedy_translations};
+
+/// The held-out pairs a seq2seq run writes beside its metrics (`source<TAB>target`).
+pub const HELD_OUT_FILE: &str = "heldout.tsv";
 
 /// A pair as ids: the source (with `</s>`) and the target (with `</s>`).
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub(super) struct Seq2SeqTask {
     val: Vec<EncodedPair>,
     /// The held-out pairs' reference translations, as text, for exact match and BLEU.
     val_references: Vec<String>,
+    /// The held-out pairs as text.
+    val_pairs: Vec<TranslationPair>,
     pad_id: u32,
     /// The decoder's first input (Marian: the pad token).
     start_id: u32,
@@ -87,7 +92,7 @@ impl Seq2SeqTask {
         };
         let seq_len = setup.seq_len;
         let mut too_long = 0usize;
-        let mut encode_all = |pairs: &[TranslationPair]| -> Result<Vec<(EncodedPair, String)>> {
+        let mut encode_all = |pairs: &[TranslationPair]| -> Result<Vec<(EncodedPair, TranslationPair)>> {
             let mut out = Vec::with_capacity(pairs.len());
             for pair in pairs {
                 let encoded = EncodedPair {
@@ -99,12 +104,12 @@ impl Seq2SeqTask {
                     too_long += 1;
                     continue;
                 }
-                out.push((encoded, pair.target.clone()));
+                out.push((encoded, pair.clone()));
             }
             Ok(out)
         };
         let train_rows: Vec<EncodedPair> = encode_all(&train)?.into_iter().map(|(e, _)| e).collect();
-        let (val_rows, val_references): (Vec<EncodedPair>, Vec<String>) =
+        let (val_rows, val_pairs): (Vec<EncodedPair>, Vec<TranslationPair>) =
             encode_all(&val)?.into_iter().unzip();
         let note = if too_long > 0 {
             format!(" ({too_long} pairs longer than {seq_len} tokens left out)")
@@ -129,7 +134,8 @@ impl Seq2SeqTask {
             },
             train: train_rows,
             val: val_rows,
-            val_references,
+            val_references: val_pairs.iter().map(|p| p.target.clone()).collect(),
+            val_pairs,
             pad_id,
             start_id: pad_id,
             batch_size: config.training.batch_size,
@@ -210,25 +216,17 @@ impl Task for Seq2SeqTask {
         // Greedy translations of (up to `translate_limit`) held-out sources.
         let settings = greedy_settings(&marian.config, self.seq_len);
         let count = self.val.len().min(self.translate_limit);
-        let mut hypotheses = Vec::with_capacity(count);
-        for chunk in self.val[..count].chunks(64) {
-            let sources: Vec<Vec<u32>> = chunk.iter().map(|p| p.source.clone()).collect();
-            for ids in marian.greedy_batch(&sources, &settings)? {
-                hypotheses.push(self.tokenizer.decode(&ids, true)?);
-            }
-        }
-        let references = &self.val_references[..count];
-        let exact = hypotheses
-            .iter()
-            .zip(references)
-            .filter(|(h, r)| same_words(h, r))
-            .count();
+        let sources: Vec<Vec<u32>> = self.val[..count].iter().map(|p| p.source.clone()).collect();
+        let hypotheses = greedy_translations(marian, &sources, &settings, |ids| {
+            self.tokenizer.decode(ids, true)
+        })?;
+        let scores = TranslationScores::of(hypotheses, &self.val_references[..count]);
         Ok(Evaluation {
             val_loss: loss as f32,
             metrics: BTreeMap::from([
                 ("perplexity".to_string(), perplexity(loss)),
-                ("exact_match".to_string(), exact as f64 / count.max(1) as f64),
-                ("bleu".to_string(), corpus_bleu(&hypotheses, references)),
+                ("exact_match".to_string(), scores.exact_match),
+                ("bleu".to_string(), scores.bleu),
             ]),
             confusion: None,
         })
@@ -242,15 +240,19 @@ impl Task for Seq2SeqTask {
         self.summary.clone()
     }
 
+    fn held_out_file(&self) -> Option<(&'static str, String)> {
+        let tsv: String = self
+            .val_pairs
+            .iter()
+            .map(|p| format!("{}\t{}\n", p.source, p.target))
+            .collect();
+        Some((HELD_OUT_FILE, tsv))
+    }
+
     fn default_probe_text(&self) -> String {
         // The course's example with an adjective that moves: "le chat noir a chassé ...".
         "the black cat chased the mouse .".into()
     }
-}
-
-/// The same words in the same order (spacing aside).
-pub(crate) fn same_words(a: &str, b: &str) -> bool {
-    a.split_whitespace().eq(b.split_whitespace())
 }
 
 #[cfg(test)]
@@ -267,6 +269,7 @@ mod tests {
             train: Vec::new(),
             val: Vec::new(),
             val_references: Vec::new(),
+            val_pairs: Vec::new(),
             pad_id: pad,
             start_id: pad,
             batch_size: 2,
@@ -300,6 +303,5 @@ mod tests {
         let targets = batch.token_targets.expect("targets");
         // Labels: the first row's 4 tokens and the second row's 2; its padding is ignored.
         assert_eq!(targets.count().expect("count"), 6);
-        assert!(same_words("le  chat .", "le chat ."));
     }
 }

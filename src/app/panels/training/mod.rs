@@ -1155,6 +1155,7 @@ mod tests {
             tokens: vec!["a".into(), "b".into()],
             attention: vec![vec![vec![1.0, 0.0, 0.5, 0.5], vec![1.0, 0.0, 0.0, 1.0]]],
             output: String::new(),
+            cross: None,
         };
         let mean = attention_matrix(&probe, 0, None).expect("mean");
         assert_eq!(mean.data, vec![1.0, 0.0, 0.25, 0.75]);
