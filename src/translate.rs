@@ -197,7 +197,8 @@ pub fn corpus_bleu(hypotheses: &[String], references: &[String]) -> f64 {
         hypothesis_length += hypothesis.len();
         reference_length += reference.len();
         for n in 1..=ORDER {
-            let mut reference_counts: std::collections::HashMap<&[&str], usize> = std::collections::HashMap::new();
+            let mut reference_counts: std::collections::HashMap<&[&str], usize> =
+                std::collections::HashMap::new();
             for gram in reference.windows(n) {
                 *reference_counts.entry(gram).or_default() += 1;
             }
@@ -431,5 +432,4 @@ mod tests {
         assert_eq!(corpus_bleu(&references, &references), 100.0);
         assert_eq!(corpus_bleu(&["x".to_string()], &references[..1]), 0.0);
     }
-
 }

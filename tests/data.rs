@@ -225,6 +225,64 @@ fn generation_fields_are_checked() {
     assert!(shown[2].starts_with("line 3: expected a JSON object"));
 }
 
+#[test]
+fn parallel_files_read_tsv_and_jsonl_and_name_bad_rows() {
+    let tsv = TempFile::new(
+        "pairs.tsv",
+        "the cat .\tle chat .\na dog .\tun chien .\n".as_bytes(),
+    );
+    assert_eq!(
+        read_parallel(&tsv.0).unwrap(),
+        vec![
+            TranslationPair::new("the cat .", "le chat ."),
+            TranslationPair::new("a dog .", "un chien .")
+        ]
+    );
+    let jsonl = TempFile::new(
+        "pairs.jsonl",
+        "{\"source\": \"the cat .\", \"target\": \"le chat .\"}\n".as_bytes(),
+    );
+    assert_eq!(read_parallel(&jsonl.0).unwrap().len(), 1);
+
+    // A ragged row, an empty side: the file, the line and what is wrong.
+    let ragged = TempFile::new("ragged.tsv", b"a .\tb .\nno tab\nc .\td .\textra\n\t.\n");
+    let message = error_message(read_parallel(&ragged.0));
+    assert!(message.contains("ragged.tsv: 3 bad rows"), "{message}");
+    assert!(message.contains("line 2: expected source<TAB>target (2 fields), found 1 field"));
+    assert!(message.contains("line 3: expected source<TAB>target (2 fields), found 3 fields"));
+    assert!(message.contains("line 4, column `source`: the source side is empty"));
+    let empty_target = TempFile::new("t.jsonl", b"{\"source\": \"a\", \"target\": \" \"}\n");
+    let message = error_message(read_parallel(&empty_target.0));
+    assert!(
+        message.contains("line 1, column `target`: the target side is empty"),
+        "{message}"
+    );
+
+    // Not UTF-8, empty.
+    let latin1 = TempFile::new("latin1.tsv", b"the cat .\tle chat \xe9 .\n");
+    let message = error_message(read_parallel(&latin1.0));
+    assert!(message.contains("UTF-8"), "{message}");
+    let empty = TempFile::new("empty.tsv", b"\n\n");
+    assert!(error_message(read_parallel(&empty.0)).contains("empty"));
+}
+
+#[test]
+fn the_parallel_grammar_is_deterministic_and_distinct() {
+    let pairs = parallel_corpus(9, 300);
+    assert_eq!(pairs, parallel_corpus(9, 300));
+    assert_ne!(pairs, parallel_corpus(10, 300));
+    assert_eq!(pairs[0].target, "le chat a chassé la souris .");
+    let mut sources: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    assert_eq!(sources.len(), 300);
+    assert!(
+        pairs
+            .iter()
+            .all(|p| p.source.ends_with(" .") && p.target.ends_with(" ."))
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Built-in data sets
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@
 //! | `--pair` on a GPT; seq_len past the positions; unseen validation label | `silent_wrong_results_are_errors` | clear errors |
 //! | `params --model` on truncated / mismatched weights | same | refused |
 //! | BERT tokenizer class; bias-free GPT in `transformers` | `checkpoints_load_cleanly_in_transformers` | BertTokenizer; zero biases |
+//! | translator folders in `transformers` | `translators_load_cleanly_in_transformers` | same ids; with torch, same tensors and translation |
 
 mod common;
 
@@ -1058,4 +1059,106 @@ fn checkpoints_load_cleanly_in_transformers() {
         count,
         glassbox::model::params::breakdown_for_config(&loaded.config).exact_total
     );
+}
+
+/// The shipped translator and a folder a seq2seq run just wrote load in `transformers`:
+/// `AutoTokenizer` gives Glassbox's ids and decodes its translation. Where torch is installed
+/// too, `scripts/check_transformers.py` compares every tensor of `MarianMTModel` (within 1e-4)
+/// and `generate`'s greedy translation.
+#[test]
+fn translators_load_cleanly_in_transformers() {
+    use glassbox::train::{TrainConfig, Trainer};
+    let dir = temp_dir("faults-translator-interop");
+    let recipe = "objective = \"seq2seq\"\nseed = 2\n[data]\nbuiltin_size = 200\n\
+                  [tokenizer]\nvocab_size = 600\n[model]\nn_layer = 1\nn_head = 2\n\
+                  n_embd = 16\nn_positions = 24\n[training]\nsteps = 3\nbatch_size = 4\n\
+                  eval_every = 0\neval_batches = 1\n";
+    let mut config = TrainConfig::from_toml_str(recipe, &[]).unwrap();
+    config.out_dir = Some(dir.join("run"));
+    let mut trainer = Trainer::new(config).unwrap();
+    trainer.step().unwrap();
+    let fresh = trainer.save().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator");
+    let sentences = [
+        "the cat chased the mouse .",
+        "les petites vaches ont vu une grenouille blanche près de la forêt .",
+    ];
+    for folder in [&shipped, &fresh] {
+        let loaded =
+            glassbox::model::checkpoint::load_translator(folder, &Device::Cpu).expect("loads");
+        let ours: Vec<Vec<u32>> = sentences
+            .iter()
+            .map(|s| {
+                loaded
+                    .tokenizer
+                    .encode(glassbox::tokenizer::translation::Side::Source, s)
+                    .unwrap()
+                    .ids
+            })
+            .collect();
+        let decoded = loaded.tokenizer.decode(&ours[1]).unwrap();
+        assert_eq!(decoded, sentences[1]);
+        let script = format!(
+            "import json, sys\nfrom transformers import AutoTokenizer\n\
+             t = AutoTokenizer.from_pretrained(sys.argv[1])\n\
+             ids = [t(s)['input_ids'] for s in {sentences:?}]\n\
+             print(json.dumps({{'ids': ids, 'text': t.decode(ids[1], skip_special_tokens=True)}}))\n"
+        );
+        match Command::new("python3")
+            .args(["-c", &script])
+            .arg(folder)
+            .output()
+        {
+            Ok(output) if output.status.success() => {
+                let line = String::from_utf8_lossy(&output.stdout);
+                let theirs: serde_json::Value =
+                    serde_json::from_str(line.lines().last().unwrap()).unwrap();
+                assert_eq!(
+                    theirs["ids"],
+                    serde_json::json!(ours),
+                    "{}",
+                    folder.display()
+                );
+                assert_eq!(theirs["text"], sentences[1]);
+            }
+            other => {
+                eprintln!(
+                    "skipped the transformers half: python3 with transformers is not here ({:?})",
+                    other.map(|o| String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .map(str::to_string))
+                );
+                return;
+            }
+        }
+    }
+    let torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output();
+    if !torch.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped the MarianMTModel comparison: torch is not installed");
+        return;
+    }
+    let output = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_transformers.py"))
+        .args(["--glassbox", env!("CARGO_BIN_EXE_glassbox")])
+        .arg(format!(
+            "{}:the black cat chased the mouse .",
+            shipped.display()
+        ))
+        .arg(format!(
+            "{}:the small cows saw a white frog .",
+            fresh.display()
+        ))
+        .output()
+        .expect("runs the script");
+    let report = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{report}");
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report.matches(": OK,").count(), 2, "{report}");
 }

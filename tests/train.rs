@@ -63,6 +63,35 @@ eval_batches = 4
     .to_string()
 }
 
+/// A tiny encoder–decoder translating the built-in English → French grammar.
+fn tiny_translator_recipe() -> String {
+    r#"
+objective = "seq2seq"
+seed = 5
+[data]
+builtin_size = 800
+val_fraction = 0.1
+[tokenizer]
+vocab_size = 700
+[model]
+n_layer = 1
+n_head = 2
+n_embd = 48
+n_inner = 96
+n_positions = 24
+[optimizer]
+lr = 5e-3
+warmup_steps = 20
+weight_decay = 0.01
+[training]
+steps = 300
+batch_size = 24
+eval_every = 0
+eval_batches = 4
+"#
+    .to_string()
+}
+
 /// Fine-tuning from one of the `transformers` fixtures.
 fn finetune_recipe(objective: &str, from: &str, steps: usize) -> String {
     format!(
@@ -180,6 +209,78 @@ fn generation_finetunes_a_pretrained_gpt_on_completions() {
         train_and_evaluate(config(&finetune_recipe("generation", "gpt2", 100), &[]));
     assert!(after.val_loss < before.val_loss - 1.0);
     assert!(after.metrics["perplexity"] < before.metrics["perplexity"]);
+}
+
+#[test]
+fn seq2seq_learns_to_translate_and_its_checkpoint_loads_as_a_translator() {
+    let dir = common::temp_dir("train-seq2seq");
+    let out = format!("out_dir=\"{}\"", dir.display());
+    let (before, after, mut trainer) =
+        train_and_evaluate(config(&tiny_translator_recipe(), &[&out]));
+    assert!(before.val_loss > 5.0, "untrained: near ln(vocab)");
+    assert!(after.val_loss < 1.0, "{after:?}");
+    assert!(
+        after.metrics["bleu"] > before.metrics["bleu"] + 30.0,
+        "{after:?}"
+    );
+    assert!(after.metrics["exact_match"] > 0.3, "{after:?}");
+
+    // The probe: the translation, the encoder's self-attention over the source, and per layer
+    // and head a [target × source] cross-attention map whose rows sum to 1.
+    let probe = trainer.probe().expect("probe");
+    let cross = probe.cross.as_ref().expect("cross-attention");
+    let (s, t) = (probe.tokens.len(), cross.target_tokens.len());
+    assert_eq!(probe.tokens.last().map(String::as_str), Some("</s>"));
+    assert_eq!(probe.attention[0][0].len(), s * s);
+    assert_eq!(cross.attention.len(), 1, "one decoder layer");
+    assert_eq!(cross.attention[0].len(), 2, "two heads");
+    assert_eq!(cross.attention[0][0].len(), t * s);
+    for row in cross.attention[0][1].chunks(s) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    assert!(!probe.output.is_empty());
+
+    // The checkpoint is a translator folder: it loads, translates as the trainer's model does,
+    // and tests against the held-out pairs the run wrote.
+    let checkpoint = trainer.save().expect("save");
+    let loaded =
+        glassbox::model::checkpoint::load_translator(&checkpoint, &Device::Cpu).expect("loads");
+    let translation = glassbox::translate::translate(
+        &loaded,
+        &probe.text,
+        &glassbox::translate::Decoding::default(),
+    )
+    .expect("translates");
+    assert_eq!(translation.translation, probe.output);
+    let held_out = glassbox::data::read_parallel(&dir.join("heldout.tsv")).expect("held out");
+    // 10% of 800 pairs, all translated by the evaluation (eval_batches × batch_size = 96).
+    assert_eq!(held_out.len(), 80);
+    let scores = glassbox::translate::score_pairs(&loaded, &held_out).expect("scores");
+    assert!((scores.exact_match - after.metrics["exact_match"]).abs() < 1e-9);
+    assert!((scores.bleu - after.metrics["bleu"]).abs() < 1e-6);
+}
+
+#[test]
+fn a_resumed_seq2seq_run_continues_the_same_curve() {
+    let dir = common::temp_dir("train-seq2seq-resume");
+    let recipe = tiny_translator_recipe();
+    let steps = "training.steps=8";
+    let mut straight = Trainer::new(config(&recipe, &[steps])).expect("trainer");
+    let straight_losses: Vec<f32> = (0..8)
+        .map(|_| straight.step().unwrap().train_loss)
+        .collect();
+    let out = format!("out_dir=\"{}\"", dir.display());
+    let mut first_half = Trainer::new(config(&recipe, &[steps, &out])).expect("trainer");
+    let mut resumed_losses: Vec<f32> = (0..4)
+        .map(|_| first_half.step().unwrap().train_loss)
+        .collect();
+    first_half.save().expect("save");
+    drop(first_half);
+    let mut second_half = Trainer::resume(&dir, &[]).expect("resume");
+    while !second_half.is_done() {
+        resumed_losses.push(second_half.step().unwrap().train_loss);
+    }
+    assert_eq!(straight_losses, resumed_losses, "bit-identical curves");
 }
 
 #[test]

@@ -55,6 +55,62 @@ fn tiny_bert_recipe_replays_its_first_steps() {
 }
 
 #[test]
+fn tiny_translator_recipe_replays_its_first_steps() {
+    replay_first_steps("tiny-translator");
+}
+
+/// The claims the course makes about the shipped translator.
+#[test]
+fn tiny_translator_translates_the_course_example_and_its_held_out_pairs() {
+    use glassbox::translate::{Decoding, score_pairs, translate};
+    let loaded =
+        glassbox::model::checkpoint::load_translator(&asset("tiny-translator"), &Device::Cpu)
+            .expect("loads");
+    let greedy = |text: &str| {
+        translate(&loaded, text, &Decoding::default())
+            .expect("translates")
+            .translation
+    };
+    assert_eq!(
+        greedy("the cat chased the mouse ."),
+        "le chat a chassé la souris ."
+    );
+    // The adjective moves after the noun, and agrees with it.
+    assert_eq!(
+        greedy("the black cat chased the mouse ."),
+        "le chat noir a chassé la souris ."
+    );
+    assert_eq!(
+        greedy("the small cows saw a white frog ."),
+        "les petites vaches ont vu une grenouille blanche ."
+    );
+    // Beam search finds the same best translation.
+    let beams = translate(
+        &loaded,
+        "the cat chased the mouse .",
+        &Decoding {
+            num_beams: Some(3),
+            ..Decoding::default()
+        },
+    )
+    .expect("beam search");
+    assert_eq!(beams.translation, "le chat a chassé la souris .");
+    assert_eq!(beams.beams.len(), 3);
+
+    // The pairs its training run held out (scripts/make-assets.sh copies them).
+    let held_out = glassbox::data::read_parallel(&asset("tiny-translator").join("heldout.tsv"))
+        .expect("heldout.tsv");
+    assert_eq!(held_out.len(), 400);
+    let scores = score_pairs(&loaded, &held_out).expect("scores");
+    assert!(
+        scores.exact_match >= 0.95,
+        "exact match {}",
+        scores.exact_match
+    );
+    assert!(scores.bleu >= 95.0, "BLEU {}", scores.bleu);
+}
+
+#[test]
 fn tiny_gpt_knows_what_the_cat_chased() {
     let loaded = load_dir(&asset("tiny-gpt"), &Device::Cpu).expect("loads");
     let tokenizer = loaded.tokenizer().expect("tokenizer");

@@ -272,7 +272,13 @@ impl AttentionMask {
             .iter()
             .flat_map(|row| {
                 (0..queries).flat_map(move |_| {
-                    (0..keys).map(move |j| if row.get(j).copied().unwrap_or(0) != 0 { 1.0 } else { 0.0 })
+                    (0..keys).map(move |j| {
+                        if row.get(j).copied().unwrap_or(0) != 0 {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
                 })
             })
             .collect();

@@ -457,7 +457,11 @@ impl Marian {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(vb.get_with_hints((target_vocab, d), "lm_head.weight", super::layers::normal_init(super::layers::INIT_STD))?)
+            Some(vb.get_with_hints(
+                (target_vocab, d),
+                "lm_head.weight",
+                super::layers::normal_init(super::layers::INIT_STD),
+            )?)
         };
         let positions = |stack: &str| -> Result<Tensor> {
             let name = format!("{stack}.embed_positions.weight");

@@ -9,8 +9,8 @@
 mod byte_level;
 mod explain;
 pub mod sentencepiece;
-pub mod translation;
 mod train;
+pub mod translation;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -43,8 +43,8 @@ pub use config::{Objective, TrainConfig};
 pub use metrics::ConfusionMatrix;
 pub use tasks::DataSummary;
 pub use trainer::{
-    CrossAttentionProbe, EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer, TrainerState,
-    clear_run_dir, existing_run, export_checkpoint, export_conflicts,
+    CrossAttentionProbe, EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer,
+    TrainerState, clear_run_dir, existing_run, export_checkpoint, export_conflicts,
 };
 
 use crate::error::{GlassboxError, Result};

@@ -92,23 +92,25 @@ impl Seq2SeqTask {
         };
         let seq_len = setup.seq_len;
         let mut too_long = 0usize;
-        let mut encode_all = |pairs: &[TranslationPair]| -> Result<Vec<(EncodedPair, TranslationPair)>> {
-            let mut out = Vec::with_capacity(pairs.len());
-            for pair in pairs {
-                let encoded = EncodedPair {
-                    source: encode(&pair.source)?,
-                    target: encode(&pair.target)?,
-                };
-                // Cut short, a target would teach the model to stop mid-sentence: leave it out.
-                if encoded.source.len() > seq_len || encoded.target.len() > seq_len {
-                    too_long += 1;
-                    continue;
+        let mut encode_all =
+            |pairs: &[TranslationPair]| -> Result<Vec<(EncodedPair, TranslationPair)>> {
+                let mut out = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    let encoded = EncodedPair {
+                        source: encode(&pair.source)?,
+                        target: encode(&pair.target)?,
+                    };
+                    // Cut short, a target would teach the model to stop mid-sentence: leave it out.
+                    if encoded.source.len() > seq_len || encoded.target.len() > seq_len {
+                        too_long += 1;
+                        continue;
+                    }
+                    out.push((encoded, pair.clone()));
                 }
-                out.push((encoded, pair.clone()));
-            }
-            Ok(out)
-        };
-        let train_rows: Vec<EncodedPair> = encode_all(&train)?.into_iter().map(|(e, _)| e).collect();
+                Ok(out)
+            };
+        let train_rows: Vec<EncodedPair> =
+            encode_all(&train)?.into_iter().map(|(e, _)| e).collect();
         let (val_rows, val_pairs): (Vec<EncodedPair>, Vec<TranslationPair>) =
             encode_all(&val)?.into_iter().unzip();
         let note = if too_long > 0 {
@@ -119,7 +121,11 @@ impl Seq2SeqTask {
         if train_rows.is_empty() || val_rows.is_empty() {
             return Err(GlassboxError::InvalidInput(format!(
                 "{source}: no pair fits in {seq_len} tokens on both sides for {}{note}",
-                if train_rows.is_empty() { "training" } else { "evaluation" }
+                if train_rows.is_empty() {
+                    "training"
+                } else {
+                    "evaluation"
+                }
             )));
         }
         let task = Seq2SeqTask {
@@ -168,10 +174,7 @@ impl Seq2SeqTask {
                 (0..width).map(|i| p.target.get(i).map_or(IGNORE_INDEX, |&id| i64::from(id)))
             })
             .collect();
-        let tokens = pairs
-            .iter()
-            .map(|p| p.source.len() + p.target.len())
-            .sum();
+        let tokens = pairs.iter().map(|p| p.source.len() + p.target.len()).sum();
         let mut batch = Batch::new(ids_tensor(&source_ids, device)?, tokens);
         batch.decoder_input_ids = Some(ids_tensor(&decoder_input_ids, device)?);
         if source_padding.iter().any(|row| row.contains(&0)) {
@@ -183,7 +186,10 @@ impl Seq2SeqTask {
 }
 
 /// Greedy decoding settings for a model trained on sequences of up to `seq_len` tokens.
-pub(crate) fn greedy_settings(config: &crate::model::marian::MarianConfig, seq_len: usize) -> GenerationConfig {
+pub(crate) fn greedy_settings(
+    config: &crate::model::marian::MarianConfig,
+    seq_len: usize,
+) -> GenerationConfig {
     GenerationConfig {
         max_length: seq_len + 1,
         ..GenerationConfig::from_model(config)
