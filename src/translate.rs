@@ -148,6 +148,231 @@ fn greedy_translation(
     })
 }
 
+/// How the decoder picks each next token.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Strategy {
+    /// Always the most likely token.
+    Greedy,
+    /// Beam search with this many beams (the folder's length penalty and stopping rule).
+    Beam { beams: usize },
+    /// Drawn from the next-token distribution (temperature, top-k, top-p) with a seeded
+    /// generator: the same seed, the same translation.
+    Sample {
+        settings: crate::generate::SamplingSettings,
+        seed: u64,
+    },
+}
+
+/// One step of the decoder: what it could write next and what it wrote.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DecoderStep {
+    /// The token written at this step (readable form) and its id.
+    pub token: String,
+    pub id: u32,
+    /// The model's probability of that token (softmax of the logits, after the generation
+    /// rules: the pad token never, `</s>` forced at the last position).
+    pub probability: f32,
+    /// The most likely next tokens at this step, most likely first: (readable token, probability).
+    pub top: Vec<(String, f32)>,
+}
+
+/// A translation written step by step, with everything the views draw: the decoder's choices,
+/// and the three kinds of attention of the pass that wrote them. Attention maps are
+/// `[layer][head]`, row-major: encoder self-attention `s × s` (rows and columns: source tokens),
+/// decoder self-attention `t × t` (causal: target tokens), cross-attention `t × s` (rows: target
+/// tokens, columns: source tokens).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TranslationSteps {
+    pub text: String,
+    pub strategy: Strategy,
+    pub source_tokens: Vec<String>,
+    pub source_ids: Vec<u32>,
+    /// What the decoder reads at each step: the start token, then what it wrote before.
+    pub decoder_input_tokens: Vec<String>,
+    pub steps: Vec<DecoderStep>,
+    pub translation: String,
+    /// Beam search: every finished beam, best first.
+    pub beams: Vec<Beam>,
+    pub encoder_attention: Vec<Vec<Vec<f32>>>,
+    pub decoder_attention: Vec<Vec<Vec<f32>>>,
+    pub cross_attention: Vec<Vec<Vec<f32>>>,
+}
+
+impl TranslationSteps {
+    /// Number of target steps (`t`).
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The cross-attention of step `step` over the source (`[s]`, sums to 1): one layer and head,
+    /// or (`head = None`) the mean of the layer's heads.
+    pub fn cross_row(&self, layer: usize, head: Option<usize>, step: usize) -> Option<Vec<f32>> {
+        let s = self.source_tokens.len();
+        let heads = self.cross_attention.get(layer)?;
+        let row = |map: &Vec<f32>| map.get(step * s..(step + 1) * s).map(<[f32]>::to_vec);
+        match head {
+            Some(h) => row(heads.get(h)?),
+            None => {
+                let rows: Vec<Vec<f32>> = heads.iter().filter_map(row).collect();
+                let n = rows.len().max(1) as f32;
+                Some(
+                    (0..s)
+                        .map(|j| rows.iter().map(|r| r[j]).sum::<f32>() / n)
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Translates `text` with `strategy`, then runs the source and the translation through the model
+/// once more with the trace on (teacher-forced on the model's own choices, which computes what
+/// each decoding step computed), so every step's next-token probabilities and attention can be
+/// shown. `top` candidates per step.
+pub fn translate_step_by_step(
+    loaded: &LoadedTranslator,
+    text: &str,
+    strategy: Strategy,
+    top: usize,
+) -> Result<TranslationSteps> {
+    let source = encode_source(loaded, text)?;
+    let mut settings = loaded.generation.clone();
+    settings.num_beams = 1;
+    let (ids, beams) = match strategy {
+        Strategy::Greedy => (loaded.model.greedy(&source.ids, &settings)?, Vec::new()),
+        Strategy::Beam { beams } => {
+            let translation = translate(
+                loaded,
+                text,
+                &Decoding {
+                    num_beams: Some(beams.max(1)),
+                    ..Decoding::default()
+                },
+            )?;
+            (translation.ids, translation.beams)
+        }
+        Strategy::Sample {
+            settings: sampling,
+            seed,
+        } => {
+            sampling.validate()?;
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+            (
+                sample(loaded, &source.ids, &settings, &sampling, &mut rng)?,
+                Vec::new(),
+            )
+        }
+    };
+    if ids.is_empty() {
+        return Err(GlassboxError::InvalidInput(
+            "the decoder wrote nothing (its maximum length is 1)".into(),
+        ));
+    }
+    check_length(loaded, "translation", ids.len())?;
+    let start = settings.decoder_start_token_id;
+    let mut decoder_input = vec![start];
+    decoder_input.extend_from_slice(&ids[..ids.len() - 1]);
+
+    let device = loaded.model.shared.weight.device();
+    let input = candle_core::Tensor::new(source.ids.as_slice(), device)?.unsqueeze(0)?; // [1, s]
+    let decoder_ids = candle_core::Tensor::new(decoder_input.as_slice(), device)?.unsqueeze(0)?; // [1, t]
+    let mut trace = crate::model::marian::Seq2SeqTrace::default();
+    let logits = loaded
+        .model
+        .forward(&input, &decoder_ids, Some(&mut trace))?
+        .squeeze(0)?
+        .to_vec2::<f32>()?; // [t, vocab]
+    let readable = |id: u32| {
+        let token = loaded
+            .tokenizer
+            .target_token(id)
+            .unwrap_or_else(|| format!("<{id}>"));
+        loaded.tokenizer.readable(&token)
+    };
+    let mut steps = Vec::with_capacity(ids.len());
+    for (position, (mut scores, &id)) in logits.into_iter().zip(&ids).enumerate() {
+        // The rules generation applied at this step, so the bars show what it chose from.
+        settings.process(&mut scores, &decoder_input[..=position]);
+        let probabilities = crate::generate::next_token_distribution(&scores, &Default::default());
+        steps.push(DecoderStep {
+            token: readable(id),
+            id,
+            probability: probabilities.get(id as usize).copied().unwrap_or(0.0),
+            top: crate::generate::top_k(&probabilities, top)
+                .into_iter()
+                .map(|(candidate, p)| (readable(candidate as u32), p))
+                .collect(),
+        });
+    }
+    let per_head = |maps: Vec<candle_core::Tensor>| -> Result<Vec<Vec<Vec<f32>>>> {
+        maps.iter()
+            .map(|probs| {
+                let heads = probs.squeeze(0)?.to_vec3::<f32>()?; // [nh, rows, cols]
+                Ok(heads
+                    .into_iter()
+                    .map(|rows| rows.into_iter().flatten().collect())
+                    .collect())
+            })
+            .collect()
+    };
+    let source_tokens = source
+        .tokens
+        .iter()
+        .map(|t| loaded.tokenizer.readable(t))
+        .collect();
+    Ok(TranslationSteps {
+        text: text.to_string(),
+        strategy,
+        source_tokens,
+        source_ids: source.ids,
+        decoder_input_tokens: decoder_input.iter().map(|&id| readable(id)).collect(),
+        translation: loaded.tokenizer.decode(&ids)?,
+        steps,
+        beams,
+        encoder_attention: per_head(trace.encoder.attentions())?,
+        decoder_attention: per_head(trace.decoder.attentions())?,
+        cross_attention: per_head(trace.cross_attentions())?,
+    })
+}
+
+/// Samples a translation token by token (the key/value cache on), each token drawn from
+/// [`crate::generate::next_token_distribution`] of the processed scores.
+fn sample(
+    loaded: &LoadedTranslator,
+    source_ids: &[u32],
+    generation: &GenerationConfig,
+    sampling: &crate::generate::SamplingSettings,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<Vec<u32>> {
+    let model = &loaded.model;
+    let device = model.shared.weight.device();
+    let input_ids = candle_core::Tensor::new(source_ids, device)?.unsqueeze(0)?; // [1, s]
+    let encoder_output = model.encode(&input_ids, None, None)?;
+    let mut state = model.start_decoding(&encoder_output, None)?;
+    let max_length = generation
+        .max_length
+        .min(loaded.config.max_position_embeddings + 1);
+    let mut sequence = vec![generation.decoder_start_token_id];
+    while sequence.len() < max_length {
+        let last = sequence[sequence.len() - 1];
+        let ids = candle_core::Tensor::new(&[last], device)?.unsqueeze(0)?; // [1, 1]
+        let logits = model.decode(&ids, &mut state, None)?; // [1, 1, vocab]
+        let mut scores = logits.squeeze(0)?.squeeze(0)?.to_vec1::<f32>()?;
+        generation.process(&mut scores, &sequence);
+        let distribution = crate::generate::next_token_distribution(&scores, sampling);
+        let next = crate::generate::sample(&distribution, rng) as u32;
+        sequence.push(next);
+        if next == generation.eos_token_id {
+            break;
+        }
+    }
+    Ok(sequence[1..].to_vec())
+}
+
 /// How well greedy translations of held-out pairs match their references.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TranslationScores {

@@ -110,6 +110,73 @@ fn tiny_translator_translates_the_course_example_and_its_held_out_pairs() {
     assert!(scores.bleu >= 95.0, "BLEU {}", scores.bleu);
 }
 
+/// What the Translate view shows for the course's adjective swap: each French word written in
+/// turn, and the cross-attention of "noir" looking back at "black".
+#[test]
+fn tiny_translator_steps_look_back_at_the_word_they_translate() {
+    use glassbox::translate::{Strategy, translate_step_by_step};
+    let loaded =
+        glassbox::model::checkpoint::load_translator(&asset("tiny-translator"), &Device::Cpu)
+            .expect("loads");
+    let steps = translate_step_by_step(
+        &loaded,
+        "the black cat chased the mouse .",
+        Strategy::Greedy,
+        5,
+    )
+    .expect("steps");
+    let written: Vec<&str> = steps.steps.iter().map(|s| s.token.as_str()).collect();
+    assert_eq!(
+        written,
+        [
+            "le",
+            "▁chat",
+            "▁noir",
+            "▁a",
+            "▁chassé",
+            "▁la",
+            "▁souris",
+            "▁.",
+            "</s>"
+        ]
+    );
+    assert_eq!(
+        steps.source_tokens,
+        [
+            "the",
+            "▁black",
+            "▁cat",
+            "▁chased",
+            "▁the",
+            "▁mouse",
+            "▁.",
+            "</s>"
+        ]
+    );
+    assert_eq!(
+        steps.decoder_input_tokens[0], "<pad>",
+        "Marian starts on the pad token"
+    );
+    for step in &steps.steps {
+        assert_eq!(
+            step.top[0].0, step.token,
+            "greedy writes the most likely token"
+        );
+        assert!(step.probability > 0.5);
+    }
+    let layers = steps.cross_attention.len();
+    let looked_at = |step: usize| {
+        let row = steps.cross_row(layers - 1, None, step).expect("row");
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        let best = glassbox::generate::argmax(&row);
+        steps.source_tokens[best].clone()
+    };
+    for (step, english) in [(1, "▁cat"), (2, "▁black"), (4, "▁chased"), (6, "▁mouse")] {
+        eprintln!("{} → {}", written[step], looked_at(step));
+        assert_eq!(looked_at(step), english, "step {step} ({})", written[step]);
+    }
+}
+
 #[test]
 fn tiny_gpt_knows_what_the_cat_chased() {
     let loaded = load_dir(&asset("tiny-gpt"), &Device::Cpu).expect("loads");

@@ -85,43 +85,52 @@ pub fn is_marian_dir(dir: &Path) -> bool {
 /// Loads a Marian folder: `config.json`, `model.safetensors` (checked like every checkpoint:
 /// memory, dtypes, NaN), `source.spm`, `target.spm` and `vocab.json` or a `tokenizer.json`.
 pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> {
-    use crate::tokenizer::translation::TranslationTokenizer;
     // The one opener reads config.json and the weights, as for every family.
-    let loaded = load_dir(dir, device)?;
-    let config_path = dir.join(CONFIG_FILE);
-    let (FamilyConfig::Marian(config), Model::Marian(model)) = (loaded.config.family, loaded.model)
-    else {
-        return Err(GlassboxError::BadConfig {
-            path: config_path,
-            message: "this is not an encoder–decoder (model_type \"marian\"): use inspect, \
-                      generate or predict"
-                .into(),
-        });
-    };
-    let tokenizer = TranslationTokenizer::from_dir(dir)?;
-    if tokenizer.vocab_size() > config.vocab_size {
-        return Err(GlassboxError::BadConfig {
-            path: tokenizer.vocab_path(dir),
-            message: format!(
-                "it has {} tokens, but the model's embedding table only {} rows",
-                tokenizer.vocab_size(),
-                config.vocab_size
-            ),
-        });
+    LoadedTranslator::from_loaded(load_dir(dir, device)?)
+}
+
+impl LoadedTranslator {
+    /// A loaded Marian folder with its tokenizers and generation settings (refused for other
+    /// families).
+    pub fn from_loaded(loaded: LoadedModel) -> Result<Self> {
+        use crate::tokenizer::translation::TranslationTokenizer;
+        let dir = loaded.dir;
+        let config_path = dir.join(CONFIG_FILE);
+        let (FamilyConfig::Marian(config), Model::Marian(model)) =
+            (loaded.config.family, loaded.model)
+        else {
+            return Err(GlassboxError::BadConfig {
+                path: config_path,
+                message: "this is not an encoder–decoder (model_type \"marian\"): use inspect, \
+                          generate or predict"
+                    .into(),
+            });
+        };
+        let tokenizer = TranslationTokenizer::from_dir(&dir)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(GlassboxError::BadConfig {
+                path: tokenizer.vocab_path(&dir),
+                message: format!(
+                    "it has {} tokens, but the model's embedding table only {} rows",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let json: serde_json::Value = serde_json::from_str(&crate::util::read_text(&config_path)?)
+            .map_err(|e| GlassboxError::BadConfig {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })?;
+        let generation = super::marian::GenerationConfig::from_dir(&dir, &config, &json)?;
+        Ok(Self {
+            config,
+            model,
+            tokenizer,
+            generation,
+            dir,
+        })
     }
-    let json: serde_json::Value = serde_json::from_str(&crate::util::read_text(&config_path)?)
-        .map_err(|e| GlassboxError::BadConfig {
-            path: config_path.clone(),
-            message: e.to_string(),
-        })?;
-    let generation = super::marian::GenerationConfig::from_dir(dir, &config, &json)?;
-    Ok(LoadedTranslator {
-        config,
-        model,
-        tokenizer,
-        generation,
-        dir: dir.to_path_buf(),
-    })
 }
 
 /// The folder's `model.safetensors`; a pickle in its place is refused, never read.

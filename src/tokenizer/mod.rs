@@ -240,6 +240,20 @@ impl Tokenizer {
         &self.merges
     }
 
+    /// A token as a reader should see it: byte-level BPE's stand-in symbols turned back into
+    /// text (`ĠchassÃ©` → `▁chassé`), a leading space shown as `▁` as SentencePiece shows it.
+    /// Other tokens are returned as they are.
+    pub fn readable_token(&self, token: &str) -> String {
+        if self.kind != TokenizerKind::ByteBpe {
+            return token.to_string();
+        }
+        let text = String::from_utf8_lossy(&self.token_bytes(token)).into_owned();
+        match text.strip_prefix(' ') {
+            Some(rest) => format!("\u{2581}{rest}"),
+            None => text,
+        }
+    }
+
     /// The raw bytes a token stands for, for hover read-outs: byte-level BPE maps its stand-in
     /// symbols back (`Ġ` → space), WordPiece drops the `##` continuation prefix.
     pub fn token_bytes(&self, token: &str) -> Vec<u8> {

@@ -94,11 +94,20 @@ impl TranslationTokenizer {
         }
     }
 
-    /// The token of a target id.
+    /// The token of a target id, as stored (`ĠchassÃ©` for byte-level BPE).
     pub fn target_token(&self, id: u32) -> Option<String> {
         match self {
             Self::SentencePiece { target, .. } => target.id_to_piece(id).map(str::to_string),
             Self::Shared(tokenizer) => tokenizer.id_to_token(id),
+        }
+    }
+
+    /// A token as a reader should see it (`▁chassé`): SentencePiece pieces as they are,
+    /// byte-level BPE turned back into text.
+    pub fn readable(&self, token: &str) -> String {
+        match self {
+            Self::SentencePiece { .. } => token.to_string(),
+            Self::Shared(tokenizer) => tokenizer.readable_token(token),
         }
     }
 

@@ -183,7 +183,7 @@ impl GenerationConfig {
 
     /// Applies `NoBadWordsLogitsProcessor` and `ForcedEOSTokenLogitsProcessor` to one beam's
     /// next-token scores. `sequence` is the beam so far (start token included).
-    pub(super) fn process(&self, scores: &mut [f32], sequence: &[u32]) {
+    pub fn process(&self, scores: &mut [f32], sequence: &[u32]) {
         for bad in &self.bad_words_ids {
             let Some((&last, prefix)) = bad.split_last() else {
                 continue;
