@@ -117,8 +117,10 @@ fn open_puts_models_in_their_place_and_checks_its_arguments() {
             .to_string()
     };
     assert!(refused(&[], Some("atention")).contains("attention"));
-    let marian = fixture("marian").display().to_string();
-    assert!(refused(&[&marian], None).contains("glassbox translate"));
+    // An encoder–decoder opens too (in the translator's place).
+    let marian = fixture("marian");
+    let opened = Launch::from_args(&[marian.display().to_string()], None, None).unwrap();
+    assert_eq!(opened.models, vec![ModelSource::Folder(marian)]);
     assert!(refused(&["./no/such/folder"], None).contains("neither"));
     // A Hub id is taken as one (downloaded by the app).
     let hub = Launch::from_args(&["org/tiny".to_string()], None, None).unwrap();

@@ -1,4 +1,5 @@
-//! Where the shipped models are: `assets/tiny-gpt` and `assets/tiny-bert`, looked for next to the
+//! Where the shipped models are: `assets/tiny-gpt`, `assets/tiny-bert` and `assets/tiny-translator`,
+//! looked for next to the
 //! crate (`CARGO_MANIFEST_DIR`), next to the executable (and two levels up, for `target/release`),
 //! in the current directory, and in `$GLASSBOX_ASSETS`. In a source checkout without them the
 //! random test fixtures stand in, with a message saying so.
@@ -12,6 +13,7 @@ use super::data::Slot;
 pub fn shipped_folder_name(slot: Slot) -> &'static str {
     match slot {
         Slot::Gpt => "tiny-gpt",
+        Slot::Translator => "tiny-translator",
         _ => "tiny-bert",
     }
 }
@@ -19,6 +21,7 @@ pub fn shipped_folder_name(slot: Slot) -> &'static str {
 fn fixture_folder_name(slot: Slot) -> &'static str {
     match slot {
         Slot::Gpt => "gpt2",
+        Slot::Translator => "marian",
         _ => "bert",
     }
 }
@@ -28,6 +31,9 @@ fn fixture_folder_name(slot: Slot) -> &'static str {
 pub struct ShippedModels {
     pub gpt: Option<PathBuf>,
     pub bert: Option<PathBuf>,
+    /// The tiny English → French translator (optional: without it the translation views say how
+    /// to load one).
+    pub translator: Option<PathBuf>,
     /// Set when the real shipped models are missing (fixtures used, or nothing found).
     pub message: Option<String>,
     /// The `assets/` folders that were searched, for the message.
@@ -39,6 +45,7 @@ impl ShippedModels {
         match slot {
             Slot::Gpt => self.gpt.as_ref(),
             Slot::Bert => self.bert.as_ref(),
+            Slot::Translator => self.translator.as_ref(),
             _ => None,
         }
     }
@@ -91,11 +98,12 @@ impl ShippedModels {
         let mut found = Self {
             gpt: find(Slot::Gpt),
             bert: find(Slot::Bert),
+            translator: find(Slot::Translator),
             message: None,
             searched: roots.to_vec(),
         };
         let mut stand_ins = Vec::new();
-        for slot in Slot::ALL {
+        for slot in Slot::FAMILY_PLACES {
             if found.get(slot).is_some() {
                 continue;
             }
@@ -106,10 +114,10 @@ impl ShippedModels {
             if let Some(path) = &fixture {
                 stand_ins.push(format!("{} → {}", slot.short(), path.display()));
             }
-            if slot == Slot::Gpt {
-                found.gpt = fixture;
-            } else {
-                found.bert = fixture;
+            match slot {
+                Slot::Gpt => found.gpt = fixture,
+                Slot::Translator => found.translator = fixture,
+                _ => found.bert = fixture,
             }
         }
         let searched = roots

@@ -17,10 +17,10 @@ use crate::model::params::{self, ParamBreakdown};
 use crate::model::trace::{LayerTrace, Trace};
 use crate::tokenizer::{Tokenizer, TokenizerKind, WordSplit};
 
-/// A loaded model's place in the worker. Two places are the families' own: [`Slot::Gpt`] for the
-/// causal model and [`Slot::Bert`] for the bidirectional one (a model loaded "for its family" goes
-/// there, replacing what was there, so causal and bidirectional attention can always be shown side
-/// by side). Any number of further models get places of their own ([`Slot::extra`]); the
+/// A loaded model's place in the worker. Three places are the families' own: [`Slot::Gpt`] for
+/// the causal model, [`Slot::Bert`] for the bidirectional one and [`Slot::Translator`] for the
+/// encoder–decoder (a model loaded "for its family" goes there, replacing what was there, so
+/// causal and bidirectional attention can always be shown side by side). Any number of further models get places of their own ([`Slot::extra`]); the
 /// side-by-side views pick which two to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "SlotRepr", into = "SlotRepr")]
@@ -38,6 +38,7 @@ impl From<SlotRepr> for Slot {
     fn from(repr: SlotRepr) -> Self {
         match repr {
             SlotRepr::Name(name) if name == "Bert" => Slot::Bert,
+            SlotRepr::Name(name) if name == "Translator" => Slot::Translator,
             SlotRepr::Name(_) => Slot::Gpt,
             SlotRepr::Index(index) => Slot(index),
         }
@@ -49,6 +50,7 @@ impl From<Slot> for SlotRepr {
         match slot {
             Slot::Gpt => SlotRepr::Name("Gpt".into()),
             Slot::Bert => SlotRepr::Name("Bert".into()),
+            Slot::Translator => SlotRepr::Name("Translator".into()),
             Slot(index) => SlotRepr::Index(index),
         }
     }
@@ -60,16 +62,21 @@ impl Slot {
     pub const Gpt: Slot = Slot(0);
     /// The bidirectional family's place.
     pub const Bert: Slot = Slot(1);
-    /// The families' places.
+    /// The encoder–decoder family's place (numbered past every extra place, so places saved
+    /// before it existed keep their numbers).
+    pub const Translator: Slot = Slot(u16::MAX);
+    /// The causal and the bidirectional places: the pair the side-by-side views compare.
     pub const ALL: [Slot; 2] = [Slot::Gpt, Slot::Bert];
+    /// Every family's place.
+    pub const FAMILY_PLACES: [Slot; 3] = [Slot::Gpt, Slot::Bert, Slot::Translator];
 
     /// The `n`-th further place (0-based).
     pub fn extra(n: u16) -> Slot {
-        Slot(n.saturating_add(2))
+        Slot(n.saturating_add(2).min(u16::MAX - 1))
     }
 
     pub fn is_family_place(self) -> bool {
-        Slot::ALL.contains(&self)
+        Slot::FAMILY_PLACES.contains(&self)
     }
 
     /// "GPT (causal)" / "BERT (bidirectional)" / "model 3".
@@ -77,6 +84,7 @@ impl Slot {
         match self {
             Slot::Gpt => "GPT (causal)".into(),
             Slot::Bert => "BERT (bidirectional)".into(),
+            Slot::Translator => "Translator (encoder–decoder)".into(),
             Slot(index) => format!("model {}", index + 1),
         }
     }
@@ -85,13 +93,16 @@ impl Slot {
         match self {
             Slot::Gpt => "GPT".into(),
             Slot::Bert => "BERT".into(),
+            Slot::Translator => "MT".into(),
             Slot(index) => format!("M{}", index + 1),
         }
     }
 
     /// The family place a model of this config belongs in.
     pub fn for_config(config: &ModelConfig) -> Slot {
-        if config.is_causal() {
+        if config.family().has_cross_attention() {
+            Slot::Translator
+        } else if config.is_causal() {
             Slot::Gpt
         } else {
             Slot::Bert

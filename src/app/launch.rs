@@ -7,7 +7,6 @@ use super::data::ModelSource;
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::CONFIG_FILE;
 use crate::model::config::ModelConfig;
-use crate::model::family::Layout;
 
 /// What `glassbox open` asks of the window: models, a view, a text (each overrides the
 /// environment and the remembered settings).
@@ -52,23 +51,13 @@ impl Launch {
         let mut sources = Vec::new();
         for name in models {
             let path = Path::new(name);
-            let config = if path.is_dir() {
-                Some(ModelConfig::from_file(&path.join(CONFIG_FILE))?)
+            if path.is_dir() {
+                // Read now so a wrong config is refused on the command line, not in the window.
+                ModelConfig::from_file(&path.join(CONFIG_FILE))?;
             } else if path.exists() || !looks_like_repo_id(name) {
                 return Err(GlassboxError::InvalidInput(format!(
                     "{name:?} is neither a model folder (with config.json) nor a Hugging Face \
                      repository id such as gpt2 or owner/name"
-                )));
-            } else {
-                ModelSource::Hub(name.clone()).local_config()
-            };
-            if let Some(config) = &config
-                && config.family().layout == Layout::EncoderDecoder
-            {
-                return Err(GlassboxError::InvalidInput(format!(
-                    "{name} is an encoder–decoder (translation) model; the app's views do not \
-                     show encoder–decoders yet: use `glassbox translate` and \
-                     `glassbox inspect --target`"
                 )));
             }
             sources.push(if path.is_dir() {

@@ -161,7 +161,10 @@ impl GlassboxApp {
                 };
                 opened.push((source, beside));
             }
-            for slot in Slot::ALL.into_iter().filter(|s| !claimed.contains(s)) {
+            for slot in Slot::FAMILY_PLACES
+                .into_iter()
+                .filter(|s| !claimed.contains(s))
+            {
                 let remembered = persisted
                     .models
                     .get(&slot)
@@ -170,6 +173,9 @@ impl GlassboxApp {
                     Some(source) => {
                         app.shared.load_model(source.clone());
                     }
+                    // The translator is optional: without one the translation views say how
+                    // to load it.
+                    None if slot == Slot::Translator && app.shared.shipped.get(slot).is_none() => {}
                     None => panels::model::load_shipped(&mut app.shared, slot),
                 }
             }

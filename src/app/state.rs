@@ -237,10 +237,13 @@ impl Shared {
         self.models.get(&slot)
     }
 
-    /// The places a picker offers: the families' two (loaded or not), then every extra place
-    /// that holds a model.
+    /// The places a picker offers: the causal and bidirectional families' (loaded or not), the
+    /// translator's when one is loaded, then every extra place that holds a model.
     pub fn slots_to_show(&self) -> Vec<Slot> {
         let mut slots = Slot::ALL.to_vec();
+        if self.models.contains_key(&Slot::Translator) {
+            slots.push(Slot::Translator);
+        }
         slots.extend(self.models.keys().filter(|s| !s.is_family_place()));
         slots
     }

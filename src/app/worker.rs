@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{GlassboxError, Result};
 use crate::hub::{self, HubEvent};
 use crate::inspect;
-use crate::model::checkpoint::{self, LoadedModel};
+use crate::model::checkpoint::{self, LoadedModel, LoadedTranslator};
 use crate::tokenizer::Tokenizer;
 
 use super::data::{
@@ -68,6 +68,15 @@ pub enum Command {
     /// Char, byte-level BPE and WordPiece tokenizers trained on the built-in corpus (cached per
     /// vocabulary size), plus the loaded models' tokenizers, all on `text`.
     CompareTokenizers { text: String, vocab_size: usize },
+    /// Translate `text` with the encoder–decoder in `slot`, keeping every decoder step and the
+    /// three kinds of attention ([`Output::Translation`]).
+    Translate {
+        slot: Slot,
+        text: String,
+        strategy: crate::translate::Strategy,
+        /// Candidates shown per step.
+        top: usize,
+    },
     /// Anything else; see the module docs.
     Job { name: String, run: JobFn },
 }
@@ -83,6 +92,7 @@ impl Command {
             Command::Tokenize { slot, .. } => format!("tokenizing with {}", slot.short()),
             Command::Vocabulary { slot } => format!("reading {} vocabulary", slot.short()),
             Command::CompareTokenizers { .. } => "training tokenizers".to_string(),
+            Command::Translate { slot, .. } => format!("translating with {}", slot.short()),
             Command::Job { name, .. } => name.clone(),
         }
     }
@@ -105,6 +115,7 @@ pub enum Output {
     Tokenized(Arc<TokenizedText>),
     Vocabulary(Arc<Vec<VocabEntry>>),
     Tokenizers(Arc<TokenizerComparison>),
+    Translation(Arc<crate::translate::TranslationSteps>),
     Job(Box<dyn Any + Send>),
 }
 
@@ -118,6 +129,7 @@ impl std::fmt::Debug for Output {
             Output::Tokenized(_) => "Tokenized",
             Output::Vocabulary(_) => "Vocabulary",
             Output::Tokenizers(_) => "Tokenizers",
+            Output::Translation(_) => "Translation",
             Output::Job(_) => "Job",
         };
         f.write_str(name)
@@ -144,6 +156,9 @@ pub enum Event {
 #[derive(Default)]
 pub struct Models {
     slots: HashMap<Slot, (LoadedModel, Arc<ModelSummary>)>,
+    /// Encoder–decoders again, with their tokenizers and generation settings (the tensors are
+    /// shared with the entry in `slots`).
+    translators: HashMap<Slot, LoadedTranslator>,
     trained: HashMap<usize, Vec<(String, Tokenizer)>>,
 }
 
@@ -154,6 +169,16 @@ impl Models {
 
     pub fn summary(&self, slot: Slot) -> Option<&Arc<ModelSummary>> {
         self.slots.get(&slot).map(|(_, s)| s)
+    }
+
+    /// The encoder–decoder in `slot`.
+    pub fn translator(&self, slot: Slot) -> Result<&LoadedTranslator> {
+        self.translators.get(&slot).ok_or_else(|| {
+            GlassboxError::InvalidInput(format!(
+                "{} is not an encoder–decoder: load a translator (assets/tiny-translator)",
+                slot.label()
+            ))
+        })
     }
 
     fn require(&self, slot: Slot) -> Result<&LoadedModel> {
@@ -374,6 +399,7 @@ impl Worker {
             },
             Command::Unload { slot } => {
                 self.models.slots.remove(&slot);
+                self.models.translators.remove(&slot);
                 Ok(Output::Unloaded(slot))
             }
             Command::Inspect {
@@ -396,6 +422,15 @@ impl Worker {
             Command::CompareTokenizers { text, vocab_size } => {
                 self.compare_tokenizers(&text, vocab_size)
             }
+            Command::Translate {
+                slot,
+                text,
+                strategy,
+                top,
+            } => self.models.translator(slot).and_then(|t| {
+                crate::translate::translate_step_by_step(t, &text, strategy, top)
+                    .map(|steps| Output::Translation(Arc::new(steps)))
+            }),
             Command::Job { run, .. } => run(&mut self.models).map(Output::Job),
         })
     }
@@ -409,7 +444,13 @@ impl Worker {
     ) -> Result<Output> {
         let device_handle = crate::device::parse_device(device)?;
         let loaded = checkpoint::load_dir(dir, &device_handle)?;
-        if loaded.tokenizer.is_none() {
+        // An encoder–decoder brings its own tokenizers (SentencePiece pair or tokenizer.json).
+        let translator = if loaded.config.family().has_cross_attention() {
+            Some(LoadedTranslator::from_loaded(loaded.clone())?)
+        } else {
+            None
+        };
+        if loaded.tokenizer.is_none() && translator.is_none() {
             return Err(GlassboxError::MissingFile {
                 path: dir.join(checkpoint::TOKENIZER_FILE),
             });
@@ -419,6 +460,10 @@ impl Worker {
             summary.slot = slot;
         }
         let summary = Arc::new(summary);
+        match translator {
+            Some(translator) => self.models.translators.insert(summary.slot, translator),
+            None => self.models.translators.remove(&summary.slot),
+        };
         self.models
             .slots
             .insert(summary.slot, (loaded, summary.clone()));
