@@ -32,6 +32,7 @@ fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
         shipped: Some(ShippedModels {
             gpt: Some(PathBuf::from("tests/fixtures/gpt2")),
             bert: Some(PathBuf::from("tests/fixtures/bert")),
+            translator: None,
             message: None,
             searched: Vec::new(),
         }),

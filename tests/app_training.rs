@@ -50,6 +50,7 @@ fn harness() -> Harness<'static, GlassboxApp> {
         shipped: Some(ShippedModels {
             gpt: Some(fixture("gpt2")),
             bert: Some(fixture("bert")),
+            translator: None,
             message: None,
             searched: Vec::new(),
         }),

@@ -697,3 +697,98 @@ fn views_export_files() {
     }
     no_error_notices(&h);
 }
+
+// ---- Translate ----------------------------------------------------------------------------------
+
+/// The Translate view on the shipped tiny translator: the translation, stepping the decoder
+/// token by token with the probabilities and the cross-attention of each step, beam search with
+/// its beams, sampling; everything as `translate_step_by_step` computes it.
+#[test]
+fn translate_steps_the_decoder_and_shows_where_each_step_looks() {
+    use glassbox::app::panels::translate::{Method, TranslatePanel};
+    use glassbox::translate::{Strategy, translate_step_by_step};
+    let mut h = harness();
+    h.state_mut()
+        .apply(Action::SetText("the black cat chased the mouse .".into()));
+    settle(&mut h);
+    open_view(&mut h, "Translate");
+    assert_eq!(h.state().current_view(), "translate");
+    assert!(has_label(&h, "le chat noir a chassé la souris ."));
+    assert!(has_label(
+        &h,
+        "Step 1 of 9: the decoder reads <pad> and writes “le” (p = 0.999917)."
+    ));
+
+    // The library's own answer, to check the view against.
+    let translator = glassbox::model::checkpoint::load_translator(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let steps = translate_step_by_step(
+        &translator,
+        "the black cat chased the mouse .",
+        Strategy::Greedy,
+        8,
+    )
+    .unwrap();
+
+    // Two steps on: "noir", whose cross-attention looks at "black" (the adjective swap).
+    h.get_by_role_and_label(Role::Button, "Next step ▶").click();
+    h.run();
+    h.get_by_role_and_label(Role::Button, "Next step ▶").click();
+    settle(&mut h);
+    let noir = &steps.steps[2];
+    assert_eq!(noir.token, "▁noir");
+    assert!(has_label(
+        &h,
+        &format!(
+            "Step 3 of 9: the decoder reads <pad> le ▁chat and writes “▁noir” (p = {}).",
+            format_value(noir.probability)
+        )
+    ));
+    let layers = steps.cross_attention.len();
+    let row = steps.cross_row(layers - 1, None, 2).unwrap();
+    let black = row[1];
+    assert!(black > 0.5, "{row:?}");
+    assert!(
+        has_label(&h, &format!("{black:.2}")),
+        "the weight under ▁black"
+    );
+    // The bars: the chosen token first, with its probability.
+    assert!(has_label(
+        &h,
+        &format!("▁noir  ← written: {}", format_value(noir.probability))
+    ));
+    assert!(has_label(&h, "cross-attention lines"));
+    assert!(has_label(&h, "cross-attention heatmap"));
+
+    // Beam search: the beams and their scores.
+    h.get_by_role_and_label(Role::Button, "Beam search").click();
+    settle(&mut h);
+    let panel = h.state_mut().panel_mut::<TranslatePanel>().unwrap();
+    assert_eq!(panel.settings.method, Method::Beam);
+    let shown = panel.translation().unwrap().clone();
+    assert_eq!(shown.beams.len(), 4);
+    assert_eq!(shown.translation, "le chat noir a chassé la souris .");
+    assert!(has_label(&h, "Beams (finished hypotheses, best first)"));
+    assert!(has_label(&h, &format!("{:.4}", shown.beams[0].score)));
+
+    // Sampling with a seed: what the library samples with that seed.
+    h.get_by_role_and_label(Role::Button, "Sample").click();
+    settle(&mut h);
+    let panel = h.state_mut().panel_mut::<TranslatePanel>().unwrap();
+    let sampled = panel.translation().unwrap().clone();
+    let Strategy::Sample { settings, seed } = sampled.strategy else {
+        panic!("sampled");
+    };
+    let again = translate_step_by_step(
+        &translator,
+        &sampled.text,
+        Strategy::Sample { settings, seed },
+        8,
+    )
+    .unwrap();
+    assert_eq!(sampled.translation, again.translation);
+    no_error_notices(&h);
+}

@@ -16,11 +16,13 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The random tiny GPT-2 and BERT fixtures in the place of the shipped models.
+/// The random tiny GPT-2 and BERT fixtures in the place of the shipped models, and the shipped
+/// tiny translator (1 MB, trained: its translations are the real ones).
 pub fn fixtures() -> ShippedModels {
     ShippedModels {
         gpt: Some(fixture("gpt2")),
         bert: Some(fixture("bert")),
+        translator: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator")),
         message: None,
         searched: Vec::new(),
     }

@@ -8,7 +8,7 @@ use eframe::egui;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, Vec2};
+use egui::{Pos2, Rect, Stroke, Ui, Vec2};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Panel};
@@ -18,7 +18,8 @@ use crate::app::widgets::export::{
     ExportFormat, export_buttons, heatmap_png, matrix_csv, matrix_json,
 };
 use crate::app::widgets::{
-    ColorScale, Heatmap, HoverReadout, Selection, fetch_status, format_value, token_chips,
+    ColorScale, Heatmap, HoverReadout, Selection, attention_lines, fetch_status, format_value,
+    token_chips,
 };
 
 /// Which models the view shows.
@@ -394,7 +395,16 @@ impl AttentionPanel {
                 ui.weak("Rows: the token that looks (query). Columns: the token looked at (key).");
             }
             Mode::Lines => {
-                lines_view(ui, &matrix, mask, &labels, selected, &label);
+                attention_lines(
+                    ui,
+                    &matrix,
+                    mask,
+                    (&labels, &labels),
+                    selected,
+                    &label,
+                    "Left: the token that looks. Right: the token looked at. Thicker = more \
+                     attention.",
+                );
             }
         }
         if let Some(t) = selected.filter(|&t| t < matrix.rows) {
@@ -522,85 +532,4 @@ fn selection_summary(
         "Attends most to {name:?} (its column): {}",
         top(column)
     ));
-}
-
-/// Tokens in two columns (queries left, keys right), a line for every allowed pair, as opaque as
-/// its attention weight. With a selected token only its lines are strong.
-fn lines_view(
-    ui: &mut Ui,
-    matrix: &Matrix,
-    mask: Option<&Matrix>,
-    labels: &[String],
-    selected: Option<usize>,
-    label: &str,
-) {
-    let n = matrix.rows.max(1);
-    let row_h = 22.0;
-    let width = ui.available_width().min(520.0);
-    let height = n as f32 * row_h + 8.0;
-    let (rect, response) = ui.allocate_exact_size(Vec2::new(width, height), Sense::hover());
-    let label = label.to_string();
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &label));
-    let painter = ui.painter_at(rect);
-    let font = FontId::monospace(12.0);
-    let text_color = ui.visuals().text_color();
-    let accent = ui.visuals().selection.stroke.color;
-    let left_x = rect.min.x + width * 0.30;
-    let right_x = rect.max.x - width * 0.30;
-    let y = |i: usize| rect.min.y + 4.0 + (i as f32 + 0.5) * row_h;
-    let base = if ui.visuals().dark_mode {
-        Color32::from_rgb(120, 190, 255)
-    } else {
-        Color32::from_rgb(20, 90, 200)
-    };
-    for r in 0..matrix.rows {
-        for c in 0..matrix.cols {
-            if mask.and_then(|m| m.get(r, c)) == Some(0.0) {
-                continue;
-            }
-            let w = matrix.get(r, c).unwrap_or(0.0).clamp(0.0, 1.0);
-            let involved = selected.is_none_or(|s| s == r || s == c);
-            let alpha = if involved { w } else { w * 0.15 };
-            if alpha < 0.01 {
-                continue;
-            }
-            let color = if selected == Some(r) {
-                accent
-            } else if selected == Some(c) {
-                Color32::from_rgb(255, 140, 0)
-            } else {
-                base
-            };
-            painter.line_segment(
-                [
-                    Pos2::new(left_x + 4.0, y(r)),
-                    Pos2::new(right_x - 4.0, y(c)),
-                ],
-                Stroke::new(1.0 + 4.0 * w, color.gamma_multiply(alpha)),
-            );
-        }
-    }
-    for (i, l) in labels.iter().enumerate().take(n) {
-        let strong = selected == Some(i);
-        let color = if strong { accent } else { text_color };
-        painter.text(
-            Pos2::new(left_x - 4.0, y(i)),
-            Align2::RIGHT_CENTER,
-            l,
-            font.clone(),
-            color,
-        );
-        painter.text(
-            Pos2::new(right_x + 4.0, y(i)),
-            Align2::LEFT_CENTER,
-            l,
-            font.clone(),
-            color,
-        );
-    }
-    ui.horizontal(|ui| {
-        ui.weak(
-            "Left: the token that looks. Right: the token looked at. Thicker = more attention.",
-        );
-    });
 }

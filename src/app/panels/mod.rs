@@ -12,6 +12,7 @@ pub mod step_through;
 pub mod tokens;
 pub mod train;
 pub mod training;
+pub mod translate;
 
 use std::any::Any;
 
@@ -159,6 +160,7 @@ pub fn all() -> Vec<Box<dyn Panel>> {
         Box::new(attention::AttentionPanel::default()),
         Box::new(step_through::StepThroughPanel::default()),
         Box::new(predict::PredictPanel::default()),
+        Box::new(translate::TranslatePanel::default()),
         Box::new(params::ParamsPanel::default()),
         Box::new(train::TrainPanel::default()),
         Box::new(finetune::FinetunePanel::default()),

@@ -9,6 +9,7 @@ pub mod curves;
 pub mod export;
 pub mod folder_browser;
 pub mod heatmap;
+pub mod lines;
 pub mod markdown;
 
 pub use bars::value_bars;
@@ -17,6 +18,7 @@ pub use color::ColorScale;
 pub use export::{ExportFormat, export_buttons};
 pub use folder_browser::FolderBrowser;
 pub use heatmap::{Heatmap, HeatmapResponse, HoverReadout, Selection, format_value};
+pub use lines::attention_lines;
 pub use markdown::markdown;
 
 use eframe::egui;
