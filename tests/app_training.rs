@@ -496,3 +496,105 @@ fn train_view_never_replaces_an_earlier_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Train view trains a translator from scratch on the built-in pairs: the form takes the
+/// translator recipe, the curves show exact match and BLEU, the probe sentence is translated
+/// every few steps, and the scrubber replays its cross-attention from the untrained model
+/// (spread evenly) to the learned alignment ("noir" looking at "black").
+#[test]
+fn train_view_trains_a_translator_and_replays_its_cross_attention() {
+    let out = temp_dir("train-translator");
+    let mut h = harness();
+    click(&mut h, Role::Button, "Train");
+    click(
+        &mut h,
+        Role::RadioButton,
+        "Translator: English → French (encoder–decoder)",
+    );
+    {
+        let settings = &mut h.state_mut().panel_mut::<TrainPanel>().unwrap().settings;
+        assert_eq!(settings.objective, PretrainObjective::Translator);
+        assert_eq!(settings.tokenizer, TokenizerKindChoice::Bpe);
+        // The recipe's model, trained for fewer steps.
+        settings.steps = 600;
+        settings.eval_every = 200;
+        settings.probe_every = 50;
+        settings.out_dir = out.display().to_string();
+    }
+    h.step();
+    wait_until(&mut h, 60, "the pair count", |h| {
+        has_label_containing(h, "sentence pairs")
+    });
+    let started = Instant::now();
+    click(&mut h, Role::Button, "Start training");
+    wait_until(&mut h, 600, "the end of the run", |h| {
+        has_label(h, "Status: finished")
+    });
+    let elapsed = started.elapsed();
+
+    let panel = h.state().panel::<TrainPanel>().unwrap();
+    let run = panel.run().unwrap();
+    let right = "le chat noir a chassé la souris .";
+    let first_right = run
+        .probes
+        .iter()
+        .find(|p| p.output == right)
+        .map(|p| p.step)
+        .expect("the probe is translated right before the end");
+    eprintln!(
+        "translator: 600 steps in {:.1} s; the probe first right at step {first_right}",
+        elapsed.as_secs_f64()
+    );
+    let last = run.probes.last().unwrap();
+    assert_eq!(last.output, right);
+    let bleu = run.curves.bleu.last().unwrap()[1];
+    let exact = run.curves.exact_match.last().unwrap()[1];
+    assert!(
+        bleu > 80.0 && exact > 50.0,
+        "BLEU {bleu}, exact match {exact}%"
+    );
+
+    // The untrained model's cross-attention is spread out; the trained one's "noir" row looks at
+    // "black".
+    let cross_row_max = |probe: &glassbox::train::ProbeReport, word: &str| {
+        let cross = probe.cross.as_ref().unwrap();
+        let row = cross.target_tokens.iter().position(|t| t == word)?;
+        let layer = cross.attention.len() - 1;
+        let s = probe.tokens.len();
+        let heads = &cross.attention[layer];
+        let mean: Vec<f32> = (0..s)
+            .map(|j| heads.iter().map(|h| h[row * s + j]).sum::<f32>() / heads.len() as f32)
+            .collect();
+        let best = glassbox::generate::argmax(&mean);
+        Some((probe.tokens[best].clone(), mean[best]))
+    };
+    let first = &run.probes[0];
+    let first_cross = first.cross.as_ref().unwrap();
+    let s = first.tokens.len() as f32;
+    let spread = first_cross.attention[0][0]
+        .iter()
+        .all(|&w| (w - 1.0 / s).abs() < 0.2);
+    assert!(spread, "untrained cross-attention is near uniform");
+    assert_eq!(
+        cross_row_max(last, "▁noir").map(|(token, _)| token),
+        Some("▁black".to_string())
+    );
+
+    // The scrubber: back to the first snapshot, its cross-attention on screen.
+    assert!(has_label(&h, "Snapshot"));
+    let first_step = first.step;
+    h.state_mut()
+        .panel_mut::<TrainPanel>()
+        .unwrap()
+        .show_snapshot(Some(0));
+    h.run();
+    assert!(has_label(
+        &h,
+        &format!("cross-attention of the probe at step {first_step}")
+    ));
+    assert!(has_label(
+        &h,
+        &format!("cross-attention lines at step {first_step}")
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+}

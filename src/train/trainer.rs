@@ -721,14 +721,17 @@ impl Trainer {
                 })
                 .collect()
         };
+        // Readable (`▁noir`, not byte-level `ĠnoirÃ`), as the Translate view shows them.
+        let readable = |token: &str| self.tokenizer.readable_token(token);
         let target_tokens = translation
             .iter()
             .map(|&id| {
                 self.tokenizer
                     .id_to_token(id)
-                    .unwrap_or_else(|| format!("#{id}"))
+                    .map_or_else(|| format!("#{id}"), |t| readable(&t))
             })
             .collect();
+        let source_tokens = source_tokens.iter().map(|t| readable(t)).collect();
         Ok(ProbeReport {
             step: self.step,
             text,

@@ -29,6 +29,8 @@ pub enum PretrainObjective {
     Gpt,
     /// BERT, masked language modelling (15% of tokens), optionally with next-sentence prediction.
     Bert,
+    /// An encoder–decoder (Marian) learning to translate English → French, teacher-forced.
+    Translator,
 }
 
 /// Where the training text comes from.
@@ -107,6 +109,7 @@ impl TrainSettings {
             objective: match self.objective {
                 PretrainObjective::Gpt => Objective::CausalLm,
                 PretrainObjective::Bert => Objective::MaskedLm,
+                PretrainObjective::Translator => Objective::Seq2seq,
             },
             next_sentence: self.objective == PretrainObjective::Bert && self.next_sentence,
             seed: self.seed,
@@ -138,6 +141,12 @@ impl TrainSettings {
         config.training.batch_size = self.batch;
         config.training.eval_every = self.eval_every;
         config.training.eval_batches = 8;
+        if self.objective == PretrainObjective::Translator {
+            config.data.val_fraction = 0.05;
+            // Enough held-out pairs for an exact-match rate that means something.
+            config.training.eval_batches = (400 / self.batch.max(1)).max(1);
+            config.optimizer.min_lr = None;
+        }
         config.training.probe_every = self.probe_every;
         config.training.probe_text =
             Some(self.probe_text.trim().to_string()).filter(|t| !t.is_empty());
@@ -165,6 +174,22 @@ impl TrainSettings {
                     bias: true,
                 },
                 Heads::for_architecture(Architecture::Gpt2LmHead, 0),
+            ),
+            PretrainObjective::Translator => (
+                ArchSpec::EncoderDecoder {
+                    vocab,
+                    hidden: width,
+                    encoder_layers: layers,
+                    decoder_layers: layers,
+                    heads,
+                    intermediate: 4 * width,
+                    encoder_intermediate: 4 * width,
+                    positions: context,
+                    stored_positions: false,
+                    target_vocab: None,
+                    tied_head: true,
+                },
+                Heads::for_architecture(Architecture::MarianMt, 0),
             ),
             PretrainObjective::Bert => (
                 ArchSpec::Bert {
@@ -203,10 +228,10 @@ impl TrainSettings {
         // The library's own mapping, so the form and `glassbox train` agree on every default.
         let config = lesson.to_train_config();
         let causal = config.objective.is_causal();
-        self.objective = if causal {
-            PretrainObjective::Gpt
-        } else {
-            PretrainObjective::Bert
+        self.objective = match config.objective {
+            Objective::Seq2seq => PretrainObjective::Translator,
+            _ if causal => PretrainObjective::Gpt,
+            _ => PretrainObjective::Bert,
         };
         self.next_sentence = config.next_sentence;
         match &lesson.corpus {
@@ -216,10 +241,10 @@ impl TrainSettings {
                 self.corpus_path = path.display().to_string();
             }
         }
-        self.tokenizer = lesson.tokenizer.unwrap_or(if causal {
-            TokenizerKindChoice::Char
-        } else {
-            TokenizerKindChoice::Wordpiece
+        self.tokenizer = lesson.tokenizer.unwrap_or(match self.objective {
+            PretrainObjective::Gpt => TokenizerKindChoice::Char,
+            PretrainObjective::Bert => TokenizerKindChoice::Wordpiece,
+            PretrainObjective::Translator => TokenizerKindChoice::Bpe,
         });
         self.layers = config.model.n_layer;
         self.width = config.model.n_embd;
@@ -234,13 +259,49 @@ impl TrainSettings {
         self.seed = config.seed;
     }
 
-    fn corpus_key(&self) -> (CorpusChoice, usize, u64, String) {
+    fn corpus_key(&self) -> CorpusKey {
+        let parallel = self.objective == PretrainObjective::Translator;
         match self.corpus {
-            CorpusChoice::BuiltIn => (self.corpus, self.builtin_size, self.seed, String::new()),
-            CorpusChoice::File => (self.corpus, 0, 0, self.corpus_path.trim().to_string()),
+            CorpusChoice::BuiltIn => (
+                parallel,
+                self.corpus,
+                self.builtin_size,
+                self.seed,
+                String::new(),
+            ),
+            CorpusChoice::File => (
+                parallel,
+                self.corpus,
+                0,
+                0,
+                self.corpus_path.trim().to_string(),
+            ),
         }
     }
+
+    /// A translator recipe that learns the built-in pairs in about a minute on two cores (the
+    /// shipped tiny translator's, assets/tiny-translator/recipe.toml).
+    pub fn use_translator_recipe(&mut self) {
+        self.objective = PretrainObjective::Translator;
+        self.tokenizer = TokenizerKindChoice::Bpe;
+        self.vocab_size = 800;
+        self.builtin_size = 8000;
+        self.layers = 2;
+        self.width = 64;
+        self.heads = 4;
+        self.context = 32;
+        self.lr = 2e-3;
+        self.warmup = 100;
+        self.steps = 1500;
+        self.batch = 32;
+        self.weight_decay = 0.01;
+        self.eval_every = 100;
+        self.probe_every = 25;
+    }
 }
+
+/// What the corpus check depends on: parallel or not, built-in or file, size, seed, path.
+type CorpusKey = (bool, CorpusChoice, usize, u64, String);
 
 /// What the corpus check found (on a background thread).
 #[derive(Debug, Clone, PartialEq)]
@@ -249,6 +310,8 @@ pub struct CorpusInfo {
     pub bytes: usize,
     pub distinct_chars: usize,
     pub lines: usize,
+    /// Sentence pairs (translation corpora).
+    pub pairs: Option<usize>,
 }
 
 /// The Train view.
@@ -258,7 +321,7 @@ pub struct TrainPanel {
     run: Option<LiveRun>,
     start_error: Option<String>,
     corpus: Background<CorpusInfo>,
-    corpus_key: Option<(CorpusChoice, usize, u64, String)>,
+    corpus_key: Option<CorpusKey>,
     picker: FilePicker,
     probe_view: ProbeViewer,
     param_cache: Option<((ArchSpec, Heads), u64)>,
@@ -272,6 +335,11 @@ impl TrainPanel {
 
     pub fn run_mut(&mut self) -> Option<&mut LiveRun> {
         self.run.as_mut()
+    }
+
+    /// Shows probe snapshot `index` (0 = the first), or (`None`) follows the newest.
+    pub fn show_snapshot(&mut self, index: Option<usize>) {
+        self.probe_view.snapshot = index;
     }
 
     /// Starts a run with the current settings; false (and a message in the view) when the
@@ -306,12 +374,31 @@ impl TrainPanel {
             return;
         }
         self.corpus_key = Some(key.clone());
-        let (choice, size, seed, path) = key;
+        let (parallel, choice, size, seed, path) = key;
         if choice == CorpusChoice::File && path.is_empty() {
             self.corpus.clear();
             return;
         }
         self.corpus.spawn(ctx, "corpus-check", move || {
+            if parallel {
+                let pairs = match choice {
+                    CorpusChoice::BuiltIn => crate::data::parallel_corpus(seed, size),
+                    CorpusChoice::File => crate::data::read_parallel(&PathBuf::from(&path))
+                        .map_err(|e| e.to_string())?,
+                };
+                let text: String = pairs
+                    .iter()
+                    .map(|p| format!("{}\n{}\n", p.source, p.target))
+                    .collect();
+                let distinct: std::collections::BTreeSet<char> = text.chars().collect();
+                return Ok(CorpusInfo {
+                    chars: text.chars().count(),
+                    bytes: text.len(),
+                    distinct_chars: distinct.len(),
+                    lines: text.lines().count(),
+                    pairs: Some(pairs.len()),
+                });
+            }
             let text = match choice {
                 CorpusChoice::BuiltIn => crate::data::toy_english_corpus(seed, size),
                 CorpusChoice::File => {
@@ -324,6 +411,7 @@ impl TrainPanel {
                 bytes: text.len(),
                 distinct_chars: distinct.len(),
                 lines: text.lines().count(),
+                pairs: None,
             })
         });
     }
@@ -367,6 +455,16 @@ impl TrainPanel {
             {
                 s.tokenizer = TokenizerKindChoice::Wordpiece;
             }
+            if ui
+                .radio_value(
+                    &mut s.objective,
+                    PretrainObjective::Translator,
+                    "Translator: English → French (encoder–decoder)",
+                )
+                .changed()
+            {
+                s.use_translator_recipe();
+            }
             ui.add_enabled_ui(s.objective == PretrainObjective::Bert, |ui| {
                 ui.checkbox(&mut s.next_sentence, "+ next-sentence prediction")
                     .on_hover_text(
@@ -382,15 +480,48 @@ impl TrainPanel {
                 "15% of the tokens are chosen: 80% become [MASK], 10% a random token, 10% stay; \
                  the model predicts the originals, looking both ways."
             }
+            PretrainObjective::Translator => {
+                "The encoder reads the English sentence; the decoder writes the French one, each \
+                 position predicting the next French token from the ones before it \
+                 (teacher forcing) and from the English words through cross-attention."
+            }
         });
         ui.add_space(4.0);
 
+        let parallel = s.objective == PretrainObjective::Translator;
         ui.horizontal(|ui| {
             ui.label(RichText::new("Corpus").strong());
-            ui.radio_value(&mut s.corpus, CorpusChoice::BuiltIn, "Built-in toy English");
-            ui.radio_value(&mut s.corpus, CorpusChoice::File, "A text file");
+            if parallel {
+                ui.radio_value(
+                    &mut s.corpus,
+                    CorpusChoice::BuiltIn,
+                    "Built-in English → French pairs",
+                );
+                ui.radio_value(
+                    &mut s.corpus,
+                    CorpusChoice::File,
+                    "A parallel file (TSV or JSONL)",
+                );
+            } else {
+                ui.radio_value(&mut s.corpus, CorpusChoice::BuiltIn, "Built-in toy English");
+                ui.radio_value(&mut s.corpus, CorpusChoice::File, "A text file");
+            }
         });
         match s.corpus {
+            CorpusChoice::BuiltIn if parallel => {
+                ui.horizontal(|ui| {
+                    ui.label("Pairs");
+                    ui.add(
+                        egui::DragValue::new(&mut s.builtin_size)
+                            .range(50..=200_000)
+                            .speed(50),
+                    );
+                    ui.weak(
+                        "generated from a small grammar with genders, plurals, a past tense and \
+                         adjectives that move (\"the black cat\" → \"le chat noir\"), seeded",
+                    );
+                });
+            }
             CorpusChoice::BuiltIn => {
                 ui.horizontal(|ui| {
                     ui.label("Sentences");
@@ -409,22 +540,35 @@ impl TrainPanel {
                     let label = ui.label("Corpus file");
                     ui.add(
                         egui::TextEdit::singleline(&mut s.corpus_path)
-                            .hint_text("path to a UTF-8 .txt file")
+                            .hint_text(if parallel {
+                                "source<TAB>target lines (.tsv) or {\"source\", \"target\"} (.jsonl)"
+                            } else {
+                                "path to a UTF-8 .txt file"
+                            })
                             .desired_width(420.0),
                     )
                     .labelled_by(label.id);
                     if ui.button("Browse…").clicked() {
                         let start = PathBuf::from(s.corpus_path.trim());
-                        self.picker.open(
-                            "Choose a corpus file",
-                            Some(&start),
-                            &["txt", "md", "text"],
-                        );
+                        let extensions: &[&str] = if parallel {
+                            &["tsv", "jsonl", "json", "txt"]
+                        } else {
+                            &["txt", "md", "text"]
+                        };
+                        self.picker
+                            .open("Choose a corpus file", Some(&start), extensions);
                     }
                 });
             }
         }
         match self.corpus.result() {
+            Some(Ok(info)) if info.pairs.is_some() => {
+                ui.weak(format!(
+                    "{} sentence pairs, {} characters",
+                    group_thousands(info.pairs.unwrap_or(0) as u64),
+                    group_thousands(info.chars as u64),
+                ));
+            }
             Some(Ok(info)) => {
                 ui.weak(format!(
                     "{} characters ({} bytes), {} lines, {} distinct characters",
@@ -449,7 +593,11 @@ impl TrainPanel {
         ui.horizontal(|ui| {
             ui.label(RichText::new("Tokenizer").strong());
             let bert = s.objective == PretrainObjective::Bert;
-            ui.add_enabled_ui(!bert, |ui| {
+            let translator = s.objective == PretrainObjective::Translator;
+            if translator {
+                s.tokenizer = TokenizerKindChoice::Bpe;
+            }
+            ui.add_enabled_ui(!bert && !translator, |ui| {
                 ui.radio_value(&mut s.tokenizer, TokenizerKindChoice::Char, "Characters");
                 ui.radio_value(&mut s.tokenizer, TokenizerKindChoice::Bpe, "Byte-level BPE");
             })
@@ -457,10 +605,16 @@ impl TrainPanel {
             .on_disabled_hover_text(
                 "BERT needs [CLS], [SEP], [PAD] and [MASK]: WordPiece has them",
             );
-            ui.radio_value(
-                &mut s.tokenizer,
-                TokenizerKindChoice::Wordpiece,
-                "WordPiece",
+            ui.add_enabled_ui(!translator, |ui| {
+                ui.radio_value(
+                    &mut s.tokenizer,
+                    TokenizerKindChoice::Wordpiece,
+                    "WordPiece",
+                );
+            })
+            .response
+            .on_disabled_hover_text(
+                "A translator trains one byte-level BPE on both languages, with <pad> and </s>",
             );
             ui.add_enabled_ui(s.tokenizer != TokenizerKindChoice::Char, |ui| {
                 ui.label("vocabulary size");

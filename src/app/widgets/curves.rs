@@ -19,6 +19,14 @@ pub const GRAD_COLOR: Color32 = Color32::from_rgb(190, 90, 190);
 /// Points drawn per series at most; longer series are thinned (every k-th point, plus the last).
 const MAX_DRAWN: usize = 2000;
 
+/// Appends a point; a repeated evaluation of the same step (e.g. the final one) replaces it.
+fn push_point(series: &mut Vec<[f64; 2]>, point: [f64; 2]) {
+    match series.last_mut() {
+        Some(last) if last[0] == point[0] => *last = point,
+        _ => series.push(point),
+    }
+}
+
 /// The curves of one run. Cheap to append to every frame; [`TrainingCurves::show`] draws them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrainingCurves {
@@ -32,6 +40,9 @@ pub struct TrainingCurves {
     pub grad_norm: Vec<[f64; 2]>,
     /// `[step, tokens per second]`.
     pub tokens_per_sec: Vec<[f64; 2]>,
+    /// Held-out translation metrics (seq2seq): `[step, exact-match %]` and `[step, BLEU]`.
+    pub exact_match: Vec<[f64; 2]>,
+    pub bleu: Vec<[f64; 2]>,
     /// Draw losses on a log scale.
     pub log_scale: bool,
     /// Also draw an exponential moving average of the train loss.
@@ -61,11 +72,14 @@ impl TrainingCurves {
     }
 
     pub fn push_eval(&mut self, report: &EvalReport) {
-        let point = [report.step as f64, f64::from(report.val_loss)];
-        // A repeated evaluation of the same step (e.g. the final one) replaces the earlier one.
-        match self.val_loss.last_mut() {
-            Some(last) if last[0] == point[0] => *last = point,
-            _ => self.val_loss.push(point),
+        let step = report.step as f64;
+        push_point(&mut self.val_loss, [step, f64::from(report.val_loss)]);
+        // Only seq2seq reports BLEU; its exact match is a fraction, drawn as a percentage.
+        if let Some(&bleu) = report.metrics.get("bleu") {
+            push_point(&mut self.bleu, [step, bleu]);
+            if let Some(&exact) = report.metrics.get("exact_match") {
+                push_point(&mut self.exact_match, [step, 100.0 * exact]);
+            }
         }
     }
 
@@ -117,6 +131,9 @@ impl TrainingCurves {
         } else {
             self.loss_plot(ui, id_salt, height);
             self.lr_plot(ui, id_salt, height * 0.7);
+        }
+        if !self.bleu.is_empty() {
+            self.translation_plot(ui, id_salt, height * 0.8);
         }
         let curves = self.clone();
         export_buttons(
@@ -204,6 +221,44 @@ impl TrainingCurves {
             });
     }
 
+    fn translation_plot(&self, ui: &mut Ui, id_salt: &str, height: f32) {
+        ui.strong("Held-out translations: exact match and BLEU");
+        Plot::new(("glassbox_translation_plot", id_salt))
+            .height(height)
+            .legend(Legend::default())
+            .allow_scroll(false)
+            .include_y(0.0)
+            .include_y(100.0)
+            .x_axis_label("step")
+            .y_axis_label("0 to 100")
+            .label_formatter(|hover| {
+                let (name, position) = hover_parts(hover);
+                if position.x < 0.0 {
+                    return None;
+                }
+                Some(format!("{name}\nstep {:.0}\n{:.1}", position.x, position.y))
+            })
+            .show(ui, |plot| {
+                for (name, points, color) in [
+                    ("exact match (%)", &self.exact_match, TRAIN_COLOR),
+                    ("BLEU", &self.bleu, VAL_COLOR),
+                ] {
+                    plot.line(
+                        Line::new(name, PlotPoints::from(thin(points)))
+                            .color(color)
+                            .width(2.0),
+                    );
+                    plot.points(
+                        Points::new(name, PlotPoints::from(thin(points)))
+                            .color(color)
+                            .shape(MarkerShape::Circle)
+                            .filled(true)
+                            .radius(3.0),
+                    );
+                }
+            });
+    }
+
     fn lr_plot(&self, ui: &mut Ui, id_salt: &str, height: f32) {
         ui.strong("Learning rate and gradient norm");
         // Two quantities of different size: the gradient norm is drawn scaled into the learning
@@ -271,6 +326,8 @@ impl TrainingCurves {
                     "lr": self.lr,
                     "grad_norm": self.grad_norm,
                     "tokens_per_sec": self.tokens_per_sec,
+                    "exact_match_percent": self.exact_match,
+                    "bleu": self.bleu,
                 });
                 serde_json::to_vec_pretty(&value).map_err(|e| e.to_string())
             }

@@ -16,7 +16,7 @@ use crate::app::widgets::curves::TrainingCurves;
 use crate::app::widgets::export::{
     ExportFormat, export_buttons, heatmap_png, matrix_csv, matrix_json,
 };
-use crate::app::widgets::{ColorScale, Heatmap};
+use crate::app::widgets::{ColorScale, Heatmap, attention_lines};
 use crate::lessons::compute::MeasuredRun;
 use crate::train::{
     EvalReport, ProbeReport, RunInfo, RunSummary, StepReport, TrainConfig, TrainEvent, TrainingRun,
@@ -870,8 +870,13 @@ impl ProbeViewer {
         let head_name = self
             .head
             .map_or("mean over heads".to_string(), |h| format!("head {h}"));
+        let which = if probe.cross.is_some() {
+            "Encoder self-attention (bidirectional)"
+        } else {
+            "Attention"
+        };
         ui.label(format!(
-            "Attention at step {}: layer {}, {head_name} — \"{}\"",
+            "{which} at step {}: layer {}, {head_name} — \"{}\"",
             probe.step, self.layer, probe.text
         ));
         let side = ui.available_width().clamp(200.0, 520.0);
@@ -925,6 +930,120 @@ impl ProbeViewer {
             output
         };
         ui.add(egui::Label::new(RichText::new(output_label).monospace()).wrap());
+        if let Some(cross) = &probe.cross {
+            self.show_cross(ui, probe, cross, export_dir, id_salt);
+        }
+    }
+
+    /// Seq2seq: the probe translation's cross-attention (rows: the target tokens written,
+    /// columns: the source tokens), as a heatmap and as lines, for the chosen layer and head.
+    fn show_cross(
+        &self,
+        ui: &mut Ui,
+        probe: &ProbeReport,
+        cross: &crate::train::CrossAttentionProbe,
+        export_dir: &Path,
+        id_salt: &str,
+    ) {
+        ui.add_space(6.0);
+        let layers = cross.attention.len();
+        if layers == 0 {
+            return;
+        }
+        let layer = self.layer.min(layers - 1);
+        let Some(matrix) = cross_matrix(cross, probe.tokens.len(), layer, self.head) else {
+            return;
+        };
+        let head_name = self
+            .head
+            .map_or("mean over heads".to_string(), |h| format!("head {h}"));
+        ui.label(
+            RichText::new(format!(
+                "Cross-attention at step {}: decoder layer {layer}, {head_name}",
+                probe.step
+            ))
+            .strong(),
+        );
+        ui.weak(
+            "Rows: the target tokens the decoder wrote; columns: the source tokens. Early in \
+             training every row is spread evenly; as the model learns, each word looks at the \
+             word it translates (\"noir\" at \"black\", one place later: the adjective swap).",
+        );
+        let source = probe.tokens.clone();
+        let target = cross.target_tokens.clone();
+        let side = ui.available_width().clamp(200.0, 520.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                Heatmap::new(
+                    &matrix,
+                    format!("cross-attention of the probe at step {}", probe.step),
+                )
+                .row_labels(&target)
+                .col_labels(&source)
+                .scale(ColorScale::PROBABILITY)
+                .axis_titles("target (written)", "source (read)")
+                .max_size(Vec2::new(side, side))
+                .max_cell(32.0)
+                .show(ui);
+            });
+            ui.vertical(|ui| {
+                attention_lines(
+                    ui,
+                    &matrix,
+                    None,
+                    (&target, &source),
+                    None,
+                    &format!("cross-attention lines at step {}", probe.step),
+                    "Left: the token written. Right: the source tokens it looked at.",
+                );
+            });
+        });
+        let stem = format!("{id_salt}-cross-attention-step{}-L{layer}", probe.step);
+        let extra = serde_json::json!({
+            "step": probe.step,
+            "layer": layer,
+            "head": self.head,
+            "text": probe.text,
+            "translation": probe.output,
+        });
+        export_buttons(
+            ui,
+            &format!("{id_salt}-cross-attention"),
+            export_dir,
+            &stem,
+            &[ExportFormat::Png, ExportFormat::Csv, ExportFormat::Json],
+            |format| match format {
+                ExportFormat::Png => heatmap_png(&matrix, None, ColorScale::PROBABILITY),
+                ExportFormat::Csv => Ok(matrix_csv(&matrix, &target, &source).into_bytes()),
+                ExportFormat::Json => matrix_json(&matrix, &target, &source, extra),
+            },
+        );
+    }
+}
+
+/// Layer `layer`, head `head` (or the mean over heads) of a probe's cross-attention as a
+/// `[target × source]` matrix.
+pub fn cross_matrix(
+    cross: &crate::train::CrossAttentionProbe,
+    source_len: usize,
+    layer: usize,
+    head: Option<usize>,
+) -> Option<Matrix> {
+    let heads = cross.attention.get(layer)?;
+    let rows = cross.target_tokens.len();
+    let to_matrix = |data: &Vec<f32>| Matrix::new(rows, source_len, data.clone());
+    match head {
+        Some(h) => heads.get(h).map(to_matrix),
+        None => {
+            let n = heads.len().max(1) as f32;
+            let mut sum = vec![0f32; rows * source_len];
+            for data in heads {
+                for (total, v) in sum.iter_mut().zip(data) {
+                    *total += v / n;
+                }
+            }
+            (!heads.is_empty()).then(|| Matrix::new(rows, source_len, sum))
+        }
     }
 }
 
