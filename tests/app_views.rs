@@ -792,3 +792,73 @@ fn translate_steps_the_decoder_and_shows_where_each_step_looks() {
     assert_eq!(sampled.translation, again.translation);
     no_error_notices(&h);
 }
+
+/// The Attention view on the translator: encoder self-attention, decoder self-attention (mask
+/// drawn) and cross-attention side by side, as the library computes them; the grid of every
+/// layer × head per kind; lines.
+#[test]
+fn attention_shows_the_three_kinds_of_an_encoder_decoder() {
+    use glassbox::app::panels::attention::AttentionPanel;
+    use glassbox::app::panels::encoder_decoder::Kind;
+    use glassbox::translate::{Strategy, translate_step_by_step};
+    let mut h = harness();
+    h.state_mut()
+        .apply(Action::SetText("the black cat chased the mouse .".into()));
+    settle(&mut h);
+    open_view(&mut h, "Attention");
+    h.get_by_role_and_label(Role::Button, "Translator (encoder–decoder)")
+        .click();
+    settle(&mut h);
+    h.get_by_role_and_label(Role::Button, "Head 1").click();
+    settle(&mut h);
+    for kind in ["encoder", "decoder", "cross"] {
+        assert!(
+            has_label(&h, &format!("{kind} attention layer 0 head 1")),
+            "{kind}"
+        );
+    }
+    assert!(has_label(
+        &h,
+        "Each French token sees itself and the tokens written before it: the hatched cells are blocked."
+    ));
+
+    let translator = glassbox::model::checkpoint::load_translator(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let steps = translate_step_by_step(
+        &translator,
+        "the black cat chased the mouse .",
+        Strategy::Greedy,
+        5,
+    )
+    .unwrap();
+    // The maps the view draws are the library's: cross-attention rows sum to 1, the decoder's
+    // are causal.
+    let cross = Kind::Cross.matrix(&steps, 0, Some(1)).unwrap();
+    assert_eq!((cross.rows, cross.cols), (9, 8));
+    let decoder = Kind::DecoderSelf.matrix(&steps, 1, None).unwrap();
+    assert_eq!(
+        decoder.get(0, 1),
+        Some(0.0),
+        "the first token cannot see the second"
+    );
+
+    // The grid: click layer 1's mean cross-attention thumbnail to enlarge it.
+    h.get_by_label("cross layer 1 mean thumbnail").click();
+    settle(&mut h);
+    let panel = h.state_mut().panel_mut::<AttentionPanel>().unwrap();
+    assert_eq!((panel.layer, panel.head), (1, None));
+    assert!(has_label(&h, "cross attention layer 1 mean over heads"));
+    // The grid's kind picker (the map titles above are labels, not buttons).
+    h.get_by_role_and_label(Role::Button, "Decoder self-attention (causal)")
+        .click();
+    settle(&mut h);
+    assert!(has_label(&h, "decoder layer 0 head 0 thumbnail"));
+    // Lines.
+    h.get_by_role_and_label(Role::Button, "Lines").click();
+    settle(&mut h);
+    assert!(has_label(&h, "cross attention layer 1 mean over heads"));
+    no_error_notices(&h);
+}

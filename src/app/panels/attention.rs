@@ -11,6 +11,7 @@ use std::sync::Arc;
 use egui::{Pos2, Rect, Stroke, Ui, Vec2};
 use serde::{Deserialize, Serialize};
 
+use super::encoder_decoder::EncoderDecoderAttention;
 use super::{Action, Panel};
 use crate::app::data::{InspectionData, Matrix, Slot};
 use crate::app::state::Shared;
@@ -21,6 +22,7 @@ use crate::app::widgets::{
     ColorScale, Heatmap, HoverReadout, Selection, attention_lines, fetch_status, format_value,
     token_chips,
 };
+use crate::model::family::StackRole;
 
 /// Which models the view shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -81,6 +83,8 @@ pub struct AttentionPanel {
     pub last_hover: Option<(Slot, HoverReadout)>,
     /// Where the enlarged maps were drawn this frame.
     pub geometry: BTreeMap<Slot, Geometry>,
+    /// The three kinds of attention of an encoder–decoder.
+    pub encoder_decoder: EncoderDecoderAttention,
 }
 
 impl Default for AttentionPanel {
@@ -95,6 +99,7 @@ impl Default for AttentionPanel {
             selected: BTreeMap::new(),
             last_hover: None,
             geometry: BTreeMap::new(),
+            encoder_decoder: EncoderDecoderAttention::default(),
         }
     }
 }
@@ -175,22 +180,45 @@ impl Panel for AttentionPanel {
     fn ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
         ui.heading("Attention");
         let slots = self.slots();
-        let data: Vec<(Slot, Option<Arc<InspectionData>>)> = slots
+        // An encoder–decoder is shown with its three kinds of attention, on its own.
+        let translator = slots
+            .iter()
+            .copied()
+            .find(|&slot| is_encoder_decoder(shared, slot));
+        let inspected: Vec<Slot> = slots
+            .iter()
+            .copied()
+            .filter(|&slot| !is_encoder_decoder(shared, slot))
+            .collect();
+        let data: Vec<(Slot, Option<Arc<InspectionData>>)> = inspected
             .iter()
             .map(|&slot| {
                 let fetch = shared.inspection(slot);
                 (slot, fetch.data())
             })
             .collect();
+        let (stack_layers, stack_heads) =
+            translator
+                .and_then(|slot| shared.model(slot))
+                .map_or((1, 1), |m| {
+                    let layers = [StackRole::Encoder, StackRole::Decoder]
+                        .into_iter()
+                        .map(|role| m.config.stack_layers(role))
+                        .max()
+                        .unwrap_or(1);
+                    (layers, m.config.num_heads())
+                });
         let max_layers = data
             .iter()
             .filter_map(|(_, d)| d.as_ref().map(|d| d.num_layers))
+            .chain([stack_layers])
             .max()
             .unwrap_or(1)
             .max(1);
         let max_heads = data
             .iter()
             .filter_map(|(_, d)| d.as_ref().map(|d| d.num_heads))
+            .chain([stack_heads])
             .max()
             .unwrap_or(1)
             .max(1);
@@ -199,8 +227,25 @@ impl Panel for AttentionPanel {
             .into_iter()
             .map(|slot| (slot, shared.slot_name(slot)))
             .collect();
-        self.controls(ui, max_layers, max_heads, &loaded);
+        let has_translator = loaded
+            .iter()
+            .any(|&(slot, _)| is_encoder_decoder(shared, slot));
+        self.controls(ui, max_layers, max_heads, &loaded, has_translator);
         ui.separator();
+        if let Some(slot) = translator {
+            let clicked = self.encoder_decoder.ui(
+                ui,
+                shared,
+                slot,
+                (self.layer, self.head),
+                self.mode == Mode::Lines,
+                self.show_grid,
+            );
+            if let Some((layer, head)) = clicked {
+                self.select_layer_head(layer, head);
+            }
+            return;
+        }
 
         self.geometry.clear();
         let width = ui.available_width();
@@ -236,6 +281,7 @@ impl AttentionPanel {
         max_layers: usize,
         max_heads: usize,
         loaded: &[(Slot, String)],
+        has_translator: bool,
     ) {
         ui.horizontal_wrapped(|ui| {
             ui.label("Models:");
@@ -251,6 +297,13 @@ impl AttentionPanel {
             ui.selectable_value(&mut self.models, Models::SideBySide, side_by_side);
             ui.selectable_value(&mut self.models, Models::Only(Slot::Gpt), "GPT only");
             ui.selectable_value(&mut self.models, Models::Only(Slot::Bert), "BERT only");
+            if has_translator {
+                ui.selectable_value(
+                    &mut self.models,
+                    Models::Only(Slot::Translator),
+                    "Translator (encoder–decoder)",
+                );
+            }
             // With more models loaded than the families' two, any two can be compared.
             if loaded.iter().any(|(slot, _)| !slot.is_family_place()) {
                 ui.separator();
@@ -488,6 +541,13 @@ impl AttentionPanel {
                 }
             });
     }
+}
+
+/// Whether the model in `slot` is an encoder–decoder (shown with its three kinds of attention).
+fn is_encoder_decoder(shared: &Shared, slot: Slot) -> bool {
+    shared
+        .model(slot)
+        .is_some_and(|m| m.config.family().has_cross_attention())
 }
 
 /// "'cat' attends most to …; most attended by …" (cells the mask blocks left out).

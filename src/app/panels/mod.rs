@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod embeddings;
+pub mod encoder_decoder;
 pub mod finetune;
 pub mod lessons;
 pub mod model;
