@@ -29,6 +29,7 @@ use glassbox::app::panels::predict::{Mode, PredictPanel};
 use glassbox::app::panels::step_through::{StageRef, StepThroughPanel};
 use glassbox::app::panels::train::{PretrainObjective, TrainPanel};
 use glassbox::app::panels::training::LiveRun;
+use glassbox::app::panels::translate::TranslatePanel;
 use glassbox::app::{AppOptions, GlassboxApp};
 use glassbox::lessons::{
     Action, ActionCommand, Lesson, ModelRef, Progress, QuestionKind, Side, load_lessons,
@@ -114,6 +115,7 @@ fn slot_of(side: Side) -> Slot {
     match side {
         Side::Gpt => Slot::Gpt,
         Side::Bert => Slot::Bert,
+        Side::Translator => Slot::Translator,
     }
 }
 
@@ -189,6 +191,13 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
                 assert_eq!(panel.head, *head, "{what}: head");
                 let slot = side.map(slot_of);
                 match slot {
+                    // An encoder–decoder shows its three kinds; check the cross-attention map.
+                    Some(Slot::Translator) => assert!(
+                        h.query_all_by_label_contains(&format!("cross attention layer {layer}"))
+                            .next()
+                            .is_some(),
+                        "{what}: the translator's maps of layer {layer} are shown"
+                    ),
                     Some(slot) => assert!(
                         h.query_all_by_label_contains(&format!(
                             "{} attention layer {layer}",
@@ -210,6 +219,19 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
                 }
             }
             ActionCommand::SelectLayerHead { .. } => {}
+            ActionCommand::TranslationStep(step) => {
+                let panel = app.panel::<TranslatePanel>().expect("translate");
+                assert_eq!(panel.step, step - 1, "{what}: step");
+                let translation = panel.translation().expect("a translation").clone();
+                assert_eq!(
+                    translation.text, app.shared.text,
+                    "{what}: the lesson's text"
+                );
+                assert!(
+                    has_text(h, &format!("Step {step} of {}", translation.len())),
+                    "{what}: step {step} shown"
+                );
+            }
             ActionCommand::SelectToken { side, token } => {
                 let slots = side.map_or(Slot::ALL.to_vec(), |s| vec![slot_of(s)]);
                 for slot in slots {

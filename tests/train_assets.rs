@@ -172,9 +172,37 @@ fn tiny_translator_steps_look_back_at_the_word_they_translate() {
         steps.source_tokens[best].clone()
     };
     for (step, english) in [(1, "▁cat"), (2, "▁black"), (4, "▁chased"), (6, "▁mouse")] {
-        eprintln!("{} → {}", written[step], looked_at(step));
         assert_eq!(looked_at(step), english, "step {step} ({})", written[step]);
     }
+
+    // Lesson 2's walk-through of "the cat chased the mouse .": eight steps, "chat" (step 2)
+    // looking at "cat", "chassé" (step 4) at "chased"; the past tense is two French words.
+    let steps = translate_step_by_step(&loaded, "the cat chased the mouse .", Strategy::Greedy, 5)
+        .expect("steps");
+    let written: Vec<&str> = steps.steps.iter().map(|s| s.token.as_str()).collect();
+    assert_eq!(
+        written,
+        [
+            "le",
+            "▁chat",
+            "▁a",
+            "▁chassé",
+            "▁la",
+            "▁souris",
+            "▁.",
+            "</s>"
+        ]
+    );
+    let row = |step: usize| steps.cross_row(layers - 1, None, step).expect("row");
+    let looked_at =
+        |step: usize| steps.source_tokens[glassbox::generate::argmax(&row(step))].clone();
+    assert_eq!(looked_at(1), "▁cat");
+    assert_eq!(looked_at(3), "▁chased");
+    // Lesson 4: the cross-attention map of that translation is 8 tokens by 8 (rows: French).
+    assert_eq!(
+        steps.cross_attention[0][0].len(),
+        8 * steps.source_tokens.len()
+    );
 }
 
 #[test]

@@ -70,6 +70,8 @@ pub enum ActionCommand {
     Generate(usize),
     /// `qa:` — extractive question answering: the question, answered from the text (BERT).
     AskQuestion(String),
+    /// `step:` — the Translate view shows decoder step `n` (1-based).
+    TranslationStep(usize),
     /// `train:` (+ settings) — set up, and unless `start: no`, start a pretraining run.
     StartTraining(TrainingSettings),
     /// `finetune:` (+ settings) — set up, and unless `start: no`, start a fine-tuning run.
@@ -114,6 +116,7 @@ impl ActionCommand {
             ActionCommand::SetSampling(s) => format!("set sampling ({s})"),
             ActionCommand::Generate(n) => format!("generate {n} tokens"),
             ActionCommand::AskQuestion(q) => format!("ask {q:?}"),
+            ActionCommand::TranslationStep(n) => format!("show decoder step {n}"),
             ActionCommand::StartTraining(t) => format!(
                 "{} {} for {} steps",
                 if t.start { "train" } else { "set up" },
@@ -161,6 +164,7 @@ impl ActionCommand {
             | ActionCommand::SelectLoadedParams(_)
             | ActionCommand::SetCustomConfig(_) => ViewName::Parameters,
             ActionCommand::StepThrough { .. } => ViewName::StepThrough,
+            ActionCommand::TranslationStep(_) => ViewName::Translate,
             ActionCommand::StartTraining(_) => ViewName::Train,
             ActionCommand::StartFinetune(_) | ActionCommand::ShowFinetuneStep(_) => {
                 ViewName::Finetune
@@ -183,6 +187,7 @@ pub enum ViewName {
     Attention,
     StepThrough,
     Predict,
+    Translate,
     Parameters,
     Train,
     Finetune,
@@ -190,13 +195,14 @@ pub enum ViewName {
 }
 
 impl ViewName {
-    pub const ALL: [ViewName; 10] = [
+    pub const ALL: [ViewName; 11] = [
         ViewName::Model,
         ViewName::Tokens,
         ViewName::Embeddings,
         ViewName::Attention,
         ViewName::StepThrough,
         ViewName::Predict,
+        ViewName::Translate,
         ViewName::Parameters,
         ViewName::Train,
         ViewName::Finetune,
@@ -212,6 +218,7 @@ impl ViewName {
             ViewName::Attention => "attention",
             ViewName::StepThrough => "step-through",
             ViewName::Predict => "predict",
+            ViewName::Translate => "translate",
             ViewName::Parameters => "params",
             ViewName::Train => "train",
             ViewName::Finetune => "finetune",
@@ -228,6 +235,7 @@ impl ViewName {
             ViewName::Attention => "Attention",
             ViewName::StepThrough => "Step through",
             ViewName::Predict => "Predict",
+            ViewName::Translate => "Translate",
             ViewName::Parameters => "Parameters",
             ViewName::Train => "Train",
             ViewName::Finetune => "Fine-tune",
@@ -279,6 +287,8 @@ impl FromStr for ViewName {
 pub enum Side {
     Gpt,
     Bert,
+    /// The encoder–decoder (translator).
+    Translator,
 }
 
 impl Side {
@@ -286,6 +296,7 @@ impl Side {
         match self {
             Side::Gpt => "GPT",
             Side::Bert => "BERT",
+            Side::Translator => "translator",
         }
     }
 
@@ -294,6 +305,7 @@ impl Side {
         match self {
             Side::Gpt => ShippedModel::TinyGpt,
             Side::Bert => ShippedModel::TinyBert,
+            Side::Translator => ShippedModel::TinyTranslator,
         }
     }
 }
@@ -305,7 +317,10 @@ impl FromStr for Side {
         match squash(text).as_str() {
             "gpt" | "causal" | "decoder" => Ok(Side::Gpt),
             "bert" | "bidirectional" | "encoder" => Ok(Side::Bert),
-            _ => Err(format!("unknown side {text:?}; use gpt or bert")),
+            "translator" | "encoderdecoder" | "marian" | "mt" => Ok(Side::Translator),
+            _ => Err(format!(
+                "unknown side {text:?}; use gpt, bert or translator"
+            )),
         }
     }
 }
@@ -315,16 +330,22 @@ impl FromStr for Side {
 pub enum ShippedModel {
     TinyGpt,
     TinyBert,
+    TinyTranslator,
 }
 
 impl ShippedModel {
-    pub const ALL: [ShippedModel; 2] = [ShippedModel::TinyGpt, ShippedModel::TinyBert];
+    pub const ALL: [ShippedModel; 3] = [
+        ShippedModel::TinyGpt,
+        ShippedModel::TinyBert,
+        ShippedModel::TinyTranslator,
+    ];
 
     /// The folder under `assets/` and the name in lesson files.
     pub fn name(self) -> &'static str {
         match self {
             ShippedModel::TinyGpt => "tiny-gpt",
             ShippedModel::TinyBert => "tiny-bert",
+            ShippedModel::TinyTranslator => "tiny-translator",
         }
     }
 
@@ -332,6 +353,7 @@ impl ShippedModel {
         match self {
             ShippedModel::TinyGpt => Side::Gpt,
             ShippedModel::TinyBert => Side::Bert,
+            ShippedModel::TinyTranslator => Side::Translator,
         }
     }
 }

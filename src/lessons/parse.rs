@@ -455,6 +455,9 @@ impl Parser<'_> {
                     }
                 }
                 "view" => Some(ActionCommand::OpenView(value.parse().map_err(err)?)),
+                "step" => Some(ActionCommand::TranslationStep(
+                    parse_count_value(&value, "step", 1).map_err(err)?,
+                )),
                 "layer" => {
                     if layer_at.is_some() {
                         return Err(err("appears twice; one layer per action".into()));

@@ -718,7 +718,9 @@ impl FinetunePanel {
         match &lesson.from {
             ModelRef::Shipped(ShippedModel::TinyBert) => s.model = ModelChoice::ShippedBert,
             ModelRef::Shipped(ShippedModel::TinyGpt) => s.model = ModelChoice::ShippedGpt,
-            ModelRef::Folder(_) | ModelRef::Hub(_) => {
+            ModelRef::Shipped(ShippedModel::TinyTranslator)
+            | ModelRef::Folder(_)
+            | ModelRef::Hub(_) => {
                 s.model = ModelChoice::Folder;
                 s.folder = model_dir.display().to_string();
             }

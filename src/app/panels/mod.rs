@@ -81,6 +81,8 @@ pub enum Action {
     SetSampling(Sampling),
     /// Predict view (GPT): sample this many tokens after the text.
     Generate(usize),
+    /// Translate view: show decoder step `n` (1-based).
+    ShowTranslationStep(usize),
     /// Predict view (BERT): extractive question answering, the current text as the context.
     AskQuestion(String),
     /// Train view: fill in the form, and start the run unless `start` is off.
@@ -112,6 +114,7 @@ impl Action {
             | Action::Generate(_)
             | Action::AskQuestion(_) => "predict",
             Action::StepThrough { .. } => "step-through",
+            Action::ShowTranslationStep(_) => "translate",
             Action::StartTraining(_) => "train",
             Action::StartFinetune { .. } | Action::ShowFinetuneStep(_) => "finetune",
             Action::ShowCalculator(_) => "lessons",

@@ -478,14 +478,19 @@ impl Panel for TranslatePanel {
     }
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
-        if let Action::SelectLayerHead {
-            slot: Some(Slot::Translator),
-            layer,
-            head,
-        } = action
-        {
-            self.settings.layer = Some(*layer);
-            self.settings.head = *head;
+        match action {
+            Action::SelectLayerHead {
+                slot: Some(Slot::Translator),
+                layer,
+                head,
+            } => {
+                self.settings.layer = Some(*layer);
+                self.settings.head = *head;
+            }
+            Action::ShowTranslationStep(step) => self.step = step.saturating_sub(1),
+            // A lesson's step is about the greedy translation of its text.
+            Action::SetText(_) => self.settings.method = Method::Greedy,
+            _ => {}
         }
     }
 

@@ -82,6 +82,7 @@ fn slot_of(side: Side) -> Slot {
     match side {
         Side::Gpt => Slot::Gpt,
         Side::Bert => Slot::Bert,
+        Side::Translator => Slot::Translator,
     }
 }
 
@@ -236,6 +237,10 @@ impl Runner {
                     steps.push_back(Step::CheckQa);
                     steps.push_back(Step::Act(Action::AskQuestion(question.clone())));
                 }
+                ActionCommand::TranslationStep(step) => {
+                    steps.push_back(Step::NeedModel(Slot::Translator));
+                    steps.push_back(Step::Act(Action::ShowTranslationStep(*step)));
+                }
                 ActionCommand::StartTraining(settings) => {
                     steps.push_back(Step::Act(Action::StartTraining(settings.clone())))
                 }
@@ -294,7 +299,7 @@ impl Runner {
                 }
                 Step::Load { source, name, sent } => {
                     let in_flight = shared.loads().iter().any(|l| l.source == *source);
-                    let loaded = Slot::ALL
+                    let loaded = Slot::FAMILY_PLACES
                         .iter()
                         .any(|&s| shared.model(s).is_some_and(|m| m.source == *source));
                     if in_flight {
