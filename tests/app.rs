@@ -147,7 +147,9 @@ fn more_models_than_two_and_any_two_side_by_side() {
     let mut h = harness(app);
     settle(&mut h);
     let slots = h.state().shared.loaded_slots();
-    assert_eq!(slots.len(), 3, "{slots:?}");
+    // GPT, BERT, the second GPT beside them, and the shipped translator in its own place.
+    assert_eq!(slots.len(), 4, "{slots:?}");
+    assert!(slots.contains(&Slot::Translator));
     let extra = Slot::extra(0);
     assert_eq!(h.state().shared.model(extra).unwrap().dir, second_gpt);
     // The Attention view offers it: compare the two GPTs.
@@ -191,16 +193,18 @@ fn more_models_than_two_and_any_two_side_by_side() {
         .panel_mut::<glassbox::app::panels::model::ModelPanel>()
         .unwrap()
         .folder_text = bert;
+    // Below the model cards (the translator's too): clicked through accessibility.
     h.get_by_role_and_label(Role::Button, "Local folder")
-        .click();
+        .click_accesskit();
     h.run_steps(2);
-    h.get_by_role_and_label(Role::Button, "Load folder").click();
+    h.get_by_role_and_label(Role::Button, "Load folder")
+        .click_accesskit();
     settle(&mut h);
-    assert_eq!(h.state().shared.loaded_slots().len(), 4);
-    h.get_by_label("Unload other-gpt").click();
+    assert_eq!(h.state().shared.loaded_slots().len(), 5);
+    h.get_by_label("Unload other-gpt").click_accesskit();
     settle(&mut h);
     assert!(h.state().shared.model(extra).is_none());
-    assert_eq!(h.state().shared.loaded_slots().len(), 3);
+    assert_eq!(h.state().shared.loaded_slots().len(), 4);
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
         shipped: Some(ShippedModels {
             gpt: Some(PathBuf::from("tests/fixtures/gpt2")),
             bert: Some(PathBuf::from("tests/fixtures/bert")),
-            translator: None,
+            translator: Some(PathBuf::from("assets/tiny-translator")),
             message: None,
             searched: Vec::new(),
         }),
@@ -65,6 +65,7 @@ fn main_views() {
         ("tokens", "view_tokens"),
         ("attention", "view_attention"),
         ("params", "view_parameters"),
+        ("translate", "view_translate"),
     ] {
         open(&mut h, id);
         results.add(h.try_snapshot(name));

@@ -329,9 +329,13 @@ fn open_refuses_bad_arguments_before_the_window() {
         stderr.contains("nowhere") && stderr.contains("attention"),
         "{stderr}"
     );
-    let output = glassbox(&["open", fixture("marian").to_str().unwrap()]);
+    // A folder whose config.json is not a model's is refused, naming the file.
+    let dir = common::temp_dir("cli-open-bad-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), "{\"model_type\": \"unknown\"}").unwrap();
+    let output = glassbox(&["open", dir.to_str().unwrap()]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("encoder–decoder"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("config.json"));
 }
 
 /// `glassbox inspect --target` on the Marian fixture: the dump reproduces every reference

@@ -288,8 +288,8 @@ fn marian_of_an_unseen_shape() {
     // The same weights as built: the same logits.
     let again = built.forward(&source, &decoder_input, None).unwrap();
     assert!(max_abs_diff(&full, &again) < 1e-6);
-    let encoder_output = model.encode(&source, None).unwrap();
-    let mut state = model.start_decoding(&encoder_output).unwrap();
+    let encoder_output = model.encode(&source, None, None).unwrap();
+    let mut state = model.start_decoding(&encoder_output, None).unwrap();
     for (position, &id) in target.iter().enumerate() {
         let step = Tensor::new(&[id], &device).unwrap().unsqueeze(0).unwrap();
         let logits = model.decode(&step, &mut state, None).unwrap(); // [1, 1, 50]
@@ -306,4 +306,32 @@ fn marian_of_an_unseen_shape() {
     let beams = model.beam_search(&[5, 7, 9, 0], &generation).unwrap();
     assert_eq!(beams[0].ids, greedy);
     assert!(greedy.len() <= 11 && !greedy.contains(&49));
+
+    // A padded batch (the trainer's and the batched greedy's) computes what each sentence
+    // computes alone: the padding is masked in the encoder and in cross-attention.
+    let short = [5u32, 7, 0];
+    let pad = config.pad_token_id;
+    let batch = Tensor::new(&[[5u32, 7, 9, 11, 0], [5, 7, 0, pad, pad]], &device).unwrap();
+    let padding = vec![vec![1u32, 1, 1, 1, 1], vec![1, 1, 1, 0, 0]];
+    let decoder_batch = Tensor::new(&[[49u32, 3, 8], [49, 13, 21]], &device).unwrap();
+    let (_, batched) = model
+        .forward_with_hidden(&batch, Some(&padding), &decoder_batch, None)
+        .unwrap(); // [2, 3, 50]
+    let alone = model
+        .forward(
+            &Tensor::new(&short, &device).unwrap().unsqueeze(0).unwrap(),
+            &Tensor::new(&[49u32, 13, 21], &device)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    let diff = max_abs_diff(&batched.narrow(0, 1, 1).unwrap(), &alone);
+    assert!(diff < 1e-4, "padded row differs by {diff}");
+    let sources = vec![vec![5u32, 7, 9, 0], short.to_vec()];
+    let batched_greedy = model.greedy_batch(&sources, &generation).unwrap();
+    for (source, ids) in sources.iter().zip(&batched_greedy) {
+        assert_eq!(ids, &model.greedy(source, &generation).unwrap());
+    }
 }

@@ -238,7 +238,10 @@ fn marian_beam_search() {
             length_penalty: None,
         };
         let greedy = translate(&loaded, source, &with_beams(1)).unwrap();
-        let encoded = loaded.source.encode(source).unwrap();
+        let encoded = loaded
+            .tokenizer
+            .encode(glassbox::tokenizer::translation::Side::Source, source)
+            .unwrap();
         let settings = with_beams(1).settings(&loaded).unwrap();
         let one_beam = loaded.model.beam_search(&encoded.ids, &settings).unwrap();
         assert_eq!(one_beam[0].ids, greedy.ids, "{source}: one beam is greedy");
@@ -257,8 +260,11 @@ fn marian_beam_search() {
                 if target.len() == 24 {
                     continue;
                 }
-                let inspection =
-                    inspect_translation(&loaded, source, Some(&loaded.target.decode(&target)));
+                let inspection = inspect_translation(
+                    &loaded,
+                    source,
+                    Some(&loaded.tokenizer.decode(&target).unwrap()),
+                );
                 let Ok(inspection) = inspection else { continue };
                 if inspection.target_ids != target {
                     continue; // the text does not re-tokenize to the same pieces

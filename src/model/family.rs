@@ -80,6 +80,15 @@ pub enum StackRole {
     Decoder,
 }
 
+impl StackRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            StackRole::Encoder => "encoder",
+            StackRole::Decoder => "decoder",
+        }
+    }
+}
+
 /// One stack of layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stack {

@@ -102,10 +102,11 @@ impl Panel for ModelPanel {
     fn ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
         ui.heading("Model");
         ui.label(
-            "Glassbox keeps a causal model (GPT family) and a bidirectional one (BERT family) in \
-             their own places, so the views can put them side by side; a model you load replaces \
-             the one of its family, or, with \"Load beside the others\", joins them in a place of \
-             its own. The side-by-side views pick which two to compare.",
+            "Glassbox keeps a causal model (GPT family), a bidirectional one (BERT family) and an \
+             encoder–decoder (translator) in their own places, so the views can put them side by \
+             side; a model you load replaces the one of its family, or, with \"Load beside the \
+             others\", joins them in a place of its own. The side-by-side views pick which two to \
+             compare.",
         );
         ui.add_space(4.0);
         device_row(ui, shared);
@@ -117,6 +118,12 @@ impl Panel for ModelPanel {
             }
         });
         // Extra models, two to a row.
+        // The encoder–decoder's place, when a translator is loaded.
+        if shared.model(Slot::Translator).is_some() {
+            ui.push_id(Slot::Translator, |ui| {
+                slot_card(ui, shared, Slot::Translator)
+            });
+        }
         let extras: Vec<Slot> = shared
             .loaded_slots()
             .into_iter()
@@ -239,23 +246,49 @@ fn summary_grid(ui: &mut Ui, model: &ModelSummary) {
                 "Architecture",
                 config.architecture.hf_name().to_string(),
             );
+            let family = config.family();
+            let layers = if family.stacks.len() > 1 {
+                // An encoder–decoder: both stacks' depths.
+                family
+                    .stacks
+                    .iter()
+                    .map(|stack| {
+                        format!("{} {}", config.stack_layers(stack.role), stack.role.name())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+                    + " layers"
+            } else {
+                format!("{} layers", config.num_layers())
+            };
             row(
                 ui,
                 "Shape",
                 format!(
-                    "{} layers, width {}, {} heads, vocabulary {}, context {}",
-                    config.num_layers(),
+                    "{layers}, width {}, {} heads, vocabulary {}, context {}",
                     config.hidden_size(),
                     config.num_heads(),
                     config.vocab_size(),
                     config.max_positions()
                 ),
             );
+            let stacks: Vec<String> = family
+                .stacks
+                .iter()
+                .map(|stack| {
+                    let attention: Vec<&str> = stack.attention.iter().map(|a| a.label()).collect();
+                    format!("{}: {}", stack.role.name(), attention.join(" + "))
+                })
+                .collect();
+            row(ui, "Stacks", stacks.join("; "));
             row(
                 ui,
                 "Tokenizer",
                 match model.tokenizer_kind {
                     Some(kind) => format!("{kind}, {} tokens", model.tokenizer_vocab_size),
+                    None if family.has_cross_attention() => {
+                        "SentencePiece (source.spm, target.spm, vocab.json)".into()
+                    }
                     None => "none".into(),
                 },
             );
@@ -320,13 +353,16 @@ pub fn load_shipped(shared: &mut Shared, slot: Slot) {
 }
 
 fn shipped_ui(ui: &mut Ui, shared: &mut Shared) {
-    ui.label("The tiny GPT and BERT trained by Glassbox itself, in assets/.");
-    for slot in Slot::ALL {
+    ui.label("The tiny GPT, BERT and English → French translator trained by Glassbox itself, in assets/.");
+    for slot in Slot::FAMILY_PLACES {
         let dir = shared.shipped.get(slot).cloned();
         ui.horizontal(|ui| {
             let button = ui.add_enabled(
                 dir.is_some(),
-                egui::Button::new(format!("Load shipped tiny {}", slot.short())),
+                egui::Button::new(match slot {
+                    Slot::Translator => "Load shipped tiny translator".to_string(),
+                    _ => format!("Load shipped tiny {}", slot.short()),
+                }),
             );
             if button.clicked() {
                 load_shipped(shared, slot);

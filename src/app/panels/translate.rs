@@ -21,6 +21,9 @@ use crate::app::widgets::{
 use crate::generate::SamplingSettings;
 use crate::translate::{Strategy, TranslationSteps};
 
+/// A sentence of the built-in grammar whose translation moves an adjective.
+pub const EXAMPLE: &str = "the black cat chased the mouse .";
+
 /// Which decoding the view runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Method {
@@ -432,6 +435,16 @@ impl Panel for TranslatePanel {
             },
         };
         self.controls(ui, shared, &translators, slot);
+        ui.horizontal_wrapped(|ui| {
+            ui.weak(
+                "A tiny translator knows only sentences like the ones it was trained on (the \
+                 shipped one: lower-case English of a small grammar, a space before the full \
+                 stop).",
+            );
+            if ui.button("Use an example sentence").clicked() {
+                shared.text = EXAMPLE.to_string();
+            }
+        });
         ui.separator();
         if shared.text.trim().is_empty() {
             ui.label("Type an English sentence in the text box above.");
