@@ -23,7 +23,7 @@ pub enum TranslationTokenizer {
         target: Box<SentencePiece>,
     },
     /// One tokenizer for both languages (`tokenizer.json`).
-    Shared(Tokenizer),
+    Shared(Box<Tokenizer>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl TranslationTokenizer {
                 path.display()
             )));
         }
-        Ok(Self::Shared(tokenizer))
+        Ok(Self::Shared(Box::new(tokenizer)))
     }
 
     /// Encodes `text` for one side, `</s>` last (as `MarianTokenizer`).
