@@ -862,3 +862,83 @@ fn attention_shows_the_three_kinds_of_an_encoder_decoder() {
     assert!(has_label(&h, "cross attention layer 1 mean over heads"));
     no_error_notices(&h);
 }
+
+/// Step through an encoder–decoder: the encoder's stages over the source, then the decoder's
+/// over its input, with cross-attention's queries from the decoder and keys and values from the
+/// encoder's output; the recorded tensors are the library's.
+#[test]
+fn step_through_walks_the_encoder_then_the_decoder() {
+    use glassbox::app::panels::step_through::StageRef;
+    let mut h = harness();
+    h.state_mut()
+        .apply(Action::SetText("the black cat chased the mouse .".into()));
+    settle(&mut h);
+    open_view(&mut h, "Step through");
+    h.get_by_label("MT (tiny-translator)").click();
+    settle(&mut h);
+    h.get_by_label("Encoder (reads the source)").click();
+    settle(&mut h);
+    let shown = |h: &Harness<'static, GlassboxApp>| {
+        h.state()
+            .panel::<StepThroughPanel>()
+            .unwrap()
+            .shown
+            .clone()
+            .expect("a stage is shown")
+    };
+    assert_eq!(shown(&h).stage, StageRef::in_encoder(Stage::Embed, None));
+    assert_eq!(shown(&h).shape, vec![1, 8, 64], "8 source tokens");
+    h.get_by_label("softmax").click();
+    settle(&mut h);
+    assert!(has_label(&h, "Encoder · Layer 0 · softmax"));
+    assert_eq!(shown(&h).shape, vec![1, 4, 8, 8]);
+
+    h.get_by_label("Decoder (writes the translation)").click();
+    settle(&mut h);
+    h.get_by_label("cross-attention Q (decoder), K, V (encoder)")
+        .click();
+    settle(&mut h);
+    assert_eq!(shown(&h).stage, StageRef::new(Stage::CrossQkv, Some(0)));
+    h.get_by_label("cross-attention softmax").click();
+    settle(&mut h);
+    assert!(has_label(&h, "Decoder · Layer 0 · cross-attention softmax"));
+    // Rows: the 9 tokens the decoder reads; columns: the 8 source tokens.
+    assert_eq!(shown(&h).shape, vec![1, 4, 9, 8]);
+
+    // The numbers are the library's teacher-forced trace on the greedy translation.
+    let translator = glassbox::model::checkpoint::load_translator(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let inspection = glassbox::translate::inspect_translation(
+        &translator,
+        "the black cat chased the mouse .",
+        None,
+    )
+    .unwrap();
+    let probs = inspection.trace.cross_attentions()[0]
+        .get(0)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap(); // head 0: [9, 8]
+    let data = h
+        .state_mut()
+        .shared
+        .inspection_full(Slot::Translator)
+        .data()
+        .expect("the view's trace");
+    let shown = data.stage("cross.0.attention_probs").expect("recorded");
+    let head0 = shown.matrix(&[0]).unwrap();
+    assert_eq!((head0.rows, head0.cols), (9, 8));
+    for (r, row) in probs.iter().enumerate() {
+        for (c, &p) in row.iter().enumerate() {
+            assert!((head0.get(r, c).unwrap() - p).abs() < 1e-6);
+        }
+    }
+    assert_eq!(data.source_labels()[1], "▁black");
+    assert_eq!(data.token_labels()[0], "<pad>");
+    no_error_notices(&h);
+}

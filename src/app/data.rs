@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GlassboxError, Result};
 use crate::inspect::{Inspection, Predictions};
-use crate::model::checkpoint::LoadedModel;
+use crate::model::checkpoint::{LoadedModel, LoadedTranslator};
 use crate::model::config::ModelConfig;
 use crate::model::params::{self, ParamBreakdown};
 use crate::model::trace::{LayerTrace, Trace};
@@ -395,8 +395,15 @@ pub struct InspectionData {
     pub is_causal: bool,
     /// What the model's family declares (its stages, for the step-through).
     pub family: &'static crate::model::family::Family,
+    /// The tokens the (output stack's) rows stand for: an encoder–decoder's decoder input.
     pub tokens: Vec<TokenInfo>,
+    /// An encoder–decoder's source tokens (the encoder's rows, cross-attention's columns);
+    /// empty for other families.
+    pub source_tokens: Vec<TokenInfo>,
+    /// Layers of the output stack (an encoder–decoder's decoder).
     pub num_layers: usize,
+    /// An encoder–decoder's encoder layers (0 for other families).
+    pub encoder_layers: usize,
     pub num_heads: usize,
     /// `attention[layer][head]` is `[s, s]`: row = query token, column = key token.
     pub attention: Vec<Vec<Matrix>>,
@@ -458,7 +465,9 @@ impl InspectionData {
             is_causal: loaded.config.is_causal(),
             family: loaded.config.family(),
             tokens,
+            source_tokens: Vec::new(),
             num_layers: loaded.config.num_layers(),
+            encoder_layers: 0,
             num_heads: loaded.config.num_heads(),
             attention,
             masks,
@@ -467,8 +476,112 @@ impl InspectionData {
         })
     }
 
+    /// An encoder–decoder: the text, its greedy translation teacher-forced through the model with
+    /// the trace on. The decoder's input is the start token and the translation; the stages
+    /// are the encoder's (`encoder.…`), the decoder's (`layers.…`) and cross-attention's
+    /// (`cross.{layer}.…`). Worker only.
+    pub fn from_translation(
+        translator: &LoadedTranslator,
+        slot: Slot,
+        model_name: &str,
+        text: &str,
+        full_trace: bool,
+    ) -> Result<Self> {
+        let inspection = crate::translate::inspect_translation(translator, text, None)?;
+        let readable = |token: &str| translator.tokenizer.readable(token);
+        let token_info = |text: String, id: u32| TokenInfo {
+            bytes: text.as_bytes().to_vec(),
+            special: text.starts_with('<') && text.ends_with('>'),
+            text,
+            id,
+            type_id: 0,
+            offsets: (0, 0),
+        };
+        let source_tokens = inspection
+            .source_tokens
+            .iter()
+            .zip(&inspection.source_ids)
+            .map(|(t, &id)| token_info(readable(t), id))
+            .collect();
+        let tokens: Vec<TokenInfo> = inspection
+            .decoder_input_ids
+            .iter()
+            .map(|&id| {
+                let token = translator
+                    .tokenizer
+                    .target_token(id)
+                    .unwrap_or_else(|| format!("<{id}>"));
+                token_info(readable(&token), id)
+            })
+            .collect();
+        let trace = &inspection.trace;
+        let t = tokens.len();
+        let mut attention = Vec::new();
+        let mut masks = Vec::new();
+        for layer in &trace.decoder.layers {
+            let mut heads = Vec::new();
+            if let Some(probs) = &layer.attention_probs {
+                let probs = Array::from_tensor(probs)?; // [nh, t, t] (batch squeezed)
+                let nh = probs.shape.first().copied().unwrap_or(0);
+                for h in 0..nh {
+                    heads.push(probs.matrix(&[h]).unwrap_or_default());
+                }
+            }
+            attention.push(heads);
+            let allowed = (0..t * t)
+                .map(|i| if i % t <= i / t { 1.0 } else { 0.0 })
+                .collect();
+            masks.push(Matrix::new(t, t, allowed));
+        }
+        let stages = if full_trace {
+            let mut stages = trace_stages(&trace.decoder)?;
+            for (i, layer) in trace.cross.iter().enumerate() {
+                for (name, tensor) in layer_fields(layer) {
+                    if let Some(tensor) = tensor {
+                        stages.push(Stage {
+                            key: format!("cross.{i}.{name}"),
+                            values: Array::from_tensor(tensor)?,
+                        });
+                    }
+                }
+            }
+            for stage in trace_stages(&trace.encoder)? {
+                stages.push(Stage {
+                    key: format!("encoder.{}", stage.key),
+                    values: stage.values,
+                });
+            }
+            stages
+        } else {
+            Vec::new()
+        };
+        let config = &translator.config;
+        Ok(Self {
+            slot,
+            model_name: model_name.to_string(),
+            text: text.to_string(),
+            pair: None,
+            is_causal: true,
+            family: &crate::model::family::MARIAN,
+            tokens,
+            source_tokens,
+            num_layers: config.decoder_layers,
+            encoder_layers: config.encoder_layers,
+            num_heads: config.decoder_attention_heads,
+            attention,
+            masks,
+            predictions: Predictions::NextToken { top: Vec::new() },
+            stages,
+        })
+    }
+
     pub fn token_labels(&self) -> Vec<String> {
         self.tokens.iter().map(|t| t.text.clone()).collect()
+    }
+
+    /// An encoder–decoder's source tokens as labels.
+    pub fn source_labels(&self) -> Vec<String> {
+        self.source_tokens.iter().map(|t| t.text.clone()).collect()
     }
 
     /// Attention of `layer`, `head`; `head == None` is the mean over heads.

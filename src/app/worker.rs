@@ -563,6 +563,11 @@ impl Worker {
             .summary(slot)
             .map(|s| s.name.clone())
             .unwrap_or_default();
+        // An encoder–decoder: the text and its greedy translation.
+        if let Some(translator) = self.models.translators.get(&slot) {
+            let data = InspectionData::from_translation(translator, slot, &name, text, full_trace)?;
+            return Ok(Output::Inspection(Arc::new(data)));
+        }
         // A causal model reads one text; the pair is for BERT's two segments.
         let pair = if !loaded.config.family().reads_pairs() {
             None

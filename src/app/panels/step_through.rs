@@ -31,6 +31,7 @@ use crate::app::worker::{Command, Output};
 use crate::inspect::Predictions;
 use crate::lessons::Stage;
 use crate::model::config::{FamilyConfig, ModelConfig};
+use crate::model::family::{Family, NormPlacement, PositionScheme, StackRole};
 use crate::model::layers::Activation;
 
 /// The stages inside every layer, in order.
@@ -47,6 +48,16 @@ pub fn stage_label(stage: Stage, causal: bool) -> &'static str {
         Stage::Probabilities if causal => "next-token probabilities",
         Stage::Probabilities => "fill-mask probabilities",
         _ => stage.title(),
+    }
+}
+
+/// [`stage_label`] for a family: the residual stages are "Add & LayerNorm" where the family
+/// normalises after the sum (BERT, Marian), the probabilities are next-token ones where it
+/// generates (GPT, Marian).
+pub fn family_stage_label(family: &Family, stage: Stage) -> &'static str {
+    match stage {
+        Stage::Probabilities => stage_label(stage, family.generates()),
+        _ => stage_label(stage, family.norm == NormPlacement::Pre),
     }
 }
 
@@ -88,24 +99,78 @@ pub fn trace_key(stage: Stage, layer: usize) -> String {
 pub struct StageRef {
     pub kind: Stage,
     pub layer: Option<usize>,
+    /// An encoder–decoder's encoder stack (its trace entries are `encoder.…`); false for the
+    /// decoder and for single-stack families.
+    #[serde(default)]
+    pub encoder: bool,
 }
 
 impl StageRef {
     pub fn new(kind: Stage, layer: Option<usize>) -> Self {
-        Self { kind, layer }
+        Self {
+            kind,
+            layer,
+            encoder: false,
+        }
+    }
+
+    /// A stage of an encoder–decoder's encoder.
+    pub fn in_encoder(kind: Stage, layer: Option<usize>) -> Self {
+        Self {
+            kind,
+            layer,
+            encoder: true,
+        }
+    }
+
+    /// The trace entry's name prefix: `encoder.` in an encoder–decoder's encoder.
+    pub fn prefix(&self) -> &'static str {
+        if self.encoder { "encoder." } else { "" }
     }
 
     pub fn key(&self) -> String {
-        trace_key(self.kind, self.layer.unwrap_or(0))
+        format!(
+            "{}{}",
+            self.prefix(),
+            trace_key(self.kind, self.layer.unwrap_or(0))
+        )
     }
 }
 
-/// Every stage the trace of `data` has, in the order of the forward pass.
+/// Every stage the trace of `data` has, in the order of the forward pass: an encoder–decoder's
+/// encoder stages first, then its decoder's.
 pub fn stage_list(data: &InspectionData) -> Vec<StageRef> {
+    let mut list = Vec::new();
+    if data.encoder_layers > 0
+        && let Some(encoder) = data.family.stack(StackRole::Encoder)
+        && data.family.stacks.len() > 1
+    {
+        list = stack_stages(data, encoder.stages, data.encoder_layers, true);
+    }
+    list.extend(stack_stages(
+        data,
+        data.family.output_stack().stages,
+        data.num_layers,
+        false,
+    ));
+    list
+}
+
+/// One stack's stages in order: those before its layers, each layer's, those after.
+fn stack_stages(
+    data: &InspectionData,
+    stages: &[Stage],
+    layers: usize,
+    encoder: bool,
+) -> Vec<StageRef> {
     // The stages the family declares, in its order, where the trace has them (DistilBERT
     // declares BERT's stages but has no segment embeddings).
-    let has = |key: &str| data.stage(key).is_some();
-    let stages = data.family.output_stack().stages;
+    let make = |kind: Stage, layer: Option<usize>| StageRef {
+        kind,
+        layer,
+        encoder,
+    };
+    let has = |stage: StageRef| data.stage(&stage.key()).is_some();
     let first_layer_stage = stages
         .iter()
         .position(|s| s.is_layer_stage())
@@ -113,19 +178,19 @@ pub fn stage_list(data: &InspectionData) -> Vec<StageRef> {
     let (before, rest) = stages.split_at(first_layer_stage);
     let mut list: Vec<StageRef> = before
         .iter()
-        .filter(|kind| has(&trace_key(**kind, 0)))
-        .map(|&kind| StageRef::new(kind, None))
+        .map(|&kind| make(kind, None))
+        .filter(|&stage| has(stage))
         .collect();
-    for layer in 0..data.num_layers {
+    for layer in 0..layers {
         for &kind in rest.iter().filter(|s| s.is_layer_stage()) {
-            if has(&trace_key(kind, layer)) {
-                list.push(StageRef::new(kind, Some(layer)));
+            if has(make(kind, Some(layer))) {
+                list.push(make(kind, Some(layer)));
             }
         }
     }
     for &kind in rest.iter().filter(|s| !s.is_layer_stage()) {
-        if has(&trace_key(kind, 0)) {
-            list.push(StageRef::new(kind, None));
+        if has(make(kind, None)) {
+            list.push(make(kind, None));
         }
     }
     list
@@ -192,7 +257,11 @@ impl Default for StepThroughPanel {
 impl StepThroughPanel {
     /// Goes to a stage (`layer` is ignored for stages outside the layers).
     pub fn go_to(&mut self, kind: Stage, layer: usize) {
-        self.current = StageRef::new(kind, kind.is_layer_stage().then_some(layer));
+        self.current = StageRef {
+            kind,
+            layer: kind.is_layer_stage().then_some(layer),
+            encoder: self.current.encoder,
+        };
     }
 
     fn step(&mut self, list: &[StageRef], delta: isize) {
@@ -339,18 +408,28 @@ impl Panel for StepThroughPanel {
             ui.label(format!("Stage {} of {}", index + 1, list.len()));
             ui.weak("(← / → keys)");
             ui.separator();
-            if data.num_layers > 0 {
-                let mut layer = self.current.layer.unwrap_or(0);
+            let layers = if self.current.encoder {
+                data.encoder_layers
+            } else {
+                data.num_layers
+            };
+            if layers > 0 {
+                let mut layer = self.current.layer.unwrap_or(0).min(layers - 1);
                 let before = layer;
-                ui.add(
-                    egui::Slider::new(&mut layer, 0..=data.num_layers - 1).text("Jump to layer"),
-                );
+                ui.add(egui::Slider::new(&mut layer, 0..=layers - 1).text("Jump to layer"));
                 if layer != before || (self.current.layer.is_none() && ui.button("Go").clicked()) {
+                    let encoder = self.current.encoder;
                     let kind = if self.current.kind.is_layer_stage() {
                         self.current.kind
                     } else {
                         layer_stages()
-                            .find(|k| list.contains(&StageRef::new(*k, Some(layer))))
+                            .find(|k| {
+                                list.contains(&StageRef {
+                                    kind: *k,
+                                    layer: Some(layer),
+                                    encoder,
+                                })
+                            })
                             .unwrap_or(Stage::Qkv)
                     };
                     self.go_to(kind, layer);
@@ -377,8 +456,33 @@ impl Panel for StepThroughPanel {
         if delta != 0 {
             self.step(&list, delta);
         }
+        if data.encoder_layers > 0 {
+            // An encoder–decoder: the encoder reads the source, then the decoder writes.
+            ui.horizontal(|ui| {
+                ui.label("Stack:");
+                let first = |encoder: bool| list.iter().copied().find(|s| s.encoder == encoder);
+                for (encoder, name) in [
+                    (true, "Encoder (reads the source)"),
+                    (false, "Decoder (writes the translation)"),
+                ] {
+                    if ui
+                        .selectable_label(self.current.encoder == encoder, name)
+                        .clicked()
+                        && self.current.encoder != encoder
+                        && let Some(stage) = first(encoder)
+                    {
+                        self.current = stage;
+                    }
+                }
+                ui.weak(format!(
+                    "\"{}\" → \"{}\" (the greedy translation, fed back to the decoder)",
+                    data.text,
+                    data.token_labels().join(" ")
+                ));
+            });
+        }
         let current = self.current;
-        self.stage_path(ui, &list, data.is_causal);
+        self.stage_path(ui, &list, data.family);
         ui.separator();
 
         let vocab = self
@@ -417,8 +521,16 @@ impl Panel for StepThroughPanel {
 impl StepThroughPanel {
     /// The stages before the layers, the current layer's stages, and the stages after, as
     /// buttons.
-    fn stage_path(&mut self, ui: &mut Ui, list: &[StageRef], causal: bool) {
+    fn stage_path(&mut self, ui: &mut Ui, list: &[StageRef], family: &Family) {
         let layer = self.current.layer.unwrap_or(0);
+        // The current stack's stages only (an encoder–decoder has two).
+        let encoder = self.current.encoder;
+        let list: Vec<StageRef> = list
+            .iter()
+            .copied()
+            .filter(|s| s.encoder == encoder)
+            .collect();
+        let list = list.as_slice();
         let layers = list
             .iter()
             .filter_map(|s| s.layer)
@@ -452,7 +564,7 @@ impl StepThroughPanel {
                 first = false;
                 let selected = *stage == self.current;
                 if ui
-                    .selectable_label(selected, stage_label(stage.kind, causal))
+                    .selectable_label(selected, family_stage_label(family, stage.kind))
                     .clicked()
                 {
                     chosen = Some(*stage);
@@ -516,7 +628,10 @@ struct Description {
 
 fn describe(stage: StageRef, cx: &StageContext) -> Description {
     let data = cx.data;
-    let causal = data.is_causal;
+    // Pre-LN GPT and post-LN BERT describe their sub-layers differently; an encoder–decoder is
+    // post-LN in both stacks, with a causal decoder and a bidirectional encoder.
+    let causal = data.family.norm == NormPlacement::Pre;
+    let masked = data.is_causal && !stage.encoder;
     let l = stage.layer.unwrap_or(0);
     let d = data
         .stage(&trace_key(Stage::Qkv, l))
@@ -532,9 +647,15 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
     } else {
         format!("layer {}", l - 1)
     };
+    let label = family_stage_label(data.family, stage.kind);
+    let stack = match (data.encoder_layers > 0, stage.encoder) {
+        (false, _) => "",
+        (true, true) => "Encoder · ",
+        (true, false) => "Decoder · ",
+    };
     let title = match stage.layer {
-        Some(layer) => format!("Layer {layer} · {}", stage_label(stage.kind, causal)),
-        None => stage_label(stage.kind, causal).to_string(),
+        Some(layer) => format!("{stack}Layer {layer} · {label}"),
+        None => format!("{stack}{label}"),
     };
     let tokens_x_h = "[batch, tokens, hidden]";
     let (formula, explanation, axes) = match stage.kind {
@@ -542,6 +663,14 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             "X_tok = E_tok[ids]   (row `id` of the token embedding table)".to_string(),
             "Each token id picks its row of the learned token embedding table. The same token \
              gets the same vector in every sentence: a static embedding."
+                .to_string(),
+            tokens_x_h,
+        ),
+        Stage::AddPositions if data.family.positions == PositionScheme::Sinusoidal => (
+            "X = √d · X_tok + P[0..s],  P[p, j] = sin(p / 10000^(2j/d)) | cos(…)".to_string(),
+            "Fixed sinusoidal positions (not learned): sines in the first half of each vector, \
+             cosines in the second, each pair at its own frequency. The token embeddings are \
+             scaled by √d first. Shown: the positions, then the sum X that enters layer 0."
                 .to_string(),
             tokens_x_h,
         ),
@@ -609,7 +738,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
                 "[batch, heads, query, key]",
             )
         }
-        Stage::Mask if causal => (
+        Stage::Mask if masked => (
             "masked = scaled + bias,  bias = 0 where mask = 1,  −∞ (f32::MIN) where mask = 0"
                 .to_string(),
             "Causal mask: a token may not look at tokens after it. Hatched cells are blocked; \
@@ -812,7 +941,13 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         clicked_token: None,
     };
     ui.add_space(4.0);
-    let labels = data.token_labels();
+    // An encoder's rows are the source tokens; a decoder's, what it reads.
+    let (labels, tokens) = if stage.encoder {
+        (data.source_labels(), &data.source_tokens)
+    } else {
+        (data.token_labels(), &data.tokens)
+    };
+    let p = stage.prefix();
     let layer = stage.layer.unwrap_or(0);
     let head = cx.head;
     let stem = |name: &str| {
@@ -858,7 +993,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
     match stage.kind {
         Stage::Embed => {
             ui.label("The tokens and their ids (click a row of the heatmap to follow a token):");
-            token_chips(ui, &data.tokens, cx.token);
+            token_chips(ui, tokens, cx.token);
             token_matrix(ui, &key, "token embeddings X_tok", "token-embeddings");
         }
         Stage::AddPositions => {
@@ -866,7 +1001,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             if data.is_causal {
                 token_matrix(
                     ui,
-                    "embedding_sum",
+                    &format!("{p}embedding_sum"),
                     "sum X = X_tok + E_pos",
                     "embedding-sum",
                 );
@@ -889,25 +1024,46 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         | Stage::CrossWeightedSum
         | Stage::CrossOutputProjection
         | Stage::ResidualCross => {
-            token_matrix(ui, &key, stage_label(stage.kind, data.is_causal), "values");
+            token_matrix(
+                ui,
+                &key,
+                family_stage_label(data.family, stage.kind),
+                "values",
+            );
         }
         Stage::CrossQkv | Stage::CrossScores | Stage::CrossSoftmax => {
-            // Rows are target tokens; the source side (keys, values, columns) has its own
-            // tokens, so only the rows carry labels.
+            // Rows are the decoder's tokens (queries); K and V have a row per source token, and
+            // the scores' columns are the source tokens.
+            let source = data.source_labels();
             let keys: Vec<(String, String)> = if stage.kind == Stage::CrossQkv {
                 ["q", "k", "v"]
                     .iter()
                     .map(|f| (f.to_uppercase(), format!("cross.{layer}.{f}")))
                     .collect()
             } else {
-                vec![(stage_label(stage.kind, true).to_string(), key.clone())]
+                vec![(
+                    family_stage_label(data.family, stage.kind).to_string(),
+                    key.clone(),
+                )]
             };
             for (name, key) in keys {
                 let Some(m) = head_matrix(&key) else {
                     continue;
                 };
                 ui.label(RichText::new(format!("{name} (head {head})")).strong());
-                let row_labels: &[String] = if m.rows == labels.len() { &labels } else { &[] };
+                let row_labels: &[String] = if name == "K" || name == "V" {
+                    &source
+                } else if m.rows == labels.len() {
+                    &labels
+                } else {
+                    &[]
+                };
+                let col_labels: &[String] =
+                    if stage.kind != Stage::CrossQkv && m.cols == source.len() {
+                        &source
+                    } else {
+                        &[]
+                    };
                 let scale = if stage.kind == Stage::CrossSoftmax {
                     ColorScale::PROBABILITY
                 } else {
@@ -922,7 +1078,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                     )),
                     &m,
                     row_labels,
-                    &[],
+                    col_labels,
                     None,
                     scale,
                     &format!("{} {name} layer {layer} head {head}", data.slot.short()),
@@ -934,7 +1090,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         Stage::NormAttention => {
             token_matrix(
                 ui,
-                &format!("layers.{layer}.input"),
+                &format!("{p}layers.{layer}.input"),
                 "input X (residual stream)",
                 "input",
             );
@@ -974,7 +1130,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         }
         Stage::Qkv => {
             let names = ["Q", "K", "V"];
-            let keys = ["q", "k", "v"].map(|f| format!("layers.{layer}.{f}"));
+            let keys = ["q", "k", "v"].map(|f| format!("{p}layers.{layer}.{f}"));
             ui.columns(3, |columns| {
                 for ((ui, name), key) in columns.iter_mut().zip(names).zip(&keys) {
                     if let Some(m) = head_matrix(key) {
@@ -1007,7 +1163,13 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             }
         }
         Stage::Scores | Stage::Scale | Stage::Mask | Stage::Softmax => {
-            let mask = attention_mask(data, layer);
+            // An encoder–decoder's encoder sees every source token: no mask.
+            let mask = if stage.encoder {
+                let n = data.source_tokens.len();
+                Matrix::filled(n, n, 1.0)
+            } else {
+                attention_mask(data, layer)
+            };
             let Some(m) = head_matrix(&key) else {
                 ui.label("No values for this head.");
                 return outcome;
@@ -1071,7 +1233,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 &format!(
                     "{} {} layer {layer} head {head}",
                     data.slot.short(),
-                    stage_label(stage.kind, data.is_causal)
+                    family_stage_label(data.family, stage.kind)
                 ),
                 cx.token,
                 cx.show_values,
@@ -1086,8 +1248,8 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 match stage.kind {
                     Stage::Scores => {
                         if let (Some(q), Some(k)) = (
-                            head_matrix(&format!("layers.{layer}.q")),
-                            head_matrix(&format!("layers.{layer}.k")),
+                            head_matrix(&format!("{p}layers.{layer}.q")),
+                            head_matrix(&format!("{p}layers.{layer}.k")),
                         ) {
                             let dot: f32 = q.row(t).iter().zip(k.row(0)).map(|(a, b)| a * b).sum();
                             ui.monospace(format!(
@@ -1098,7 +1260,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                         }
                     }
                     Stage::Scale => {
-                        if let Some(scores) = head_matrix(&format!("layers.{layer}.scores")) {
+                        if let Some(scores) = head_matrix(&format!("{p}layers.{layer}.scores")) {
                             let d = data
                                 .stage(&trace_key(Stage::Qkv, layer))
                                 .and_then(|a| a.shape.last().copied())
