@@ -136,7 +136,8 @@ enum Command {
         /// e.g. gpt2, bert-base-uncased, sentence-transformers/all-MiniLM-L6-v2
         repo_id: String,
     },
-    /// Pretrain a model from scratch (GPT causal LM, BERT masked LM + NSP) from a TOML recipe.
+    /// Pretrain a model from scratch (GPT causal LM, BERT masked LM + NSP, an encoder–decoder
+    /// translator) from a TOML recipe.
     Train(glassbox::train::cli::TrainArgs),
     /// Fine-tune a trained model: classification (CSV), extractive QA (JSON/JSONL), generation
     /// (JSONL prompt/completion).

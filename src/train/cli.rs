@@ -32,13 +32,15 @@ pub struct TrainArgs {
     /// Replace the run in --out (and the files in --export) instead of refusing.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// causal-lm (GPT) or masked-lm (BERT).
+    /// causal-lm (GPT), masked-lm (BERT) or seq2seq (an encoder–decoder translator).
     #[arg(long)]
     pub objective: Option<String>,
     /// Masked LM: also train next-sentence prediction.
     #[arg(long)]
     pub next_sentence: bool,
-    /// Training text (default: the built-in toy-English corpus).
+    /// Training text (default: the built-in toy-English corpus); for seq2seq a parallel file,
+    /// TSV (source<TAB>target) or JSONL ({"source": ..., "target": ...}) (default: the built-in
+    /// English → French pairs).
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long)]
@@ -147,7 +149,7 @@ fn parse_objective(name: &str) -> Result<Objective> {
         "generation" | "generate" => Objective::Generation,
         "seq2seq" | "translation" | "translate" => Objective::Seq2seq,
         other => bail!(
-            "unknown objective {other:?}; use causal-lm, masked-lm, classification, qa or generation"
+            "unknown objective {other:?}; use causal-lm, masked-lm, seq2seq, classification, qa or generation"
         ),
     })
 }
