@@ -5,6 +5,7 @@
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::LoadedTranslator;
 use crate::model::marian::GenerationConfig;
+use crate::model::trace::maps_per_head;
 use crate::tokenizer::translation::{Side, SideEncoding};
 
 /// A translation with the ids and pieces the decoder chose (ending with `</s>` when it stopped).
@@ -308,17 +309,6 @@ pub fn translate_step_by_step(
                 .collect(),
         });
     }
-    let per_head = |maps: Vec<candle_core::Tensor>| -> Result<Vec<Vec<Vec<f32>>>> {
-        maps.iter()
-            .map(|probs| {
-                let heads = probs.squeeze(0)?.to_vec3::<f32>()?; // [nh, rows, cols]
-                Ok(heads
-                    .into_iter()
-                    .map(|rows| rows.into_iter().flatten().collect())
-                    .collect())
-            })
-            .collect()
-    };
     let source_tokens = source
         .tokens
         .iter()
@@ -333,9 +323,9 @@ pub fn translate_step_by_step(
         translation: loaded.tokenizer.decode(&ids)?,
         steps,
         beams,
-        encoder_attention: per_head(trace.encoder.attentions())?,
-        decoder_attention: per_head(trace.decoder.attentions())?,
-        cross_attention: per_head(trace.cross_attentions())?,
+        encoder_attention: maps_per_head(&trace.encoder.attentions())?,
+        decoder_attention: maps_per_head(&trace.decoder.attentions())?,
+        cross_attention: maps_per_head(&trace.cross_attentions())?,
     })
 }
 

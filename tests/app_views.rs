@@ -700,6 +700,15 @@ fn views_export_files() {
 
 // ---- Translate ----------------------------------------------------------------------------------
 
+/// The shipped tiny translator, as the app loads it.
+fn shipped_translator() -> glassbox::model::checkpoint::LoadedTranslator {
+    glassbox::model::checkpoint::load_translator(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
 /// The Translate view on the shipped tiny translator: the translation, stepping the decoder
 /// token by token with the probabilities and the cross-attention of each step, beam search with
 /// its beams, sampling; everything as `translate_step_by_step` computes it.
@@ -720,11 +729,7 @@ fn translate_steps_the_decoder_and_shows_where_each_step_looks() {
     ));
 
     // The library's own answer, to check the view against.
-    let translator = glassbox::model::checkpoint::load_translator(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let translator = shipped_translator();
     let steps = translate_step_by_step(
         &translator,
         "the black cat chased the mouse .",
@@ -822,11 +827,7 @@ fn attention_shows_the_three_kinds_of_an_encoder_decoder() {
         "Each French token sees itself and the tokens written before it: the hatched cells are blocked."
     ));
 
-    let translator = glassbox::model::checkpoint::load_translator(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let translator = shipped_translator();
     let steps = translate_step_by_step(
         &translator,
         "the black cat chased the mouse .",
@@ -906,11 +907,7 @@ fn step_through_walks_the_encoder_then_the_decoder() {
     assert_eq!(shown(&h).shape, vec![1, 4, 9, 8]);
 
     // The numbers are the library's teacher-forced trace on the greedy translation.
-    let translator = glassbox::model::checkpoint::load_translator(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let translator = shipped_translator();
     let inspection = glassbox::translate::inspect_translation(
         &translator,
         "the black cat chased the mouse .",

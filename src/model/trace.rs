@@ -76,6 +76,20 @@ impl Trace {
     }
 }
 
+/// Attention maps of one sequence as plain numbers: for each layer's `[1, heads, rows, cols]`
+/// probabilities, each head's map row-major (`maps[layer][head][row · cols + col]`).
+pub fn maps_per_head(maps: &[Tensor]) -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
+    maps.iter()
+        .map(|probs| {
+            let heads = probs.squeeze(0)?.to_vec3::<f32>()?; // [heads, rows, cols]
+            Ok(heads
+                .into_iter()
+                .map(|rows| rows.into_iter().flatten().collect())
+                .collect())
+        })
+        .collect()
+}
+
 /// Starts a new layer's record when tracing, and hands back a mutable handle to it.
 pub fn begin_layer<'a>(trace: &'a mut Option<&mut Trace>) -> Option<&'a mut LayerTrace> {
     trace.as_deref_mut().map(|t| {

@@ -22,7 +22,7 @@ use crate::model::checkpoint::{
 };
 use crate::model::config::{Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig};
 use crate::model::marian::{Marian, MarianConfig, Seq2SeqTrace};
-use crate::model::trace::Trace;
+use crate::model::trace::{Trace, maps_per_head};
 use crate::model::{Model, ModelInput, Prefix};
 use crate::tokenizer::Tokenizer;
 
@@ -643,18 +643,7 @@ impl Trainer {
             decoder_input_ids: None,
         };
         let output = self.model.forward(input, Some(&mut trace))?;
-        let attention = trace
-            .attentions()
-            .iter()
-            .map(|probs| {
-                // [1, nh, s, s] → per head, row-major s·s
-                let heads = probs.squeeze(0)?.to_vec3::<f32>()?;
-                Ok(heads
-                    .into_iter()
-                    .map(|rows| rows.into_iter().flatten().collect())
-                    .collect())
-            })
-            .collect::<Result<Vec<Vec<Vec<f32>>>>>()?;
+        let attention = maps_per_head(&trace.attentions())?; // [layer][head][s·s]
 
         let output_text = match self.config.objective {
             Objective::CausalLm | Objective::Generation => self.greedy_continuation(ids)?,
@@ -709,18 +698,6 @@ impl Trainer {
         let decoder_ids = Tensor::new(decoder_input.as_slice(), &self.device)?.unsqueeze(0)?; // [1, t]
         let mut trace = Seq2SeqTrace::default();
         marian.forward(&input, &decoder_ids, Some(&mut trace))?;
-        let per_head = |maps: Vec<Tensor>| -> Result<Vec<Vec<Vec<f32>>>> {
-            maps.iter()
-                .map(|probs| {
-                    // [1, nh, rows, cols] → per head, row-major rows·cols
-                    let heads = probs.squeeze(0)?.to_vec3::<f32>()?;
-                    Ok(heads
-                        .into_iter()
-                        .map(|rows| rows.into_iter().flatten().collect())
-                        .collect())
-                })
-                .collect()
-        };
         // Readable (`▁noir`, not byte-level `ĠnoirÃ`), as the Translate view shows them.
         let readable = |token: &str| self.tokenizer.readable_token(token);
         let target_tokens = translation
@@ -736,11 +713,11 @@ impl Trainer {
             step: self.step,
             text,
             tokens: source_tokens,
-            attention: per_head(trace.encoder.attentions())?,
+            attention: maps_per_head(&trace.encoder.attentions())?,
             output: self.tokenizer.decode(&translation, true)?,
             cross: Some(CrossAttentionProbe {
                 target_tokens,
-                attention: per_head(trace.cross_attentions())?,
+                attention: maps_per_head(&trace.cross_attentions())?,
             }),
         })
     }
