@@ -937,5 +937,25 @@ fn step_through_walks_the_encoder_then_the_decoder() {
     }
     assert_eq!(data.source_labels()[1], "▁black");
     assert_eq!(data.token_labels()[0], "<pad>");
+    // After the translation's last token the decoder would end it.
+    let glassbox::inspect::Predictions::NextToken { top } = &data.predictions else {
+        panic!("next-token predictions");
+    };
+    assert_eq!(top[0].token, "</s>");
+
+    // The Parameters view counts the loaded translator with its cross-attention blocks.
+    open_view(&mut h, "Parameters");
+    h.get_by_label("MT (tiny-translator)").click();
+    settle(&mut h);
+    assert!(
+        h.query_all_by_label_contains("decoder layers 0–1: cross-attention query (Q)")
+            .next()
+            .is_some()
+    );
+    assert!(
+        h.query_all_by_label_contains("Exact total: 284,672 parameters")
+            .next()
+            .is_some()
+    );
     no_error_notices(&h);
 }

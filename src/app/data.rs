@@ -555,6 +555,29 @@ impl InspectionData {
         } else {
             Vec::new()
         };
+        // What the decoder would write after its last input (the translation's last token):
+        // the model's softmax at the last position.
+        let logits = inspection.logits.squeeze(0)?.to_vec2::<f32>()?; // [t, vocab]
+        let top = match logits.last() {
+            Some(last) => {
+                let probs = crate::generate::next_token_distribution(last, &Default::default());
+                crate::generate::top_k(&probs, 10)
+                    .into_iter()
+                    .map(|(id, prob)| {
+                        let token = translator
+                            .tokenizer
+                            .target_token(id as u32)
+                            .unwrap_or_else(|| format!("<{id}>"));
+                        crate::inspect::TokenProb {
+                            token: readable(&token),
+                            id: id as u32,
+                            prob,
+                        }
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let config = &translator.config;
         Ok(Self {
             slot,
@@ -570,7 +593,7 @@ impl InspectionData {
             num_heads: config.decoder_attention_heads,
             attention,
             masks,
-            predictions: Predictions::NextToken { top: Vec::new() },
+            predictions: Predictions::NextToken { top },
             stages,
         })
     }
