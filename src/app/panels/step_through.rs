@@ -632,6 +632,8 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
     // post-LN in both stacks, with a causal decoder and a bidirectional encoder.
     let causal = data.family.norm == NormPlacement::Pre;
     let masked = data.is_causal && !stage.encoder;
+    // GPT and an encoder–decoder's decoder predict the next token; BERT fills masks.
+    let generates = data.family.generates();
     let l = stage.layer.unwrap_or(0);
     let d = data
         .stage(&trace_key(Stage::Qkv, l))
@@ -837,7 +839,15 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             "GPT-2 normalises the last layer's output once more before the head.".to_string(),
             tokens_x_h,
         ),
-        Stage::Logits if causal => (
+        Stage::Logits if data.family.has_cross_attention() => (
+            "logits = H·E_tok^T + final_logits_bias".to_string(),
+            "The decoder's last hidden state against the shared token embedding table (the LM \
+             head is tied to it), plus a fixed bias buffer: one score per vocabulary entry at \
+             every position; position i scores the token written after reading token i."
+                .to_string(),
+            "[batch, tokens, vocabulary]",
+        ),
+        Stage::Logits if generates => (
             "logits = H·E_tok^T   (the head shares its weights with the token embeddings)"
                 .to_string(),
             "One score per vocabulary entry at every position; position i scores the token \
@@ -850,7 +860,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
             "One score per vocabulary entry at every position: which token fits there.".to_string(),
             "[batch, tokens, vocabulary]",
         ),
-        Stage::Probabilities if causal => (
+        Stage::Probabilities if generates => (
             "p = softmax(logits[last])".to_string(),
             "The next-token distribution after the last token (the Predict view reshapes it \
              with temperature, top-k and top-p)."
