@@ -446,3 +446,35 @@ fn recipes_report_bad_fields_clearly() {
     let ok = TrainConfig::from_toml_str("", &["training.steps=7".into()]).unwrap();
     assert_eq!(ok.training.steps, 7);
 }
+
+/// A translator trains on the user's own parallel file (TSV here), and a bad file stops the run
+/// before it starts with the file, the line and what is wrong.
+#[test]
+fn seq2seq_reads_a_parallel_file() {
+    let dir = common::temp_dir("train-seq2seq-file");
+    let pairs = glassbox::data::parallel_corpus(3, 200);
+    let tsv: String = pairs
+        .iter()
+        .map(|p| format!("{}\t{}\n", p.source, p.target))
+        .collect();
+    let path = dir.join("pairs.tsv");
+    std::fs::write(&path, tsv).unwrap();
+    let data = format!("data.path=\"{}\"", path.display());
+    let mut trainer = Trainer::new(config(
+        &tiny_translator_recipe(),
+        &["training.steps=3", &data],
+    ))
+    .unwrap();
+    let summary = &trainer.info().data;
+    assert_eq!(summary.source, path.display().to_string());
+    assert_eq!(summary.train_examples + summary.val_examples, 200);
+    assert!(trainer.step().unwrap().train_loss.is_finite());
+
+    std::fs::write(&path, "the cat .\tle chat .\nno tab on this line\n").unwrap();
+    let error = Trainer::new(config(&tiny_translator_recipe(), &[&data])).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("pairs.tsv") && message.contains("line 2"),
+        "{message}"
+    );
+}
