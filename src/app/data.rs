@@ -157,6 +157,14 @@ impl Matrix {
         Self { rows, cols, data }
     }
 
+    /// 1 where a query may look (key ≤ query), 0 above the diagonal: `n × n`.
+    pub fn causal(n: usize) -> Self {
+        let data = (0..n)
+            .flat_map(|r| (0..n).map(move |c| if c <= r { 1.0 } else { 0.0 }))
+            .collect();
+        Self::new(n, n, data)
+    }
+
     pub fn filled(rows: usize, cols: usize, value: f32) -> Self {
         Self::new(rows, cols, vec![value; rows * cols])
     }
@@ -528,10 +536,7 @@ impl InspectionData {
                 }
             }
             attention.push(heads);
-            let allowed = (0..t * t)
-                .map(|i| if i % t <= i / t { 1.0 } else { 0.0 })
-                .collect();
-            masks.push(Matrix::new(t, t, allowed));
+            masks.push(Matrix::causal(t));
         }
         let stages = if full_trace {
             let mut stages = trace_stages(&trace.decoder)?;

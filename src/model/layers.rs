@@ -252,11 +252,20 @@ impl AttentionMask {
                 }
             }
         }
+        Self::from_allowed(allowed, (batch, 1, seq_len, seq_len), device)
+    }
+
+    /// From `allowed` (1 where a query may see a key, 0 where blocked) of `shape`: the additive
+    /// bias is 0 where allowed and `f32::MIN` where blocked.
+    pub fn from_allowed(
+        allowed: Vec<f32>,
+        shape: (usize, usize, usize, usize),
+        device: &Device,
+    ) -> Result<Self> {
         let bias: Vec<f32> = allowed
             .iter()
             .map(|&a| if a > 0.0 { 0.0 } else { f32::MIN })
             .collect();
-        let shape = (batch, 1, seq_len, seq_len);
         Ok(Self {
             bias: Tensor::from_vec(bias, shape, device)?,
             allowed: Tensor::from_vec(allowed, shape, device)?,
@@ -282,15 +291,7 @@ impl AttentionMask {
                 })
             })
             .collect();
-        let bias: Vec<f32> = allowed
-            .iter()
-            .map(|&a| if a > 0.0 { 0.0 } else { f32::MIN })
-            .collect();
-        let shape = (batch, 1, queries, keys);
-        Ok(Self {
-            bias: Tensor::from_vec(bias, shape, device)?,
-            allowed: Tensor::from_vec(allowed, shape, device)?,
-        })
+        Self::from_allowed(allowed, (batch, 1, queries, keys), device)
     }
 }
 

@@ -819,12 +819,5 @@ fn causal_mask_with_past(past: usize, t: usize, device: &Device) -> Result<Atten
     let allowed: Vec<f32> = (0..t)
         .flat_map(|i| (0..keys).map(move |j| if j <= past + i { 1.0 } else { 0.0 }))
         .collect();
-    let bias: Vec<f32> = allowed
-        .iter()
-        .map(|&a| if a > 0.0 { 0.0 } else { f32::MIN })
-        .collect();
-    Ok(AttentionMask {
-        bias: Tensor::from_vec(bias, (1, 1, t, keys), device)?,
-        allowed: Tensor::from_vec(allowed, (1, 1, t, keys), device)?,
-    })
+    AttentionMask::from_allowed(allowed, (1, 1, t, keys), device)
 }

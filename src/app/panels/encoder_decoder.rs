@@ -101,13 +101,7 @@ impl Kind {
     }
 
     fn mask(self, data: &TranslationSteps) -> Option<Matrix> {
-        (self == Kind::DecoderSelf).then(|| {
-            let t = data.len();
-            let allowed = (0..t * t)
-                .map(|i| if i % t <= i / t { 1.0 } else { 0.0 })
-                .collect();
-            Matrix::new(t, t, allowed)
-        })
+        (self == Kind::DecoderSelf).then(|| Matrix::causal(data.len()))
     }
 }
 

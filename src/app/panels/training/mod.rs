@@ -866,7 +866,7 @@ impl ProbeViewer {
             return;
         };
         let labels: Vec<String> = probe.tokens.clone();
-        let mask = causal.then(|| causal_mask(matrix.rows));
+        let mask = causal.then(|| Matrix::causal(matrix.rows));
         let head_name = self
             .head
             .map_or("mean over heads".to_string(), |h| format!("head {h}"));
@@ -1069,14 +1069,6 @@ pub fn attention_matrix(probe: &ProbeReport, layer: usize, head: Option<usize>) 
     }
 }
 
-/// 1 where a query may look (key ≤ query), 0 above the diagonal.
-pub fn causal_mask(n: usize) -> Matrix {
-    let data = (0..n)
-        .flat_map(|r| (0..n).map(move |c| if c <= r { 1.0 } else { 0.0 }))
-        .collect();
-    Matrix::new(n, n, data)
-}
-
 // ---------------------------------------------------------------------------------------------
 // A file picker
 // ---------------------------------------------------------------------------------------------
@@ -1266,7 +1258,7 @@ mod tests {
 
     #[test]
     fn mask_and_mean() {
-        let mask = causal_mask(3);
+        let mask = Matrix::causal(3);
         assert_eq!(mask.data, vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
         let probe = ProbeReport {
             step: 3,
