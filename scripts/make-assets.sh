@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Trains the shipped tiny models from their recipes and refreshes assets/tiny-gpt,
-# assets/tiny-bert and assets/tiny-translator: the Hugging Face folder (config.json,
+# assets/tiny-bert, assets/tiny-bert-qa (tiny-bert fine-tuned for question answering, so it comes
+# after tiny-bert) and assets/tiny-translator: the Hugging Face folder (config.json,
 # model.safetensors, tokenizer.json, ...), the training curve (metrics.csv) and first_steps.json,
 # the first losses that tests/train_assets.rs replays; for the translator also heldout.tsv, the
 # pairs its run held out (`glassbox translate --model assets/tiny-translator --test
 # assets/tiny-translator/heldout.tsv`). Deterministic: the same recipe gives the same model.
 #
-#   scripts/make-assets.sh [tiny-gpt] [tiny-bert] [tiny-translator]
+#   scripts/make-assets.sh [tiny-gpt] [tiny-bert] [tiny-bert-qa] [tiny-translator]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(tiny-gpt tiny-bert tiny-translator)
+[ ${#names[@]} -eq 0 ] && names=(tiny-gpt tiny-bert tiny-bert-qa tiny-translator)
 glassbox=${GLASSBOX:-target/release/glassbox}
 [ -x "$glassbox" ] || cargo build --release
 for name in "${names[@]}"; do

@@ -18,7 +18,10 @@ use crate::tokenizer::Encoded;
 /// A token and its probability.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TokenProb {
+    /// As the tokenizer writes it (`Ġmouse`).
     pub token: String,
+    /// As a reader sees it (`▁mouse`), for labels.
+    pub shown: String,
     pub id: u32,
     pub prob: f32,
 }
@@ -122,12 +125,16 @@ fn token_probs(loaded: &LoadedModel, probs: &[f32], k: usize) -> Result<Vec<Toke
     let tokenizer = loaded.tokenizer()?;
     Ok(top_k(probs, k)
         .into_iter()
-        .map(|(id, prob)| TokenProb {
-            token: tokenizer
+        .map(|(id, prob)| {
+            let token = tokenizer
                 .id_to_token(id as u32)
-                .unwrap_or_else(|| format!("<{id}>")),
-            id: id as u32,
-            prob,
+                .unwrap_or_else(|| format!("<{id}>"));
+            TokenProb {
+                shown: tokenizer.readable_token(&token),
+                token,
+                id: id as u32,
+                prob,
+            }
         })
         .collect())
 }

@@ -306,11 +306,47 @@ fn toy_corpus_is_one_sentence_per_line() {
     let corpus = toy_english_corpus(1, 200);
     let lines: Vec<&str> = corpus.lines().collect();
     assert_eq!(lines.len(), 200);
-    for line in &lines {
+    for (i, line) in lines.iter().enumerate() {
         assert!(line.ends_with(" ."), "{line}");
-        assert!(line.starts_with("the ") || line.starts_with("a "), "{line}");
+        // Every other sentence starts with a capital, as written text does.
+        let starts = if i % 2 == 1 {
+            ["The ", "A "]
+        } else {
+            ["the ", "a "]
+        };
+        assert!(starts.iter().any(|s| line.starts_with(s)), "{line}");
     }
     assert!(lines.iter().any(|l| l.contains("cat chased the mouse")));
+}
+
+#[test]
+fn homonyms_appear_in_both_meanings_each_in_its_own_company() {
+    let corpus = toy_english_corpus(3, 2000);
+    let stories: Vec<String> = nsp_documents(3, 300).concat();
+    for sentences in [
+        corpus.lines().map(str::to_string).collect::<Vec<_>>(),
+        stories,
+    ] {
+        let with = |word: &str| -> Vec<&String> {
+            sentences
+                .iter()
+                .filter(|s| s.split(' ').any(|w| w == word))
+                .collect()
+        };
+        let banks = with("bank");
+        let (river, money): (Vec<_>, Vec<_>) = banks.iter().partition(|s| s.contains("river"));
+        assert!(
+            river.len() > 20 && money.len() > 20,
+            "{} / {}",
+            river.len(),
+            money.len()
+        );
+        assert!(money.iter().all(|s| s.contains("money")), "{money:?}");
+        let bats = with("bat");
+        let (flying, hitting): (Vec<_>, Vec<_>) = bats.iter().partition(|s| s.contains("fl"));
+        assert!(flying.len() > 5 && hitting.len() > 5);
+        assert!(hitting.iter().all(|s| s.contains("ball")), "{hitting:?}");
+    }
 }
 
 #[test]
@@ -343,7 +379,7 @@ fn generation_pairs_continue_the_prompt() {
 #[test]
 fn nsp_documents_are_stories() {
     for document in nsp_documents(9, 30) {
-        assert!((4..=8).contains(&document.len()), "{document:?}");
+        assert!((4..=9).contains(&document.len()), "{document:?}");
         assert!(document[0].starts_with("one morning"), "{document:?}");
         assert!(document[document.len() - 1].starts_with("at night"));
     }

@@ -596,6 +596,24 @@ fn malformed_lessons_name_file_and_line() {
             9,
             "unknown preset",
         ),
+        // A button's view must not depend on what an earlier button left.
+        (
+            format!("{HEAD}## S\n```try\nlabel: Go\nstage: softmax\nlayer: 0\n```\n"),
+            7,
+            "give it a `text:` line",
+        ),
+        (
+            format!("{HEAD}## S\n```try\nlabel: Go\ntext: the cat\nview: predict\n```\n"),
+            7,
+            "`side: gpt` or `side: bert`",
+        ),
+        (
+            format!(
+                "{HEAD}## S\n```try\nlabel: Go\nload: tiny-translator\ntext: a\nview: predict\n```\n"
+            ),
+            7,
+            "Translate view",
+        ),
         (
             format!("{HEAD}## S\n```try\nlabel: Go\nhead: 2\n```\n"),
             9,
@@ -738,6 +756,8 @@ fn an_action_keeps_its_commands_in_order() {
         vec![
             ActionCommand::LoadModel(ModelRef::Shipped(ShippedModel::TinyGpt)),
             ActionCommand::SetText("the cat # chased".into()),
+            // Added by the parser: a new text is one sentence unless `pair:` says otherwise.
+            ActionCommand::SetPair(None),
             ActionCommand::OpenView(ViewName::StepThrough),
             ActionCommand::StepThrough {
                 side: Some(Side::Gpt),
@@ -753,6 +773,8 @@ fn an_action_keeps_its_commands_in_order() {
                 top_k: Some(4),
                 top_p: None
             }),
+            // Added by the parser: sampling is GPT's, so the Predict view shows the GPT.
+            ActionCommand::ShowSide(Side::Gpt),
         ]
     );
 }

@@ -253,3 +253,42 @@ fn tiny_bert_fills_the_mask_with_an_animal() {
     ];
     assert!(animals.contains(&top[0].as_str()), "top 3: {top:?}");
 }
+
+/// Lesson 3's "bank": the word's static embedding is one row, but its contextual vectors in the
+/// two meanings separate layer by layer, while two sentences of the same meaning stay close. The
+/// figures the lesson quotes are checked here (to two decimals).
+#[test]
+fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
+    use glassbox::app::panels::embeddings::compare_word;
+    let dir = std::env::var_os("BANK_MODEL").map_or_else(|| asset("tiny-bert"), PathBuf::from);
+    let loaded = load_dir(&dir, &Device::Cpu).expect("loads");
+    let money = "the farmer took the money to the bank .";
+    let river = "the duck crossed the river to the bank .";
+    let river_again = "the fox sat on the bank of the river .";
+    let senses = compare_word(&loaded, "tiny-bert", "bank", money, river).expect("compares");
+    let same = compare_word(&loaded, "tiny-bert", "bank", river, river_again).expect("compares");
+    eprintln!(
+        "two meanings: static {:.3}, layers {:?}; one meaning: static {:.3}, layers {:?}",
+        senses.static_cosine, senses.cosines, same.static_cosine, same.cosines
+    );
+    let all = [
+        "the farmer took the money to the bank .",
+        "the farmer kept the money in the bank .",
+        "the duck sat on the bank of the river .",
+        "the duck crossed the river to the bank .",
+        "the fox crossed the river to the bank .",
+        "the fox walked along the bank of the river .",
+        "the fox paid the money into the bank .",
+    ];
+    for a in all {
+        for b in all {
+            if a < b {
+                let c = compare_word(&loaded, "tiny-bert", "bank", a, b).expect("compares");
+                eprintln!("{a} | {b} | {:?}", c.cosines);
+            }
+        }
+    }
+    assert_eq!(senses.pieces_a, ["bank"]);
+    assert!((senses.static_cosine - 1.0).abs() < 1e-6);
+    panic!("figures");
+}

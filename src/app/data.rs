@@ -364,7 +364,12 @@ impl ModelSummary {
 /// One token of an encoded text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenInfo {
+    /// The token as the tokenizer writes it (`Ġcat`), shown on hover.
     pub text: String,
+    /// The token as a reader sees it (`▁cat`): what every label shows
+    /// ([`crate::tokenizer::Tokenizer::readable_token`]).
+    #[serde(default)]
+    pub shown: String,
     pub id: u32,
     /// The raw bytes the token stands for (byte-level BPE symbols mapped back).
     pub bytes: Vec<u8>,
@@ -381,6 +386,7 @@ impl TokenInfo {
                 let text = encoded.tokens.get(i).cloned().unwrap_or_default();
                 TokenInfo {
                     bytes: tokenizer.token_bytes(&text),
+                    shown: tokenizer.readable_token(&text),
                     text,
                     id: encoded.ids[i],
                     special: encoded.special_tokens_mask.get(i) == Some(&1),
@@ -500,6 +506,7 @@ impl InspectionData {
         let token_info = |text: String, id: u32| TokenInfo {
             bytes: text.as_bytes().to_vec(),
             special: text.starts_with('<') && text.ends_with('>'),
+            shown: readable(&text),
             text,
             id,
             type_id: 0,
@@ -509,7 +516,7 @@ impl InspectionData {
             .source_tokens
             .iter()
             .zip(&inspection.source_ids)
-            .map(|(t, &id)| token_info(readable(t), id))
+            .map(|(t, &id)| token_info(t.clone(), id))
             .collect();
         let tokens: Vec<TokenInfo> = inspection
             .decoder_input_ids
@@ -519,7 +526,7 @@ impl InspectionData {
                     .tokenizer
                     .target_token(id)
                     .unwrap_or_else(|| format!("<{id}>"));
-                token_info(readable(&token), id)
+                token_info(token, id)
             })
             .collect();
         let trace = &inspection.trace;
@@ -574,7 +581,8 @@ impl InspectionData {
                             .target_token(id as u32)
                             .unwrap_or_else(|| format!("<{id}>"));
                         crate::inspect::TokenProb {
-                            token: readable(&token),
+                            shown: readable(&token),
+                            token,
                             id: id as u32,
                             prob,
                         }
@@ -604,12 +612,12 @@ impl InspectionData {
     }
 
     pub fn token_labels(&self) -> Vec<String> {
-        self.tokens.iter().map(|t| t.text.clone()).collect()
+        self.tokens.iter().map(|t| t.shown.clone()).collect()
     }
 
     /// An encoder–decoder's source tokens as labels.
     pub fn source_labels(&self) -> Vec<String> {
-        self.source_tokens.iter().map(|t| t.text.clone()).collect()
+        self.source_tokens.iter().map(|t| t.shown.clone()).collect()
     }
 
     /// Attention of `layer`, `head`; `head == None` is the mean over heads.
@@ -682,21 +690,31 @@ pub struct TokenizedText {
     pub kind: TokenizerKind,
     pub vocab_size: usize,
     pub text: String,
+    /// Sentence B of a pair (BERT), packed after the text with segment id 1.
+    pub pair: Option<String>,
     pub tokens: Vec<TokenInfo>,
     pub words: Vec<WordSplit>,
 }
 
 impl TokenizedText {
-    /// Worker only.
-    pub fn new(name: &str, tokenizer: &Tokenizer, text: &str) -> Result<Self> {
-        let encoded = tokenizer.encode(text, true)?;
+    /// `text`, or the pair `text` + `pair` (`[CLS] A [SEP] B [SEP]` for BERT). Worker only.
+    pub fn new(name: &str, tokenizer: &Tokenizer, text: &str, pair: Option<&str>) -> Result<Self> {
+        let encoded = match pair {
+            Some(pair) => tokenizer.encode_pair(text, pair)?,
+            None => tokenizer.encode(text, true)?,
+        };
+        let mut words = tokenizer.explain(text)?;
+        if let Some(pair) = pair {
+            words.extend(tokenizer.explain(pair)?);
+        }
         Ok(Self {
             tokenizer_name: name.to_string(),
             kind: tokenizer.kind(),
             vocab_size: tokenizer.vocab_size(),
             text: text.to_string(),
+            pair: pair.map(str::to_string),
             tokens: TokenInfo::list(tokenizer, &encoded),
-            words: tokenizer.explain(text)?,
+            words,
         })
     }
 }
@@ -705,7 +723,10 @@ impl TokenizedText {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VocabEntry {
     pub id: u32,
+    /// As the tokenizer writes it (`Ġcat`).
     pub token: String,
+    /// As a reader sees it (`▁cat`).
+    pub shown: String,
     pub bytes: Vec<u8>,
 }
 
@@ -717,6 +738,7 @@ pub fn vocabulary(tokenizer: &Tokenizer) -> Vec<VocabEntry> {
         .map(|(id, token)| VocabEntry {
             id,
             bytes: tokenizer.token_bytes(&token),
+            shown: tokenizer.readable_token(&token),
             token,
         })
         .collect()

@@ -62,7 +62,12 @@ pub enum Command {
     /// Last-position logits of the GPT in `slot` for `ids` ([`Output::Logits`]).
     NextTokenLogits { slot: Slot, ids: Vec<u32> },
     /// `text` through the slot's tokenizer, with the explanation of every split.
-    Tokenize { slot: Slot, text: String },
+    Tokenize {
+        slot: Slot,
+        text: String,
+        /// Sentence B, for a model that reads pairs (BERT); ignored by others.
+        pair: Option<String>,
+    },
     /// The slot's whole vocabulary, sorted by id.
     Vocabulary { slot: Slot },
     /// Char, byte-level BPE and WordPiece tokenizers trained on the built-in corpus (cached per
@@ -413,7 +418,7 @@ impl Worker {
                 crate::generate::next_token_logits(&m.model, &ids, &m.device)
                     .map(|l| Output::Logits(Arc::new(l)))
             }),
-            Command::Tokenize { slot, text } => self.tokenize(slot, &text),
+            Command::Tokenize { slot, text, pair } => self.tokenize(slot, &text, pair.as_deref()),
             Command::Vocabulary { slot } => self
                 .models
                 .require(slot)
@@ -587,14 +592,15 @@ impl Worker {
         Ok(Output::Inspection(Arc::new(data)))
     }
 
-    fn tokenize(&self, slot: Slot, text: &str) -> Result<Output> {
+    fn tokenize(&self, slot: Slot, text: &str, pair: Option<&str>) -> Result<Output> {
         let loaded = self.models.require(slot)?;
         let name = self
             .models
             .summary(slot)
             .map(|s| s.name.clone())
             .unwrap_or_default();
-        let tokenized = TokenizedText::new(&name, loaded.tokenizer()?, text)?;
+        let pair = pair.filter(|_| loaded.config.family().reads_pairs());
+        let tokenized = TokenizedText::new(&name, loaded.tokenizer()?, text, pair)?;
         Ok(Output::Tokenized(Arc::new(tokenized)))
     }
 
@@ -622,7 +628,7 @@ impl Worker {
         let mut entries = Vec::new();
         if let Some(trained) = self.models.trained.get(&vocab_size) {
             for (name, tokenizer) in trained {
-                entries.push(TokenizedText::new(name, tokenizer, text)?);
+                entries.push(TokenizedText::new(name, tokenizer, text, None)?);
             }
         }
         for slot in Slot::ALL {
@@ -631,7 +637,7 @@ impl Worker {
                 && let Some(tokenizer) = &loaded.tokenizer
             {
                 let name = format!("{} ({})", summary.name, slot.short());
-                entries.push(TokenizedText::new(&name, tokenizer, text)?);
+                entries.push(TokenizedText::new(&name, tokenizer, text, None)?);
             }
         }
         Ok(Output::Tokenizers(Arc::new(TokenizerComparison {

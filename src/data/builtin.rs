@@ -4,7 +4,9 @@
 //! The grammar has a little world in it, so that a tiny model has something to learn: each animal
 //! has a few "facts" (the cat chases the mouse, the rabbit eats the carrot) that appear far more
 //! often than chance, stories follow an order (wake up → see → chase → sleep), and sentiment words
-//! are clearly polar.
+//! are clearly polar. Two words have two meanings each, as real words do — the **bank** of a river
+//! and the bank that keeps money, the **bat** that flies and the bat that hits a ball — each meaning
+//! always in its own company, so that a model must read the sentence to tell them apart.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -108,9 +110,54 @@ fn place_phrase(rng: &mut StdRng) -> String {
     format!("{} the {place}", pick(rng, prepositions))
 }
 
+/// The two meanings of each homonym, each in its own kind of sentence.
+const RIVER_BANK: &[&str] = &[
+    "the {hero} sat on the bank of the river",
+    "the {hero} crossed the river to the bank",
+    "the {hero} walked along the bank of the river",
+];
+const MONEY_BANK: &[&str] = &[
+    "the {hero} took the money to the bank",
+    "the {hero} kept the money in the bank",
+    "the {hero} paid the money into the bank",
+];
+const FLYING_BAT: &[&str] = &[
+    "a bat flew over the {hero} at night",
+    "the {hero} saw a bat fly out of the cave",
+];
+const BASEBALL_BAT: &[&str] = &[
+    "the {hero} hit the ball with the bat",
+    "the {hero} swung the bat at the ball",
+];
+
+/// A sentence with a homonym in one of its meanings ("the fox sat on the bank of the river"),
+/// without the full stop.
+fn homonym_sentence(rng: &mut StdRng, hero: &str) -> String {
+    let templates = match rng.random_range(0..6) {
+        0 | 1 => RIVER_BANK,
+        2 | 3 => MONEY_BANK,
+        4 => FLYING_BAT,
+        _ => BASEBALL_BAT,
+    };
+    pick(rng, templates).replace("{hero}", hero)
+}
+
+/// Upper-cases the first letter, as written text starts a sentence.
+fn capitalised(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// One toy-English sentence, ending in " .".
 fn toy_sentence(rng: &mut StdRng) -> String {
-    let kind = rng.random_range(0..4);
+    let kind = rng.random_range(0..5);
+    if kind == 4 {
+        let hero = *pick(rng, ANIMALS);
+        return format!("{} .", homonym_sentence(rng, hero));
+    }
     let mut sentence = match kind {
         // Half the sentences state a fact, so facts dominate the statistics.
         0 | 1 => {
@@ -152,12 +199,18 @@ fn toy_sentence(rng: &mut StdRng) -> String {
 }
 
 /// A toy-English corpus, one sentence per line: "the cat chased the mouse .",
-/// "a dog saw the bird near the river .", ...
+/// "A dog saw the bird near the river .", ... Every other sentence starts with a capital letter,
+/// as in written text, so that a tokenizer trained on it knows "The" as well as "the".
 pub fn toy_english_corpus(seed: u64, sentences: usize) -> String {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut corpus = String::new();
-    for _ in 0..sentences {
-        corpus.push_str(&toy_sentence(&mut rng));
+    for i in 0..sentences {
+        let sentence = toy_sentence(&mut rng);
+        if i % 2 == 1 {
+            corpus.push_str(&capitalised(&sentence));
+        } else {
+            corpus.push_str(&sentence);
+        }
         corpus.push('\n');
     }
     corpus
@@ -393,8 +446,8 @@ const ESCAPES: &[&str] = &[
 const THING_STATES: &[&str] = &["old", "new", "red", "big", "small"];
 const GAMES: &[&str] = &["played", "walked", "sang", "rested"];
 
-/// Little stories of consecutive sentences, 4 to 8 per document, always in story order:
-/// wake up → (mood) → see something → act on it → (its reaction) → (meet a friend, play) → sleep.
+/// Little stories of consecutive sentences, 4 to 9 per document, always in story order:
+/// wake up → (mood) → (a bank or a bat) → see something → act on it → (its reaction) → (meet a friend, play) → sleep.
 /// A true next sentence shares the hero and follows the order, which is what NSP can learn.
 pub fn nsp_documents(seed: u64, documents: usize) -> Vec<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -423,6 +476,9 @@ fn story(rng: &mut StdRng) -> Vec<String> {
     let mut sentences = vec![format!("one morning the {hero} woke up in the {home} .")];
     if rng.random_bool(0.7) {
         sentences.push(format!("the {hero} was {} .", pick(rng, MOODS)));
+    }
+    if rng.random_bool(0.6) {
+        sentences.push(format!("{} .", homonym_sentence(rng, hero)));
     }
     sentences.push(format!("the {hero} saw a {target} near the {place} ."));
     sentences.push(format!("the {hero} {verb} the {target} ."));

@@ -72,6 +72,11 @@ pub enum ActionCommand {
     AskQuestion(String),
     /// `step:` — the Translate view shows decoder step `n` (1-based).
     TranslationStep(usize),
+    /// Which model the Predict and Tokens views show: `side:` on a button that opens one of them,
+    /// or what its other lines imply (`mask:`, `qa:`, `pair:` → BERT; `generate:`, sampling →
+    /// GPT; else the side of a shipped model it loads). Added by the parser, so that a button
+    /// never shows what an earlier button left.
+    ShowSide(Side),
     /// `train:` (+ settings) — set up, and unless `start: no`, start a pretraining run.
     StartTraining(TrainingSettings),
     /// `finetune:` (+ settings) — set up, and unless `start: no`, start a fine-tuning run.
@@ -117,6 +122,7 @@ impl ActionCommand {
             ActionCommand::Generate(n) => format!("generate {n} tokens"),
             ActionCommand::AskQuestion(q) => format!("ask {q:?}"),
             ActionCommand::TranslationStep(n) => format!("show decoder step {n}"),
+            ActionCommand::ShowSide(side) => format!("show the {} model", side.name()),
             ActionCommand::StartTraining(t) => format!(
                 "{} {} for {} steps",
                 if t.start { "train" } else { "set up" },
@@ -149,7 +155,10 @@ impl ActionCommand {
     pub fn view(&self) -> Option<ViewName> {
         Some(match self {
             ActionCommand::OpenView(view) => *view,
-            ActionCommand::LoadModel(_) | ActionCommand::SetText(_) | ActionCommand::SetPair(_) => {
+            ActionCommand::LoadModel(_)
+            | ActionCommand::SetText(_)
+            | ActionCommand::SetPair(_)
+            | ActionCommand::ShowSide(_) => {
                 return None;
             }
             ActionCommand::SelectLayerHead { .. } | ActionCommand::SelectToken { .. } => {
@@ -448,7 +457,7 @@ impl FromStr for ModelRef {
 }
 
 /// A token of the text: by position (from 0, as the token strip numbers them) or by its word
-/// (the first token that spells it, ignoring case and the `Ġ` / `##` markers).
+/// (the first token that spells it, ignoring case and the `Ġ` / `▁` / `##` markers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenRef {
     Index(usize),
@@ -469,7 +478,7 @@ impl TokenRef {
                 }
                 let plain = |token: &str| {
                     token
-                        .trim_start_matches('Ġ')
+                        .trim_start_matches(['Ġ', '\u{2581}'])
                         .trim_start_matches("##")
                         .trim()
                         .to_lowercase()

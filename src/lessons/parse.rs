@@ -659,8 +659,10 @@ impl Parser<'_> {
                 }
             }
         }
+        let shows = |view: ViewName| commands.iter().any(|c| c.view() == Some(view));
+        let (shows_predict, shows_tokens) = (shows(ViewName::Predict), shows(ViewName::Tokens));
         if let Some((chosen, line)) = side {
-            let mut used = false;
+            let mut used = shows_predict || shows_tokens;
             for command in &mut commands {
                 match command {
                     ActionCommand::SelectLayerHead { side, .. }
@@ -675,7 +677,8 @@ impl Parser<'_> {
             if !used {
                 return Err(self.error(
                     line,
-                    "`side:` applies to `layer:`, `token:` and `stage:`; this action has none of them",
+                    "`side:` applies to `layer:`, `token:`, `stage:` and the Predict and Tokens \
+                     views; this action has none of them",
                 ));
             }
         }
@@ -718,6 +721,78 @@ impl Parser<'_> {
                 format!("this try block does nothing; give it some of: {TRY_KEYS}"),
             ));
         }
+        // What a button shows must not depend on what an earlier button left behind.
+        let reads_text = commands.iter().any(|c| {
+            matches!(
+                c,
+                ActionCommand::SelectLayerHead { .. }
+                    | ActionCommand::SelectToken { .. }
+                    | ActionCommand::MaskToken(_)
+                    | ActionCommand::StepThrough { .. }
+                    | ActionCommand::Generate(_)
+                    | ActionCommand::AskQuestion(_)
+                    | ActionCommand::TranslationStep(_)
+                    | ActionCommand::OpenView(
+                        ViewName::Tokens
+                            | ViewName::Attention
+                            | ViewName::StepThrough
+                            | ViewName::Predict
+                            | ViewName::Translate
+                    )
+            )
+        });
+        let sets_text = commands
+            .iter()
+            .any(|c| matches!(c, ActionCommand::SetText(_)));
+        if reads_text && !sets_text {
+            return Err(self.error(
+                open_line,
+                "this button shows the models' reading of the text: give it a `text:` line, so \
+                 that what it shows does not depend on what an earlier button left",
+            ));
+        }
+        // A new text is one sentence unless the button gives sentence B too.
+        if !commands
+            .iter()
+            .any(|c| matches!(c, ActionCommand::SetPair(_)))
+            && let Some(at) = commands
+                .iter()
+                .position(|c| matches!(c, ActionCommand::SetText(_)))
+        {
+            commands.insert(at + 1, ActionCommand::SetPair(None));
+        }
+        if shows_predict || shows_tokens {
+            let implied = commands.iter().rev().find_map(|c| match c {
+                ActionCommand::MaskToken(_)
+                | ActionCommand::AskQuestion(_)
+                | ActionCommand::SetPair(Some(_)) => Some(Side::Bert),
+                ActionCommand::Generate(_) | ActionCommand::SetSampling(_) => Some(Side::Gpt),
+                _ => None,
+            });
+            let loaded = commands.iter().rev().find_map(|c| match c {
+                ActionCommand::LoadModel(model) => model.side(),
+                _ => None,
+            });
+            match side.map(|(s, _)| s).or(implied).or(loaded) {
+                Some(Side::Translator) if shows_predict => {
+                    return Err(self.error(
+                        open_line,
+                        "the Predict view shows a GPT or a BERT; the translator has the \
+                         Translate view (`view: translate`)",
+                    ));
+                }
+                Some(chosen) => commands.push(ActionCommand::ShowSide(chosen)),
+                None if shows_predict => {
+                    return Err(self.error(
+                        open_line,
+                        "the Predict view shows GPT's next token or BERT's fill-mask: say which \
+                         with `side: gpt` or `side: bert`",
+                    ));
+                }
+                None => {}
+            }
+        }
+
         Ok(Action {
             label,
             commands,

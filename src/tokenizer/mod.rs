@@ -114,6 +114,20 @@ fn tokenizers_error(context: &str, error: impl fmt::Display) -> GlassboxError {
     GlassboxError::Tokenizer(format!("{context}: {error}"))
 }
 
+/// Whitespace a reader can see, the one convention every view uses: a space as `▁`, a newline as
+/// `↵`, a tab as `→`, a carriage return as `␍`.
+pub fn visible_whitespace(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' ' => '\u{2581}',
+            '\n' => '↵',
+            '\t' => '→',
+            '\r' => '␍',
+            c => c,
+        })
+        .collect()
+}
+
 impl Tokenizer {
     /// Loads a `tokenizer.json`. Padding and truncation stored in the file are switched off, so
     /// encoding never pads (the real all-MiniLM-L6-v2 file pads everything to 128).
@@ -241,16 +255,16 @@ impl Tokenizer {
     }
 
     /// A token as a reader should see it: byte-level BPE's stand-in symbols turned back into
-    /// text (`ĠchassÃ©` → `▁chassé`), a leading space shown as `▁` as SentencePiece shows it.
-    /// Other tokens are returned as they are.
+    /// text (`ĠchassÃ©` → `▁chassé`, `Ċ` → `↵`), whitespace made visible as in
+    /// [`visible_whitespace`] (`▁` for a space, as SentencePiece shows it). WordPiece's `##`
+    /// pieces and special tokens are returned as they are.
     pub fn readable_token(&self, token: &str) -> String {
-        if self.kind != TokenizerKind::ByteBpe {
-            return token.to_string();
-        }
-        let text = String::from_utf8_lossy(&self.token_bytes(token)).into_owned();
-        match text.strip_prefix(' ') {
-            Some(rest) => format!("\u{2581}{rest}"),
-            None => text,
+        match self.kind {
+            TokenizerKind::ByteBpe => {
+                visible_whitespace(&String::from_utf8_lossy(&self.token_bytes(token)))
+            }
+            TokenizerKind::Char => visible_whitespace(token),
+            TokenizerKind::WordPiece => token.to_string(),
         }
     }
 

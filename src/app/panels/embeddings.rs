@@ -982,9 +982,10 @@ pub fn compare_word(
         (Some(ta), Some(tb)) => cosine(&mean_rows(ta, &ia)?, &mean_rows(tb, &ib)?),
         _ => f32::NAN,
     };
+    let tokenizer = loaded.tokenizer()?;
     let pick = |e: &Encoded, idx: &[usize]| -> Vec<String> {
         idx.iter()
-            .map(|&i| e.tokens.get(i).cloned().unwrap_or_default())
+            .map(|&i| tokenizer.readable_token(e.tokens.get(i).map_or("", String::as_str)))
             .collect()
     };
     Ok(WordComparison {
@@ -1078,7 +1079,10 @@ pub fn pca_of_embeddings(
         .into_iter()
         .filter(|(id, _)| (*id as usize) < rows)
         .collect();
-    let names: BTreeMap<u32, String> = vocab.iter().cloned().collect();
+    let names: BTreeMap<u32, String> = vocab
+        .iter()
+        .map(|(id, token)| (*id, tokenizer.readable_token(token)))
+        .collect();
     let candidates: Vec<u32> = vocab
         .iter()
         .filter(|(id, t)| !is_special_like(t) && !text_ids.contains(id))

@@ -83,6 +83,9 @@ pub enum Action {
     Generate(usize),
     /// Translate view: show decoder step `n` (1-based).
     ShowTranslationStep(usize),
+    /// Predict and Tokens views: show this model (GPT's next token or BERT's fill-mask, its
+    /// tokenizer).
+    ShowSide(Slot),
     /// Predict view (BERT): extractive question answering, the current text as the context.
     AskQuestion(String),
     /// Train view: fill in the form, and start the run unless `start` is off.
@@ -124,6 +127,7 @@ impl Action {
             | Action::LoadModel(_)
             | Action::LoadShipped(_)
             | Action::SelectToken { .. }
+            | Action::ShowSide(_)
             | Action::SetDarkTheme(_)
             | Action::SetLargeText(_) => return None,
         })

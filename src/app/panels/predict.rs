@@ -335,6 +335,8 @@ impl Panel for PredictPanel {
                 self.message = None;
                 self.remaining = *count;
             }
+            Action::ShowSide(Slot::Gpt) => self.mode = Mode::Gpt,
+            Action::ShowSide(Slot::Bert) => self.mode = Mode::Bert,
             Action::AskQuestion(question) => {
                 self.mode = Mode::Bert;
                 self.question = question.clone();
@@ -525,7 +527,7 @@ impl PredictPanel {
         let last = data
             .tokens
             .last()
-            .map(|t| t.text.clone())
+            .map(|t| t.shown.clone())
             .unwrap_or_default();
         ui.label(
             RichText::new(format!(
@@ -668,12 +670,10 @@ pub fn next_data(
         .into_iter()
         .map(|(id, _)| {
             let id = id as u32;
-            (
-                id,
-                tokenizer
-                    .id_to_token(id)
-                    .unwrap_or_else(|| format!("<{id}>")),
-            )
+            let token = tokenizer
+                .id_to_token(id)
+                .unwrap_or_else(|| format!("<{id}>"));
+            (id, tokenizer.readable_token(&token))
         })
         .collect();
     let tokens = ids
@@ -684,6 +684,7 @@ pub fn next_data(
                 .unwrap_or_else(|| format!("<{id}>"));
             TokenInfo {
                 bytes: tokenizer.token_bytes(&text),
+                shown: tokenizer.readable_token(&text),
                 text,
                 id,
                 special: Some(id) == eos,
@@ -824,7 +825,7 @@ impl PredictPanel {
                                         .strong(),
                                 );
                                 let items: Vec<(String, f32)> =
-                                    m.top.iter().map(|t| (t.token.clone(), t.prob)).collect();
+                                    m.top.iter().map(|t| (t.shown.clone(), t.prob)).collect();
                                 if let Some(k) = value_bars(ui, &items, Some(1.0), format_value)
                                     && let Some(t) = m.top.get(k)
                                 {
@@ -1212,7 +1213,7 @@ fn span_bars(ui: &mut Ui, result: &QaResult) {
             if !is_context(token) {
                 continue;
             }
-            let text = crate::app::widgets::chips::chip_text(&token.text);
+            let text = crate::app::widgets::chips::chip_text(&token.shown);
             let galley = ui
                 .painter()
                 .layout_no_wrap(text, font.clone(), ui.visuals().text_color());
@@ -1222,7 +1223,7 @@ fn span_bars(ui: &mut Ui, result: &QaResult) {
             let (ps, pe) = (result.start_probs[i], result.end_probs[i]);
             let label = format!(
                 "context token {i} {}: start {}, end {}",
-                token.text,
+                token.shown,
                 format_value(ps),
                 format_value(pe)
             );

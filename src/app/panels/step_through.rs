@@ -1355,12 +1355,12 @@ fn vocab_name(vocab: Option<&[VocabEntry]>, id: usize) -> String {
     vocab
         .and_then(|v| v.get(id))
         .filter(|e| e.id as usize == id)
-        .map(|e| e.token.clone())
+        .map(|e| e.shown.clone())
         .or_else(|| {
             vocab.and_then(|v| {
                 v.iter()
                     .find(|e| e.id as usize == id)
-                    .map(|e| e.token.clone())
+                    .map(|e| e.shown.clone())
             })
         })
         .unwrap_or_else(|| format!("id {id}"))
@@ -1375,11 +1375,11 @@ fn probabilities(ui: &mut Ui, cx: &StageContext, key: &str) {
                 "After the last token {:?} (position {last}), the {} most likely next tokens:",
                 data.tokens
                     .get(last)
-                    .map(|t| t.text.as_str())
+                    .map(|t| t.shown.as_str())
                     .unwrap_or("?"),
                 top.len()
             ));
-            let items: Vec<(String, f32)> = top.iter().map(|t| (t.token.clone(), t.prob)).collect();
+            let items: Vec<(String, f32)> = top.iter().map(|t| (t.shown.clone(), t.prob)).collect();
             value_bars(ui, &items, Some(1.0), format_value);
             let sum: f32 = top.iter().map(|t| t.prob).sum();
             ui.weak(format!(
@@ -1408,7 +1408,7 @@ fn probabilities(ui: &mut Ui, cx: &StageContext, key: &str) {
                          an earlier stage to pick another):",
                         data.tokens
                             .get(position)
-                            .map(|t| t.text.as_str())
+                            .map(|t| t.shown.as_str())
                             .unwrap_or("?")
                     ));
                     let items: Vec<(String, f32)> = top
@@ -1421,7 +1421,7 @@ fn probabilities(ui: &mut Ui, cx: &StageContext, key: &str) {
             for mask in masks {
                 ui.label(RichText::new(format!("[MASK] at position {}", mask.position)).strong());
                 let items: Vec<(String, f32)> =
-                    mask.top.iter().map(|t| (t.token.clone(), t.prob)).collect();
+                    mask.top.iter().map(|t| (t.shown.clone(), t.prob)).collect();
                 ui.push_id(("mask", mask.position), |ui| {
                     value_bars(ui, &items, Some(1.0), format_value);
                     prob_exports(ui, cx.export_dir, data, &items);

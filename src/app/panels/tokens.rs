@@ -26,7 +26,7 @@ pub struct TokensPanel {
     pub selected: Option<usize>,
     pub compare_vocab_size: usize,
     pub vocab_filter: String,
-    tokenized: Cached<(Slot, u64, String), Arc<TokenizedText>>,
+    tokenized: Cached<(Slot, u64, String, Option<String>), Arc<TokenizedText>>,
     comparison: Cached<(String, usize, u64, u64), Arc<TokenizerComparison>>,
     vocab: Cached<(Slot, u64), Arc<Vec<VocabEntry>>>,
     filtered: Vec<usize>,
@@ -74,8 +74,13 @@ impl Panel for TokensPanel {
     }
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
-        if let Action::SetText(_) = action {
-            self.selected = None;
+        match action {
+            Action::SetText(_) | Action::SetPair(_) => self.selected = None,
+            Action::ShowSide(slot) => {
+                self.slot = *slot;
+                self.selected = None;
+            }
+            _ => {}
         }
     }
 
@@ -109,12 +114,19 @@ impl TokensPanel {
     fn chips_ui(&mut self, ui: &mut Ui, shared: &mut Shared) {
         let slot = self.slot;
         let fetch = if shared.model(slot).is_some() {
-            let key = (slot, shared.generation(slot), shared.text.clone());
+            // The worker packs sentence B only for a model that reads pairs.
+            let pair = shared.pair_text();
+            let key = (
+                slot,
+                shared.generation(slot),
+                shared.text.clone(),
+                pair.clone(),
+            );
             let text = shared.text.clone();
             self.tokenized.fetch(
                 shared,
                 key,
-                || Command::Tokenize { slot, text },
+                || Command::Tokenize { slot, text, pair },
                 |out| match out {
                     Output::Tokenized(t) => Some(t),
                     _ => None,
@@ -141,6 +153,9 @@ impl TokensPanel {
             } else {
                 Some(clicked)
             };
+        }
+        if tokenized.pair.is_some() {
+            segments_ui(ui, &tokenized.tokens);
         }
         if let Some(token) = self.selected.and_then(|i| tokenized.tokens.get(i)) {
             token_details(ui, token);
@@ -272,7 +287,8 @@ impl TokensPanel {
                         for &index in &filtered[range] {
                             let entry = &vocab[index];
                             ui.monospace(entry.id.to_string());
-                            ui.monospace(&entry.token);
+                            ui.monospace(&entry.shown)
+                                .on_hover_text(format!("as written: {:?}", entry.token));
                             ui.monospace(format!(
                                 "{}  {}",
                                 bytes_text(&entry.bytes),
@@ -286,6 +302,38 @@ impl TokensPanel {
 }
 
 /// Indices of the entries whose token contains `filter` (case-insensitive) or whose id is it.
+/// A sentence pair's packing: each token over its segment id (0 = sentence A, 1 = B), the ids
+/// BERT's segment embedding reads.
+fn segments_ui(ui: &mut Ui, tokens: &[TokenInfo]) {
+    ui.add_space(4.0);
+    ui.label(
+        RichText::new("Sentence pair: [CLS] A [SEP] B [SEP], segment ids below the tokens")
+            .strong(),
+    );
+    ScrollArea::horizontal()
+        .id_salt("segment ids")
+        .show(ui, |ui| {
+            Grid::new("segment ids grid")
+                .striped(true)
+                .spacing([10.0, 2.0])
+                .show(ui, |ui| {
+                    ui.label("token");
+                    for token in tokens {
+                        ui.monospace(&token.shown);
+                    }
+                    ui.end_row();
+                    ui.label("segment id");
+                    for token in tokens {
+                        let segment = if token.type_id == 0 { "0 (A)" } else { "1 (B)" };
+                        ui.monospace(segment);
+                    }
+                    ui.end_row();
+                });
+        });
+    let ids: Vec<String> = tokens.iter().map(|t| t.type_id.to_string()).collect();
+    ui.label(format!("segment ids: {}", ids.join(" ")));
+}
+
 pub fn filter_vocab(vocab: &[VocabEntry], filter: &str) -> Vec<usize> {
     let filter = filter.trim();
     if filter.is_empty() {
@@ -303,11 +351,8 @@ pub fn filter_vocab(vocab: &[VocabEntry], filter: &str) -> Vec<usize> {
 
 fn token_details(ui: &mut Ui, token: &TokenInfo) {
     ui.horizontal_wrapped(|ui| {
-        ui.label(
-            RichText::new(format!("{:?}", token.text))
-                .monospace()
-                .strong(),
-        );
+        ui.label(RichText::new(&token.shown).monospace().strong())
+            .on_hover_text(format!("as the tokenizer writes it: {:?}", token.text));
         ui.label(format!("id {}", token.id));
         ui.label(format!(
             "bytes {} ({})",

@@ -25,7 +25,7 @@ pub fn token_chips(ui: &mut Ui, tokens: &[TokenInfo], selected: Option<usize>) -
 pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) -> egui::Response {
     let text_font = FontId::monospace(14.0);
     let id_font = FontId::proportional(10.0);
-    let shown = chip_text(&token.text);
+    let shown = chip_text(&token.shown);
     let fill = if token.special {
         Color32::from_gray(190)
     } else {
@@ -40,7 +40,7 @@ pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) 
     let width = text_galley.size().x.max(id_galley.size().x) + 2.0 * pad.x;
     let height = text_galley.size().y + id_galley.size().y + 2.0 * pad.y;
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, height), Sense::click());
-    let label = format!("token {index}: {} (id {})", token.text, token.id);
+    let label = format!("token {index}: {} (id {})", token.shown, token.id);
     response.widget_info(|| WidgetInfo::selected(Role::Button, true, selected, &label));
     if ui.is_rect_visible(rect) {
         let painter = ui.painter();
@@ -84,7 +84,8 @@ pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) 
         );
     }
     response.on_hover_ui(|ui| {
-        ui.label(format!("token {index}: {:?}", token.text));
+        ui.label(format!("token {index}: {}", token.shown));
+        ui.label(format!("as the tokenizer writes it: {:?}", token.text));
         ui.label(format!("id {}", token.id));
         ui.label(format!(
             "bytes {} ({})",
@@ -100,18 +101,11 @@ pub fn token_chip(ui: &mut Ui, index: usize, token: &TokenInfo, selected: bool) 
     })
 }
 
-/// The token as shown on a chip: whitespace made visible (space `·`, newline `↵`, tab `→`).
+/// The token as shown on a chip: whitespace made visible (space `▁`, newline `↵`, tab `→`), the
+/// convention of [`crate::tokenizer::visible_whitespace`].
 pub fn chip_text(token: &str) -> String {
     if token.is_empty() {
         return "(empty)".to_string();
     }
-    token
-        .chars()
-        .map(|c| match c {
-            ' ' => '·',
-            '\n' => '↵',
-            '\t' => '→',
-            c => c,
-        })
-        .collect()
+    crate::tokenizer::visible_whitespace(token)
 }

@@ -237,6 +237,9 @@ impl Runner {
                     steps.push_back(Step::CheckQa);
                     steps.push_back(Step::Act(Action::AskQuestion(question.clone())));
                 }
+                ActionCommand::ShowSide(side) => {
+                    steps.push_back(Step::Act(Action::ShowSide(slot_of(*side))))
+                }
                 ActionCommand::TranslationStep(step) => {
                     steps.push_back(Step::NeedModel(Slot::Translator));
                     steps.push_back(Step::Act(Action::ShowTranslationStep(*step)));
