@@ -512,6 +512,7 @@ fn every_question_checks_right_and_wrong_answers() {
                     QuestionKind::MultipleChoice {
                         choices,
                         answer_index,
+                        ..
                     } => {
                         let wrong = (answer_index + 1) % choices.len();
                         h.get_by_role_and_label(
@@ -555,6 +556,7 @@ fn every_question_checks_right_and_wrong_answers() {
                     QuestionKind::MultipleChoice {
                         choices,
                         answer_index,
+                        ..
                     } => {
                         h.get_by_role_and_label(
                             Role::RadioButton,
@@ -720,6 +722,7 @@ fn progress_is_saved_and_loaded_by_a_new_app() {
         let QuestionKind::MultipleChoice {
             choices,
             answer_index,
+            ..
         } = &question.kind
         else {
             panic!("the first question is multiple choice")

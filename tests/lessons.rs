@@ -428,8 +428,18 @@ fn every_answer_is_what_the_library_computes() {
                 QuestionKind::MultipleChoice {
                     choices,
                     answer_index,
+                    why_wrong,
                 } => {
                     assert!(*answer_index < choices.len(), "{at}: answer is a choice");
+                    // Questions that teach: every wrong pick says why it is wrong.
+                    for (i, choice) in choices.iter().enumerate() {
+                        if i != *answer_index {
+                            let why = why_wrong.get(i).map_or("", String::as_str);
+                            assert!(!why.is_empty(), "{at}: no `why-{}:` for {choice:?}", i + 1);
+                            let verdict = question.check_choice(i);
+                            assert!(verdict.message.contains(why), "{at}: {verdict:?}");
+                        }
+                    }
                     let unique: HashSet<&String> = choices.iter().collect();
                     assert_eq!(unique.len(), choices.len(), "{at}: choices differ");
                     assert!(question.check_choice(*answer_index).correct, "{at}");

@@ -34,6 +34,11 @@ pub struct ShippedModels {
     /// The tiny English → French translator (optional: without it the translation views say how
     /// to load one).
     pub translator: Option<PathBuf>,
+    /// The tiny BERT fine-tuned for extractive question answering (`assets/tiny-bert-qa`).
+    pub bert_qa: Option<PathBuf>,
+    /// The real all-MiniLM-L6-v2, where `scripts/fetch-minilm.sh` put it (`.cache/minilm/model`,
+    /// or `$GLASSBOX_MINILM_DIR`): not shipped, offered where it is on the machine.
+    pub minilm: Option<PathBuf>,
     /// Set when the real shipped models are missing (fixtures used, or nothing found).
     pub message: Option<String>,
     /// The `assets/` folders that were searched, for the message.
@@ -46,6 +51,19 @@ impl ShippedModels {
             Slot::Gpt => self.gpt.as_ref(),
             Slot::Bert => self.bert.as_ref(),
             Slot::Translator => self.translator.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A model by its name in lesson files and in `assets/`: `tiny-gpt`, `tiny-bert`,
+    /// `tiny-bert-qa`, `tiny-translator`, `minilm`.
+    pub fn named(&self, name: &str) -> Option<&PathBuf> {
+        match name {
+            "tiny-gpt" => self.gpt.as_ref(),
+            "tiny-bert" => self.bert.as_ref(),
+            "tiny-bert-qa" => self.bert_qa.as_ref(),
+            "tiny-translator" => self.translator.as_ref(),
+            "minilm" => self.minilm.as_ref(),
             _ => None,
         }
     }
@@ -84,7 +102,15 @@ impl ShippedModels {
             manifest.join("tests").join("fixtures"),
             PathBuf::from("tests").join("fixtures"),
         ];
-        Self::search(&roots, &fixtures)
+        let mut found = Self::search(&roots, &fixtures);
+        let mut minilm_dirs: Vec<PathBuf> = std::env::var_os("GLASSBOX_MINILM_DIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        minilm_dirs.push(manifest.join(".cache").join("minilm").join("model"));
+        minilm_dirs.push(PathBuf::from(".cache").join("minilm").join("model"));
+        found.minilm = minilm_dirs.into_iter().find(|d| is_model_dir(d));
+        found
     }
 
     /// Searches `roots` for the shipped folders, then `fixtures` for stand-ins.
@@ -99,6 +125,11 @@ impl ShippedModels {
             gpt: find(Slot::Gpt),
             bert: find(Slot::Bert),
             translator: find(Slot::Translator),
+            bert_qa: roots
+                .iter()
+                .map(|r| r.join("tiny-bert-qa"))
+                .find(|p| is_model_dir(p)),
+            minilm: None,
             message: None,
             searched: roots.to_vec(),
         };

@@ -339,14 +339,21 @@ impl FromStr for Side {
 pub enum ShippedModel {
     TinyGpt,
     TinyBert,
+    /// The tiny BERT fine-tuned for extractive question answering.
+    TinyBertQa,
     TinyTranslator,
+    /// The real all-MiniLM-L6-v2 (a 6-layer BERT), where `scripts/fetch-minilm.sh` put it: not
+    /// shipped, so a button that loads it says how to get it.
+    MiniLm,
 }
 
 impl ShippedModel {
-    pub const ALL: [ShippedModel; 3] = [
+    pub const ALL: [ShippedModel; 5] = [
         ShippedModel::TinyGpt,
         ShippedModel::TinyBert,
+        ShippedModel::TinyBertQa,
         ShippedModel::TinyTranslator,
+        ShippedModel::MiniLm,
     ];
 
     /// The folder under `assets/` and the name in lesson files.
@@ -354,14 +361,16 @@ impl ShippedModel {
         match self {
             ShippedModel::TinyGpt => "tiny-gpt",
             ShippedModel::TinyBert => "tiny-bert",
+            ShippedModel::TinyBertQa => "tiny-bert-qa",
             ShippedModel::TinyTranslator => "tiny-translator",
+            ShippedModel::MiniLm => "minilm",
         }
     }
 
     pub fn side(self) -> Side {
         match self {
             ShippedModel::TinyGpt => Side::Gpt,
-            ShippedModel::TinyBert => Side::Bert,
+            ShippedModel::TinyBert | ShippedModel::TinyBertQa | ShippedModel::MiniLm => Side::Bert,
             ShippedModel::TinyTranslator => Side::Translator,
         }
     }

@@ -813,6 +813,8 @@ impl Parser<'_> {
         let mut tolerance: Option<(String, usize)> = None;
         let mut explanation: Option<String> = None;
         let mut verify: Option<(String, usize)> = None;
+        // `why-N:` — why choice N is wrong: (N, text, line).
+        let mut reasons: Vec<(usize, String, usize)> = Vec::new();
 
         for entry in entries {
             let line = entry.line;
@@ -879,12 +881,25 @@ impl Parser<'_> {
                         return Err(twice());
                     }
                 }
+                other if other.starts_with("why-") => {
+                    let number = other["why-".len()..].parse::<usize>().ok().filter(|n| *n >= 1);
+                    let Some(number) = number else {
+                        return Err(self.error(
+                            line,
+                            format!("`{other}:` should be `why-N:`, N the number of a choice"),
+                        ));
+                    };
+                    if reasons.iter().any(|(n, _, _)| *n == number) {
+                        return Err(twice());
+                    }
+                    reasons.push((number, unquote(&entry.value), line));
+                }
                 other => {
                     return Err(self.error(
                         line,
                         format!(
                             "unknown key `{other}:` in a question; the keys are ask, choices, \
-                             answer, tolerance, explain, verify, id"
+                             answer, why-N, tolerance, explain, verify, id"
                         ),
                     ));
                 }
@@ -922,9 +937,26 @@ impl Parser<'_> {
                         ),
                     ));
                 };
+                let mut why_wrong = vec![String::new(); choices.len()];
+                for (n, reason, line) in reasons.drain(..) {
+                    if n > choices.len() {
+                        return Err(self.error(
+                            line,
+                            format!("`why-{n}:` but there are {} choices", choices.len()),
+                        ));
+                    }
+                    if n == number {
+                        return Err(self.error(
+                            line,
+                            format!("`why-{n}:` explains a wrong choice, but {n} is the answer"),
+                        ));
+                    }
+                    why_wrong[n - 1] = reason;
+                }
                 QuestionKind::MultipleChoice {
                     choices,
                     answer_index: number - 1,
+                    why_wrong,
                 }
             }
             None => {
@@ -960,6 +992,9 @@ impl Parser<'_> {
                 QuestionKind::Number { answer, tolerance }
             }
         };
+        if let Some((_, _, line)) = reasons.first() {
+            return Err(self.error(*line, "`why-N:` is for multiple-choice questions"));
+        }
         let verify = match verify {
             None => None,
             Some((text, line)) => {

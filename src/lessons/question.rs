@@ -31,6 +31,10 @@ pub enum QuestionKind {
     MultipleChoice {
         choices: Vec<String>,
         answer_index: usize,
+        /// Why each wrong choice is wrong (`why-N:`), shown when it is picked; empty where the
+        /// lesson gives no reason (and for the answer).
+        #[serde(default)]
+        why_wrong: Vec<String>,
     },
     /// A number; correct when within `tolerance` (absolute) of `answer`.
     Number { answer: f64, tolerance: f64 },
@@ -58,8 +62,9 @@ impl Question {
             QuestionKind::MultipleChoice {
                 choices,
                 answer_index,
+                why_wrong,
             } => match choice_index(choices, given) {
-                Some(index) => self.verdict_choice(choices, *answer_index, index),
+                Some(index) => self.verdict_choice(choices, *answer_index, why_wrong, index),
                 None => Answer {
                     correct: false,
                     message: format!(
@@ -99,7 +104,10 @@ impl Question {
             QuestionKind::MultipleChoice {
                 choices,
                 answer_index,
-            } if index < choices.len() => self.verdict_choice(choices, *answer_index, index),
+                why_wrong,
+            } if index < choices.len() => {
+                self.verdict_choice(choices, *answer_index, why_wrong, index)
+            }
             QuestionKind::MultipleChoice { choices, .. } => Answer {
                 correct: false,
                 message: format!("Pick one of the {} choices.", choices.len()),
@@ -111,14 +119,23 @@ impl Question {
         }
     }
 
-    fn verdict_choice(&self, choices: &[String], answer: usize, index: usize) -> Answer {
+    fn verdict_choice(
+        &self,
+        choices: &[String],
+        answer: usize,
+        why_wrong: &[String],
+        index: usize,
+    ) -> Answer {
         if index == answer {
-            self.correct()
-        } else {
-            Answer {
-                correct: false,
-                message: format!("Not quite: \"{}\" is not it.", choices[index]),
-            }
+            return self.correct();
+        }
+        let message = match why_wrong.get(index).filter(|w| !w.is_empty()) {
+            Some(why) => format!("Not quite: \"{}\" — {why}", choices[index]),
+            None => format!("Not quite: \"{}\" is not it.", choices[index]),
+        };
+        Answer {
+            correct: false,
+            message,
         }
     }
 
@@ -140,6 +157,7 @@ impl Question {
             QuestionKind::MultipleChoice {
                 choices,
                 answer_index,
+                ..
             } => choices
                 .get(*answer_index)
                 .cloned()

