@@ -16,7 +16,10 @@ glassbox=${GLASSBOX:-target/release/glassbox}
 [ -x "$glassbox" ] || cargo build --release
 for name in "${names[@]}"; do
     # --overwrite: replace an earlier run in runs/$name and the shipped files in assets/$name.
-    "$glassbox" train --config "assets/$name/recipe.toml" --out "runs/$name" \
+    # A recipe that starts from a trained model (model.init_from) is a fine-tune.
+    command=train
+    if grep -q '^init_from' "assets/$name/recipe.toml"; then command=finetune; fi
+    "$glassbox" "$command" --config "assets/$name/recipe.toml" --out "runs/$name" \
         --export "assets/$name" --overwrite
     cp "runs/$name/metrics.csv" "assets/$name/metrics.csv"
     if [ -f "runs/$name/heldout.tsv" ]; then cp "runs/$name/heldout.tsv" "assets/$name/heldout.tsv"; fi

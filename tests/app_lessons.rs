@@ -27,12 +27,14 @@ use glassbox::app::panels::lessons::{LessonsPanel, Outcome};
 use glassbox::app::panels::params::{CustomConfig, ParamSource, ParamsPanel};
 use glassbox::app::panels::predict::{Mode, PredictPanel};
 use glassbox::app::panels::step_through::{StageRef, StepThroughPanel};
+use glassbox::app::panels::tokens::TokensPanel;
 use glassbox::app::panels::train::{PretrainObjective, TrainPanel};
 use glassbox::app::panels::training::LiveRun;
 use glassbox::app::panels::translate::TranslatePanel;
 use glassbox::app::{AppOptions, GlassboxApp};
+use glassbox::inspect::Predictions;
 use glassbox::lessons::{
-    Action, ActionCommand, Lesson, ModelRef, Progress, QuestionKind, Side, load_lessons,
+    Action, ActionCommand, Lesson, ModelRef, Progress, QuestionKind, Side, ViewName, load_lessons,
 };
 
 fn course_dir() -> PathBuf {
@@ -127,7 +129,8 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
         other => panic!("{what}: the button did not finish: {other:?}"),
     }
     no_error_notices(h);
-    if let Some(view) = glassbox::app::panels::lessons::runner::target_view(action) {
+    let target = glassbox::app::panels::lessons::runner::target_view(action);
+    if let Some(view) = target {
         assert_eq!(h.state().current_view(), view.id(), "{what}: view");
     }
     let masks = action
@@ -149,7 +152,7 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
             ActionCommand::LoadModel(model) => {
                 if let ModelRef::Shipped(m) = model {
                     let slot = slot_of(m.side());
-                    let dir = shipped.get(slot).cloned().expect("shipped model");
+                    let dir = shipped.named(m.name()).cloned().expect("shipped model");
                     assert_eq!(
                         app.shared.model(slot).map(|m| m.source.clone()),
                         Some(ModelSource::Folder(dir)),
@@ -219,6 +222,25 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
                 }
             }
             ActionCommand::SelectLayerHead { .. } => {}
+            ActionCommand::ShowSide(side) => {
+                if target == Some(ViewName::Predict) {
+                    let panel = app.panel::<PredictPanel>().expect("predict");
+                    let mode = if *side == Side::Gpt {
+                        Mode::Gpt
+                    } else {
+                        Mode::Bert
+                    };
+                    assert_eq!(panel.mode, mode, "{what}: Predict shows the {side:?}");
+                }
+                if target == Some(ViewName::Tokens) {
+                    let panel = app.panel::<TokensPanel>().expect("tokens");
+                    assert_eq!(
+                        panel.slot,
+                        slot_of(*side),
+                        "{what}: Tokens shows the {side:?}"
+                    );
+                }
+            }
             ActionCommand::TranslationStep(step) => {
                 let panel = app.panel::<TranslatePanel>().expect("translate");
                 assert_eq!(panel.step, step - 1, "{what}: step");
@@ -421,7 +443,11 @@ fn walk_lesson(id: &str) {
         for action in step.actions() {
             click(&mut h, &format!("Try it: {}", action.label));
             app_support::settle(&mut h);
+            if missing_optional_model(&h, &lesson, action) {
+                continue;
+            }
             check_action(&mut h, &lesson, action);
+            check_claims(&mut h, &lesson, action);
         }
         if index + 1 < steps {
             click(&mut h, "Next step");
@@ -432,6 +458,268 @@ fn walk_lesson(id: &str) {
             .panel::<LessonsPanel>()
             .is_some_and(|l| l.is_open())
     );
+    no_error_notices(&h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A button that loads a model the course offers but does not ship (MiniLM, fetched by
+/// `scripts/fetch-minilm.sh`): where it is missing, the button must say how to get it.
+fn missing_optional_model(
+    h: &Harness<'static, GlassboxApp>,
+    lesson: &Lesson,
+    action: &Action,
+) -> bool {
+    let wants_minilm = action.commands.iter().any(|c| {
+        matches!(
+            c,
+            ActionCommand::LoadModel(ModelRef::Shipped(glassbox::lessons::ShippedModel::MiniLm))
+        )
+    });
+    if !wants_minilm || h.state().shared.shipped.minilm.is_some() {
+        return false;
+    }
+    match lessons(h).outcome(&lesson.id, action.line) {
+        Some(Outcome::Failed(message)) => {
+            assert!(message.contains("scripts/fetch-minilm.sh"), "{message}");
+            println!("note: MiniLM is not on this machine; its button says how to fetch it");
+        }
+        other => panic!(
+            "{}: without MiniLM the button must fail: {other:?}",
+            action.label
+        ),
+    }
+    true
+}
+
+/// The top next token the Predict view shows for the GPT (its readable form, `▁mouse`).
+fn top_next_token(h: &Harness<'static, GlassboxApp>) -> String {
+    let panel = h.state().panel::<PredictPanel>().expect("predict");
+    assert_eq!(panel.mode, Mode::Gpt);
+    let data = panel.next_data().expect("next-token data");
+    data.order.first().expect("a next token").1.clone()
+}
+
+/// The tiny BERT's best guess for the first `[MASK]` of the current text.
+fn top_fill(h: &mut Harness<'static, GlassboxApp>) -> String {
+    let data = h
+        .state_mut()
+        .shared
+        .inspection(Slot::Bert)
+        .data()
+        .expect("BERT's reading of the text");
+    match &data.predictions {
+        Predictions::FillMask { masks, .. } => masks[0].top[0].token.clone(),
+        other => panic!("fill-mask predictions, got {other:?}"),
+    }
+}
+
+/// What each try-it's lesson text says appears once it is clicked. Every button of the course is
+/// listed, so a new button needs its claims written here (or a note that it makes none beyond
+/// the state [`check_action`] checks).
+fn check_claims(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: &Action) {
+    let what = format!("{} / {:?}", lesson.id, action.label);
+    let label = action.label.as_str();
+    let round2 =
+        |c: &[f32]| -> Vec<f32> { c.iter().map(|c| (c * 100.0).round() / 100.0).collect() };
+    match label {
+        // Lesson 1: the next token, and sampling that starts from the text it sets.
+        "Ask the tiny GPT what comes after \"the cat chased the\"" => {
+            assert_eq!(top_next_token(h), "\u{2581}mouse", "{what}");
+            assert!(
+                has_text(h, "\u{2581}mouse"),
+                "{what}: the bar is labelled readably"
+            );
+        }
+        "Change the subject to a dog" => assert_eq!(top_next_token(h), "\u{2581}cat", "{what}"),
+        "Generate a few tokens, one at a time" | "Turn the temperature up" => {
+            let panel = h.state().panel::<PredictPanel>().expect("predict");
+            let session = panel.session.as_ref().expect("a generation");
+            assert_eq!(
+                session.prompt, "the cat",
+                "{what}: continues the lesson's text"
+            );
+        }
+        "What did the fox chase?" => assert_eq!(top_next_token(h), "\u{2581}rabbit", "{what}"),
+        // Lesson 3: the tokenizers and the two banks.
+        "Tokenize the course sentence three ways" => {
+            let panel = h.state().panel::<TokensPanel>().expect("tokens");
+            let comparison = panel.comparison().expect("the tokenizers side by side");
+            let counts: Vec<usize> = comparison.entries.iter().map(|e| e.tokens.len()).collect();
+            assert!(counts.len() >= 3, "{what}: {counts:?}");
+            assert_eq!(
+                counts[0],
+                "The cat chased the mouse.".len(),
+                "{what}: one per character"
+            );
+        }
+        "Tokenize a sentence from outside the tiny world" => {
+            let panel = h.state().panel::<TokensPanel>().expect("tokens");
+            let comparison = panel.comparison().expect("the tokenizers side by side");
+            let bert = comparison
+                .entries
+                .iter()
+                .find(|e| e.tokenizer_name.contains("BERT"))
+                .expect("the tiny BERT's tokenizer");
+            let tokens: Vec<&str> = bert.tokens.iter().map(|t| t.text.as_str()).collect();
+            assert!(
+                tokens.contains(&"##os"),
+                "{what}: \"post\" spelled from pieces {tokens:?}"
+            );
+            assert!(
+                tokens.contains(&"[UNK]"),
+                "{what}: \"cheque\" has a letter it never saw"
+            );
+        }
+        "Compare \"bank\" by the river and \"bank\" with the money, layer by layer" => {
+            let panel = h.state().panel::<EmbeddingsPanel>().expect("embeddings");
+            let comparison = panel.comparison(Slot::Bert).expect("a comparison");
+            assert_eq!(comparison.static_cosine, 1.0, "{what}");
+            assert_eq!(
+                round2(&comparison.cosines),
+                [1.0, 0.99, 0.9, 0.85, 0.77],
+                "{what}"
+            );
+        }
+        "Compare two money banks" => {
+            let panel = h.state().panel::<EmbeddingsPanel>().expect("embeddings");
+            let comparison = panel.comparison(Slot::Bert).expect("a comparison");
+            assert_eq!(round2(&comparison.cosines).last(), Some(&0.94), "{what}");
+        }
+        "The real-language version, on all-MiniLM-L6-v2" => {
+            let panel = h.state().panel::<EmbeddingsPanel>().expect("embeddings");
+            let comparison = panel.comparison(Slot::Bert).expect("a comparison");
+            let rounded = round2(&comparison.cosines);
+            assert_eq!((rounded[0], rounded.last()), (0.99, Some(&0.8)), "{what}");
+        }
+        // Lesson 5: fill-mask, next-sentence prediction, the pair's packing, question answering.
+        "Hide \"mouse\" and let the tiny BERT guess it"
+        | "Hide who ate the cheese — the clue comes after the blank" => {
+            assert_eq!(top_fill(h), "mouse", "{what}");
+        }
+        "A true continuation" | "A random sentence instead" => {
+            let panel = h.state().panel::<PredictPanel>().expect("predict");
+            let p = panel.nsp_prob().flatten().expect("an NSP probability");
+            if label == "A true continuation" {
+                assert!(p > 0.5, "{what}: P(IsNext) = {p}");
+            } else {
+                assert!(p < 0.5, "{what}: P(IsNext) = {p}");
+            }
+        }
+        "See how the pair is packed into tokens" => {
+            let panel = h.state().panel::<TokensPanel>().expect("tokens");
+            let tokenized = panel.tokenized().expect("the pair tokenized");
+            let tokens: Vec<&str> = tokenized.tokens.iter().map(|t| t.text.as_str()).collect();
+            assert_eq!(tokens.first(), Some(&"[CLS]"), "{what}");
+            assert_eq!(tokens.last(), Some(&"[SEP]"), "{what}");
+            assert_eq!(
+                tokens.iter().filter(|t| **t == "[SEP]").count(),
+                2,
+                "{what}"
+            );
+            let segments: Vec<u32> = tokenized.tokens.iter().map(|t| t.type_id).collect();
+            let first_b = segments.iter().position(|s| *s == 1).expect("sentence B");
+            assert_eq!(
+                tokens[first_b - 1],
+                "[SEP]",
+                "{what}: B starts after the first [SEP]"
+            );
+            assert!(
+                segments[first_b..].iter().all(|s| *s == 1),
+                "{what}: {segments:?}"
+            );
+            assert!(has_text(h, "segment ids: 0 0"), "{what}: segment ids shown");
+        }
+        "Ask the tiny QA model where the cat sat" | "Ask it who chased the mouse" => {
+            let panel = h.state().panel::<PredictPanel>().expect("predict");
+            let answer = &panel.qa_result().expect("an answer").answer;
+            let want = if label.contains("where") {
+                "on the red mat"
+            } else {
+                "the cat"
+            };
+            assert_eq!(answer, want, "{what}");
+        }
+        // Lesson 6 reads GPT again, after lesson 5 put BERT on a pair: one sentence, GPT's bars.
+        "Look at GPT's causal attention" | "Both models on the same sentence" => {
+            assert!(!h.state().shared.use_pair, "{what}: one sentence");
+        }
+        // The rest make no claim beyond the state check_action checks (the view, stage, layer,
+        // head, token, step, preset, run or calculator they set).
+        "Let it write a few sentences"
+        | "Count the parameters of the tiny GPT"
+        | "Compare with GPT-3"
+        | "Start a forward pass of the tiny BERT — embeddings"
+        | "Jump to the attention weights of layer 0"
+        | "Jump to the feed-forward network of layer 0"
+        | "Positions — the vectors added for \"where\""
+        | "LayerNorm — each row rescaled before attention (layer 0)"
+        | "The residual add — attention's result added to its input (layer 0)"
+        | "Logits — one score per vocabulary entry for the next token"
+        | "Show the encoder reading the whole sentence"
+        | "Watch the tiny GPT write token by token"
+        | "See the three embeddings the tiny BERT adds up"
+        | "Compare \"mouse\" as the chaser's prey and as the eater"
+        | "Step through the scores of the tiny GPT"
+        | "…then the scaled scores after softmax"
+        | "Put both models on the same sentence"
+        | "The tiny translator's three kinds of attention side by side"
+        | "Show the masked scores in the tiny GPT"
+        | "Open one head of the tiny BERT and select \"chased\""
+        | "Open the BERT-Base breakdown"
+        | "Open the BERT-Large breakdown"
+        | "DistilBERT"
+        | "ALBERT-Base — see the shared layer"
+        | "RoBERTa-Large"
+        | "GPT-2 Small"
+        | "GPT-2 XL"
+        | "Open the GPT-3 breakdown"
+        | "Ask the QA model a question" => {}
+        _ if label.starts_with("Pretrain")
+            || label.starts_with("GPT-3")
+            || label.starts_with("How long")
+            || label.starts_with("Step ")
+            || label.starts_with("Fine-tune") => {}
+        "Translate \"the cat chased the mouse .\" with the tiny translator"
+        | "Translate \"the black cat chased the mouse .\" and go to step 3" => {
+            let panel = h.state().panel::<TranslatePanel>().expect("translate");
+            let translation = panel.translation().expect("a translation");
+            assert!(translation.translation.starts_with("le chat"), "{what}");
+        }
+        other => panic!("{}: no claims listed for the try-it {other:?}", lesson.id),
+    }
+}
+
+/// The whole course in one sitting: every lesson in order, every try-it of every step in one app,
+/// each checked for the state it sets and for what its lesson says appears — so a button that
+/// leans on what an earlier lesson left (a sentence pair, BERT's fill-mask mode, a generated
+/// text) fails here.
+#[test]
+fn the_course_in_one_sitting() {
+    let dir = temp_dir("one-sitting");
+    let mut h = harness(app_in(&dir, &course_dir(), true));
+    app_support::settle(&mut h);
+    click(&mut h, "Lessons");
+    for lesson in course() {
+        click(&mut h, &format!("Open lesson: {}", lesson.title));
+        let steps = lesson.steps.len();
+        for (index, step) in lesson.steps.iter().enumerate() {
+            assert_eq!(lessons(&h).step(), index, "{}", lesson.id);
+            for action in step.actions() {
+                click(&mut h, &format!("Try it: {}", action.label));
+                app_support::settle(&mut h);
+                if missing_optional_model(&h, &lesson, action) {
+                    continue;
+                }
+                check_action(&mut h, &lesson, action);
+                check_claims(&mut h, &lesson, action);
+            }
+            if index + 1 < steps {
+                click(&mut h, "Next step");
+            } else {
+                click(&mut h, "Finish lesson");
+            }
+        }
+    }
     no_error_notices(&h);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -33,6 +33,8 @@ fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
             gpt: Some(PathBuf::from("tests/fixtures/gpt2")),
             bert: Some(PathBuf::from("tests/fixtures/bert")),
             translator: Some(PathBuf::from("assets/tiny-translator")),
+            bert_qa: None,
+            minilm: None,
             message: None,
             searched: Vec::new(),
         }),

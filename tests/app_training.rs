@@ -51,6 +51,8 @@ fn harness() -> Harness<'static, GlassboxApp> {
             gpt: Some(fixture("gpt2")),
             bert: Some(fixture("bert")),
             translator: None,
+            bert_qa: None,
+            minilm: None,
             message: None,
             searched: Vec::new(),
         }),

@@ -334,7 +334,8 @@ fn homonyms_appear_in_both_meanings_each_in_its_own_company() {
                 .collect()
         };
         let banks = with("bank");
-        let (river, money): (Vec<_>, Vec<_>) = banks.iter().partition(|s| s.contains("river"));
+        let (river, money): (Vec<&String>, Vec<&String>) =
+            banks.into_iter().partition(|s| s.contains("river"));
         assert!(
             river.len() > 20 && money.len() > 20,
             "{} / {}",
@@ -343,7 +344,8 @@ fn homonyms_appear_in_both_meanings_each_in_its_own_company() {
         );
         assert!(money.iter().all(|s| s.contains("money")), "{money:?}");
         let bats = with("bat");
-        let (flying, hitting): (Vec<_>, Vec<_>) = bats.iter().partition(|s| s.contains("fl"));
+        let (flying, hitting): (Vec<&String>, Vec<&String>) =
+            bats.into_iter().partition(|s| s.contains("fl"));
         assert!(flying.len() > 5 && hitting.len() > 5);
         assert!(hitting.iter().all(|s| s.contains("ball")), "{hitting:?}");
     }

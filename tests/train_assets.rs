@@ -260,35 +260,72 @@ fn tiny_bert_fills_the_mask_with_an_animal() {
 #[test]
 fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
     use glassbox::app::panels::embeddings::compare_word;
-    let dir = std::env::var_os("BANK_MODEL").map_or_else(|| asset("tiny-bert"), PathBuf::from);
-    let loaded = load_dir(&dir, &Device::Cpu).expect("loads");
-    let money = "the farmer took the money to the bank .";
+    let loaded = load_dir(&asset("tiny-bert"), &Device::Cpu).expect("loads");
+    let money = "the farmer kept the money in the bank .";
     let river = "the duck crossed the river to the bank .";
-    let river_again = "the fox sat on the bank of the river .";
+    let money_again = "the fox paid the money into the bank .";
     let senses = compare_word(&loaded, "tiny-bert", "bank", money, river).expect("compares");
-    let same = compare_word(&loaded, "tiny-bert", "bank", river, river_again).expect("compares");
+    let same = compare_word(&loaded, "tiny-bert", "bank", money, money_again).expect("compares");
     eprintln!(
-        "two meanings: static {:.3}, layers {:?}; one meaning: static {:.3}, layers {:?}",
-        senses.static_cosine, senses.cosines, same.static_cosine, same.cosines
+        "two meanings: static {:.3}, by layer {:?}; one meaning: {:?}",
+        senses.static_cosine, senses.cosines, same.cosines
     );
-    let all = [
-        "the farmer took the money to the bank .",
-        "the farmer kept the money in the bank .",
-        "the duck sat on the bank of the river .",
-        "the duck crossed the river to the bank .",
-        "the fox crossed the river to the bank .",
-        "the fox walked along the bank of the river .",
-        "the fox paid the money into the bank .",
-    ];
-    for a in all {
-        for b in all {
-            if a < b {
-                let c = compare_word(&loaded, "tiny-bert", "bank", a, b).expect("compares");
-                eprintln!("{a} | {b} | {:?}", c.cosines);
-            }
-        }
-    }
     assert_eq!(senses.pieces_a, ["bank"]);
+    // One row of the lookup table, and (the same position) the same input to layer 1.
     assert!((senses.static_cosine - 1.0).abs() < 1e-6);
-    panic!("figures");
+    let rounded: Vec<f32> = senses
+        .cosines
+        .iter()
+        .map(|c| (c * 100.0).round() / 100.0)
+        .collect();
+    assert_eq!(
+        rounded,
+        [1.0, 0.99, 0.9, 0.85, 0.77],
+        "{:?}",
+        senses.cosines
+    );
+    // Apart layer by layer...
+    assert!(
+        senses.cosines.windows(2).all(|w| w[1] < w[0]),
+        "{:?}",
+        senses.cosines
+    );
+    // ...while two money banks stay close.
+    let top = |c: &[f32]| c.last().copied().unwrap_or(f32::NAN);
+    assert_eq!(
+        (top(&same.cosines) * 100.0).round() / 100.0,
+        0.94,
+        "{:?}",
+        same.cosines
+    );
+}
+
+/// The real-language version of the comparison, on the real all-MiniLM-L6-v2 where
+/// `scripts/fetch-minilm.sh` has put it (CI does): the figures lesson 3 quotes.
+#[test]
+fn minilm_tells_the_two_banks_apart() {
+    use glassbox::app::panels::embeddings::compare_word;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm/model");
+    if !dir.join("model.safetensors").exists() {
+        println!("SKIPPED: MiniLM is not in .cache/minilm/model (scripts/fetch-minilm.sh)");
+        return;
+    }
+    let loaded = load_dir(&dir, &Device::Cpu).expect("loads");
+    let money = "He went to the bank to deposit money.";
+    let river = "She sat on the river bank and watched the water.";
+    let senses = compare_word(&loaded, "minilm", "bank", money, river).expect("compares");
+    eprintln!(
+        "MiniLM: static {:.3}, by layer {:?}",
+        senses.static_cosine, senses.cosines
+    );
+    assert!((senses.static_cosine - 1.0).abs() < 1e-6);
+    let rounded: Vec<f32> = senses
+        .cosines
+        .iter()
+        .map(|c| (c * 100.0).round() / 100.0)
+        .collect();
+    // After the embeddings (different positions) 0.99; every layer below 0.9; 0.80 at the top.
+    assert_eq!(rounded[0], 0.99, "{rounded:?}");
+    assert!(rounded[1..].iter().all(|c| *c < 0.9), "{rounded:?}");
+    assert_eq!(rounded.last().copied(), Some(0.8), "{rounded:?}");
 }

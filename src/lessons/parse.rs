@@ -882,7 +882,10 @@ impl Parser<'_> {
                     }
                 }
                 other if other.starts_with("why-") => {
-                    let number = other["why-".len()..].parse::<usize>().ok().filter(|n| *n >= 1);
+                    let number = other["why-".len()..]
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= 1);
                     let Some(number) = number else {
                         return Err(self.error(
                             line,

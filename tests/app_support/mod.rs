@@ -23,6 +23,8 @@ pub fn fixtures() -> ShippedModels {
         gpt: Some(fixture("gpt2")),
         bert: Some(fixture("bert")),
         translator: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny-translator")),
+        bert_qa: None,
+        minilm: None,
         message: None,
         searched: Vec::new(),
     }

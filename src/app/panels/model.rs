@@ -387,7 +387,9 @@ fn shipped_ui(ui: &mut Ui, shared: &mut Shared) {
     ];
     for (label, dir, missing) in extras {
         ui.horizontal(|ui| {
-            if ui.add_enabled(dir.is_some(), egui::Button::new(label)).clicked()
+            if ui
+                .add_enabled(dir.is_some(), egui::Button::new(label))
+                .clicked()
                 && let Some(dir) = &dir
             {
                 shared.load_model(ModelSource::Folder(dir.clone()));
