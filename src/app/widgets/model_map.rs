@@ -19,6 +19,9 @@ const INPUT_H: f32 = 32.0;
 const RESIDUAL_H: f32 = 28.0;
 /// The arrow between two blocks (its shape label sits beside it).
 const GAP: f32 = 26.0;
+/// Where a shape label sits on its arrow, below the block above (clear of the skip lines'
+/// forks, just above the block below).
+const LABEL_Y: f32 = 11.0;
 /// The band at the top of the layer frame ("× 2 layers"), above where the skip lines fork.
 const FRAME_BAND: f32 = 40.0;
 const FRAME_PAD: f32 = 10.0;
@@ -425,7 +428,7 @@ impl<'a> Layout<'a> {
         if let Some(p) = pending.take() {
             let to = Pos2::new(rect.center().x, rect.top());
             self.arrows.push(Arrow {
-                label: Some((p.from + Vec2::new(8.0, GAP / 2.0), p.label)),
+                label: Some((p.from + Vec2::new(8.0, LABEL_Y), p.label)),
                 points: vec![p.from, to],
                 head: true,
                 cross: false,
@@ -480,7 +483,7 @@ impl<'a> Layout<'a> {
                     // The skip line: from the arrow into the block whose input it adds, round
                     // the right of the blocks, into the ⊕.
                     // (Below the shape label on that arrow.)
-                    let fork = Pos2::new(axis, start.top() - 5.0);
+                    let fork = Pos2::new(axis, start.top() - 3.0);
                     let skip_x = box_left + box_w + SKIP_MARGIN / 2.0;
                     let center_y = rect.center().y;
                     self.arrows.push(Arrow {
@@ -574,7 +577,7 @@ impl<'a> Layout<'a> {
                 let last = start + total - branch_w / 2.0;
                 self.arrows.push(Arrow {
                     points: vec![p.from, Pos2::new(axis, bus_y)],
-                    label: Some((p.from + Vec2::new(8.0, GAP / 2.0), p.label)),
+                    label: Some((p.from + Vec2::new(8.0, LABEL_Y), p.label)),
                     head: false,
                     cross: false,
                 });
@@ -610,7 +613,7 @@ impl<'a> Layout<'a> {
             // The branch's output: a last arrow with its shape.
             if let Some(p) = pending {
                 self.arrows.push(Arrow {
-                    label: Some((p.from + Vec2::new(8.0, GAP / 2.0), p.label)),
+                    label: Some((p.from + Vec2::new(8.0, LABEL_Y), p.label)),
                     points: vec![p.from, p.from + Vec2::new(0.0, GAP - 4.0)],
                     head: true,
                     cross: false,
