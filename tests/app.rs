@@ -185,8 +185,9 @@ fn more_models_than_two_and_any_two_side_by_side() {
 
     // The Model view lists it with an Unload button, and loads another one beside the others.
     open_view(&mut h, "Model");
+    // Below the model cards and their maps: clicked through accessibility.
     h.get_by_label("Load beside the others (keep the model of its family; a place of its own)")
-        .click();
+        .click_accesskit();
     h.run_steps(1);
     let bert = fixture("bert").display().to_string();
     h.state_mut()
@@ -220,8 +221,10 @@ fn model_view_shows_config_and_memory() {
         ));
         let label = format!("{memory} = parameters × 4 bytes");
         assert!(has_label(&h, &label), "missing {label:?}");
+        // In the summary and in the map's legend.
         assert!(
-            h.query_by_label_contains(&group_thousands(breakdown.exact_total))
+            h.query_all_by_label_contains(&group_thousands(breakdown.exact_total))
+                .next()
                 .is_some()
         );
     }
@@ -230,7 +233,9 @@ fn model_view_shows_config_and_memory() {
     h.state_mut().panel_mut::<ModelPanel>().unwrap().kind =
         glassbox::app::panels::model::SourceKind::Folder;
     h.step();
-    h.get_by_role_and_label(Role::Button, "Load folder").click();
+    // Below the model cards and their maps: clicked through accessibility.
+    h.get_by_role_and_label(Role::Button, "Load folder")
+        .click_accesskit();
     settle(&mut h);
     let notices = &h.state().shared.notices;
     assert!(

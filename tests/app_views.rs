@@ -959,3 +959,80 @@ fn step_through_walks_the_encoder_then_the_decoder() {
     );
     no_error_notices(&h);
 }
+
+// ---- Model map ----------------------------------------------------------------------------------
+
+#[test]
+fn model_map_opens_a_block_in_step_through() {
+    use glassbox::app::panels::step_through::StageRef;
+    use glassbox::model::map::{TokenCounts, model_map};
+    use glassbox::model::params::breakdown_for_config;
+    let mut h = harness();
+    settle(&mut h);
+    open_view(&mut h, "Model");
+    assert_eq!(h.state().current_view(), "model");
+
+    // The map's numbers are the library's: the breakdown of the loaded config, every box
+    // placed, the current text's token count in the shapes.
+    let gpt = load("gpt2");
+    let tokens = inspect(&gpt, TEXT, None, 5).unwrap().encoded.ids.len();
+    let breakdown = breakdown_for_config(&gpt.config);
+    let counts = TokenCounts {
+        tokens: Some(tokens),
+        source_tokens: None,
+    };
+    let map = model_map(&gpt.config, &breakdown, counts);
+    assert!(map.unplaced.is_empty());
+    assert_eq!(map.mapped_total(), breakdown.exact_total);
+    assert!(has_label(
+        &h,
+        &format!(
+            "T = {tokens} tokens of the current text. Every block's parameters add up to the exact total, {}. Click a block to open it in Step through.",
+            glassbox::model::params::group_thousands(breakdown.exact_total)
+        )
+    ));
+
+    // Click GPT's MLP block: Step through opens at the MLP of layer 0.
+    h.get_by_label("GPT map: feed-forward (MLP)").click();
+    settle(&mut h);
+    assert_eq!(h.state().current_view(), "step-through");
+    let panel = h.state().panel::<StepThroughPanel>().unwrap();
+    assert_eq!(panel.slot, Slot::Gpt);
+    assert_eq!(panel.current, StageRef::new(Stage::MlpHidden, Some(0)));
+    let shown = panel.shown.clone().expect("a stage is shown");
+    assert_eq!(shown.stage.kind, Stage::MlpHidden);
+
+    // BERT's segment embeddings.
+    open_view(&mut h, "Model");
+    h.get_by_label("BERT map: + segment embeddings").click();
+    settle(&mut h);
+    let panel = h.state().panel::<StepThroughPanel>().unwrap();
+    assert_eq!(panel.slot, Slot::Bert);
+    assert_eq!(panel.current, StageRef::new(Stage::AddSegments, None));
+
+    // The translator: an encoder block opens the encoder stack, a decoder block the decoder.
+    open_view(&mut h, "Model");
+    // The translator's card is below the other two: scroll to the block first.
+    h.get_by_label("MT map: encoder: bidirectional self-attention")
+        .scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label("MT map: encoder: bidirectional self-attention")
+        .click();
+    settle(&mut h);
+    let panel = h.state().panel::<StepThroughPanel>().unwrap();
+    assert_eq!(panel.slot, Slot::Translator);
+    assert_eq!(panel.current, StageRef::in_encoder(Stage::Qkv, Some(0)));
+    open_view(&mut h, "Model");
+    h.get_by_label("MT map: decoder: cross-attention")
+        .scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label("MT map: decoder: cross-attention").click();
+    settle(&mut h);
+    let panel = h.state().panel::<StepThroughPanel>().unwrap();
+    assert_eq!(panel.current, StageRef::new(Stage::CrossQkv, Some(0)));
+    assert_eq!(
+        panel.shown.as_ref().map(|s| s.stage),
+        Some(StageRef::new(Stage::CrossQkv, Some(0)))
+    );
+    no_error_notices(&h);
+}

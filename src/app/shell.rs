@@ -393,6 +393,9 @@ impl GlassboxApp {
         if let Some(id) = self.shared.requested_view.take() {
             self.open_view(&id);
         }
+        for action in std::mem::take(&mut self.shared.requested_actions) {
+            self.apply(action);
+        }
         self.run_lesson_actions();
 
         egui::Panel::top("glassbox_top").show(ui, |ui| self.top_bar(ui));

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::assets::ShippedModels;
 use super::data::{InspectionData, ModelSource, ModelSummary, Slot};
+use super::panels::Action;
 use super::worker::{Command, Event, Output, Progress, RequestId, WorkerHandle, WorkerResult};
 use crate::lessons::compute::MeasuredRun;
 
@@ -95,6 +96,8 @@ pub struct Shared {
     pub shipped: ShippedModels,
     /// A view a panel wants opened (by id); the shell switches to it on the next frame.
     pub requested_view: Option<String>,
+    /// Actions a panel asks for ([`Self::request`]); the shell applies them on the next frame.
+    pub requested_actions: Vec<Action>,
     pub notices: Vec<Notice>,
     /// The speed of the latest training or fine-tuning run (parameters, tokens/s): the compute
     /// calculator's "this machine".
@@ -121,6 +124,7 @@ impl Shared {
             top_k: DEFAULT_TOP_K,
             shipped,
             requested_view: None,
+            requested_actions: Vec::new(),
             notices: Vec::new(),
             measured_run: None,
             worker,
@@ -379,6 +383,12 @@ impl Shared {
             Some(Err(message)) => Fetch::Failed(message.clone()),
             None => Fetch::Pending(cache.last_good.clone()),
         }
+    }
+
+    /// Asks the shell to apply `action` on the next frame (as a lesson's would be: the view it
+    /// concerns opens), e.g. the Model view's map opening a stage in Step through.
+    pub fn request(&mut self, action: Action) {
+        self.requested_actions.push(action);
     }
 
     // ---- notices ------------------------------------------------------------------------------

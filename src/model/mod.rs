@@ -15,6 +15,7 @@ pub mod fused;
 pub mod gpt;
 pub mod heads;
 pub mod layers;
+pub mod map;
 pub mod marian;
 pub mod params;
 pub mod trace;

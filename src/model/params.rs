@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GlassboxError, Result};
 use crate::model::config::{Architecture, FamilyConfig, ModelConfig};
+use crate::model::family::StackRole;
 
 // ---------------------------------------------------------------------------------------------
 // What is counted
@@ -478,6 +479,62 @@ pub struct ParamRow {
     /// counted by `num_parameters()`, not by `num_parameters(only_trainable=True)`.
     #[serde(default)]
     pub frozen: bool,
+    /// Where in the model the row's parameters sit (the model map places them by it); `None`
+    /// only in rows read from files written before it existed.
+    #[serde(default)]
+    pub site: Option<ParamSite>,
+}
+
+/// A sublayer of a transformer layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sublayer {
+    SelfAttention,
+    /// Encoder–decoder, decoder layers: attention over the encoder's output.
+    CrossAttention,
+    FeedForward,
+}
+
+/// A head on top of the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadSite {
+    MaskedLm,
+    NextSentence,
+    Classifier,
+    QuestionAnswering,
+    /// The causal LM head (GPT-2, an encoder–decoder's decoder), with Marian's
+    /// `final_logits_bias`.
+    LmHead,
+}
+
+/// Where a row's parameters sit in the model: which embedding table, which sublayer (or the
+/// LayerNorm that goes with it) of which stack, which head. `stack: None` is the only stack of a
+/// single-stack model, or a table every stack shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamSite {
+    TokenEmbeddings {
+        stack: Option<StackRole>,
+    },
+    PositionEmbeddings {
+        stack: Option<StackRole>,
+    },
+    SegmentEmbeddings,
+    /// ALBERT: the E → H projection after the factorized embeddings.
+    EmbeddingProjection,
+    EmbeddingNorm,
+    /// A sublayer of every layer of a stack (`norm`: the LayerNorm that goes with it: before it
+    /// in a pre-LN stack, after its residual add in a post-LN one).
+    Layer {
+        stack: Option<StackRole>,
+        sublayer: Sublayer,
+        norm: bool,
+    },
+    /// GPT-2's LayerNorm after the last layer.
+    FinalNorm,
+    Pooler,
+    Head(HeadSite),
 }
 
 /// Totals of one group, for a chart.
@@ -943,6 +1000,8 @@ struct LayerScope {
     layers: Dim,
     /// ALBERT: one set of weights used by every layer.
     shared: bool,
+    /// Which stack of an encoder–decoder (`None` in single-stack models).
+    stack: Option<StackRole>,
 }
 
 impl LayerScope {
@@ -954,6 +1013,15 @@ impl LayerScope {
             "layer 0".to_string()
         } else {
             format!("layers 0–{}", layers - 1)
+        }
+    }
+
+    /// Where a sublayer's parameters (or its LayerNorm's, with `norm`) sit.
+    fn site(&self, sublayer: Sublayer, norm: bool) -> ParamSite {
+        ParamSite::Layer {
+            stack: self.stack,
+            sublayer,
+            norm,
         }
     }
 
@@ -972,9 +1040,17 @@ struct Builder {
     head_formulas: Vec<String>,
     /// Dimensions those terms use, for its "where" clause.
     head_dims: Vec<Dim>,
+    /// Where the next row's parameters sit (set by [`Builder::at`], taken by the row).
+    site: Option<ParamSite>,
 }
 
 impl Builder {
+    /// The next row is at `site`: `builder.at(ParamSite::Pooler).once(…)`.
+    fn at(&mut self, site: ParamSite) -> &mut Self {
+        self.site = Some(site);
+        self
+    }
+
     fn push(&mut self, component: String, group: ParamGroup, copies: Option<Dim>, terms: &[Term]) {
         let all: Vec<&Term> = terms.iter().collect();
         let textbook_terms: Vec<&Term> = terms.iter().filter(|t| t.in_textbook).collect();
@@ -1001,6 +1077,7 @@ impl Builder {
             textbook: sum(&textbook_terms).saturating_mul(multiplier),
             exact: sum(&all).saturating_mul(multiplier),
             frozen: false,
+            site: self.site.take(),
         });
     }
 
@@ -1027,6 +1104,7 @@ impl Builder {
             textbook: 0,
             exact: 0,
             frozen: false,
+            site: self.site.take(),
         });
     }
 
@@ -1042,6 +1120,7 @@ impl Builder {
         terms: Vec<Term>,
     ) {
         if scope.layers.value == 0 {
+            self.site = None;
             return;
         }
         let component = format!("{}: {component}", scope.prefix());
@@ -1059,6 +1138,7 @@ impl Builder {
             textbook: 0,
             exact: 0,
             frozen: false,
+            site: self.site.take(),
         });
     }
 
@@ -1185,10 +1265,15 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
                 dim("P", positions),
                 type_vocab,
             );
-            builder.once("embedding LayerNorm", ParamGroup::LayerNorm, norm(h, true));
+            builder.at(ParamSite::EmbeddingNorm).once(
+                "embedding LayerNorm",
+                ParamGroup::LayerNorm,
+                norm(h, true),
+            );
             let scope = LayerScope {
                 layers: dim("L", layers),
                 shared: false,
+                stack: None,
             };
             encoder_layer(&mut builder, scope, h, dim("F", intermediate));
         }
@@ -1211,8 +1296,12 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
                 dim("P", positions),
                 type_vocab,
             );
-            builder.once("embedding LayerNorm", ParamGroup::LayerNorm, norm(e, true));
-            builder.once(
+            builder.at(ParamSite::EmbeddingNorm).once(
+                "embedding LayerNorm",
+                ParamGroup::LayerNorm,
+                norm(e, true),
+            );
+            builder.at(ParamSite::EmbeddingProjection).once(
                 "embedding projection E → H",
                 ParamGroup::Embeddings,
                 linear(e, h, true),
@@ -1220,6 +1309,7 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
             let scope = LayerScope {
                 layers: dim("L", layers),
                 shared: true,
+                stack: None,
             };
             encoder_layer(&mut builder, scope, h, dim("F", intermediate));
         }
@@ -1233,10 +1323,15 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
         } => {
             let h = dim("H", hidden);
             embeddings(&mut builder, dim("V", vocab), h, dim("P", positions), 0);
-            builder.once("embedding LayerNorm", ParamGroup::LayerNorm, norm(h, true));
+            builder.at(ParamSite::EmbeddingNorm).once(
+                "embedding LayerNorm",
+                ParamGroup::LayerNorm,
+                norm(h, true),
+            );
             let scope = LayerScope {
                 layers: dim("L", layers),
                 shared: false,
+                stack: None,
             };
             encoder_layer(&mut builder, scope, h, dim("F", intermediate));
         }
@@ -1254,9 +1349,10 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
             let scope = LayerScope {
                 layers: dim("L", layers),
                 shared: false,
+                stack: None,
             };
             gpt2_layer(&mut builder, scope, h, dim("F", intermediate), bias);
-            builder.once(
+            builder.at(ParamSite::FinalNorm).once(
                 "final LayerNorm (ln_f)",
                 ParamGroup::LayerNorm,
                 norm(h, bias),
@@ -1278,26 +1374,35 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
             let f = dim("F", intermediate);
             let p = dim("P", positions);
             match target_vocab {
-                None => builder.once(
+                None => builder.at(ParamSite::TokenEmbeddings { stack: None }).once(
                     "shared token embeddings (encoder, decoder, LM head)",
                     ParamGroup::Embeddings,
                     vec![matrix(dim("V", vocab), h)],
                 ),
                 Some(target) => {
-                    builder.once(
-                        "encoder token embeddings",
-                        ParamGroup::Embeddings,
-                        vec![matrix(dim("V", vocab), h)],
-                    );
-                    builder.once(
-                        "decoder token embeddings",
-                        ParamGroup::Embeddings,
-                        vec![matrix(dim("Vt", target), h)],
-                    );
+                    builder
+                        .at(ParamSite::TokenEmbeddings {
+                            stack: Some(StackRole::Encoder),
+                        })
+                        .once(
+                            "encoder token embeddings",
+                            ParamGroup::Embeddings,
+                            vec![matrix(dim("V", vocab), h)],
+                        );
+                    builder
+                        .at(ParamSite::TokenEmbeddings {
+                            stack: Some(StackRole::Decoder),
+                        })
+                        .once(
+                            "decoder token embeddings",
+                            ParamGroup::Embeddings,
+                            vec![matrix(dim("Vt", target), h)],
+                        );
                 }
             }
-            for stack in ["encoder", "decoder"] {
-                let component = format!("{stack} positions (sinusoidal)");
+            for role in [StackRole::Encoder, StackRole::Decoder] {
+                let component = format!("{} positions (sinusoidal)", role.name());
+                builder.at(ParamSite::PositionEmbeddings { stack: Some(role) });
                 if stored_positions {
                     builder.frozen(&component, ParamGroup::Embeddings, vec![matrix(p, h)]);
                 } else {
@@ -1311,10 +1416,12 @@ pub fn breakdown(spec: &ArchSpec, heads: Heads) -> ParamBreakdown {
             let encoder = LayerScope {
                 layers: dim("Lenc", encoder_layers),
                 shared: false,
+                stack: Some(StackRole::Encoder),
             };
             let decoder = LayerScope {
                 layers: dim("Ldec", decoder_layers),
                 shared: false,
+                stack: Some(StackRole::Decoder),
             };
             let encoder_f = if encoder_intermediate == intermediate {
                 f
@@ -1386,18 +1493,20 @@ fn whole_textbook_formula(spec: &ArchSpec, builder: &Builder, total: u64) -> Str
 
 /// Token, position and (if `type_vocab > 0`) segment embedding tables of width `width`.
 fn embeddings(builder: &mut Builder, v: Dim, width: Dim, p: Dim, type_vocab: u64) {
-    builder.once(
+    builder.at(ParamSite::TokenEmbeddings { stack: None }).once(
         "token embeddings",
         ParamGroup::Embeddings,
         vec![matrix(v, width)],
     );
-    builder.once(
-        "position embeddings",
-        ParamGroup::Embeddings,
-        vec![matrix(p, width)],
-    );
+    builder
+        .at(ParamSite::PositionEmbeddings { stack: None })
+        .once(
+            "position embeddings",
+            ParamGroup::Embeddings,
+            vec![matrix(p, width)],
+        );
     if type_vocab > 0 {
-        builder.once(
+        builder.at(ParamSite::SegmentEmbeddings).once(
             "segment (token type) embeddings",
             ParamGroup::Embeddings,
             vec![matrix(dim("T", type_vocab), width)],
@@ -1409,14 +1518,39 @@ fn embeddings(builder: &mut Builder, v: Dim, width: Dim, p: Dim, type_vocab: u64
 /// biases, then the FFN, each followed by a LayerNorm.
 fn encoder_layer(builder: &mut Builder, scope: LayerScope, h: Dim, f: Dim) {
     use ParamGroup::{Attention, Ffn, LayerNorm};
-    builder.per_layer(scope, "attention query (Q)", Attention, linear(h, h, true));
-    builder.per_layer(scope, "attention key (K)", Attention, linear(h, h, true));
-    builder.per_layer(scope, "attention value (V)", Attention, linear(h, h, true));
-    builder.per_layer(scope, "attention output (O)", Attention, linear(h, h, true));
-    builder.per_layer(scope, "attention LayerNorm", LayerNorm, norm(h, true));
-    builder.per_layer(scope, "FFN up (intermediate)", Ffn, linear(h, f, true));
-    builder.per_layer(scope, "FFN down (output)", Ffn, linear(f, h, true));
-    builder.per_layer(scope, "FFN LayerNorm", LayerNorm, norm(h, true));
+    use Sublayer::{FeedForward, SelfAttention};
+    for part in ["query (Q)", "key (K)", "value (V)", "output (O)"] {
+        builder.at(scope.site(SelfAttention, false)).per_layer(
+            scope,
+            &format!("attention {part}"),
+            Attention,
+            linear(h, h, true),
+        );
+    }
+    builder.at(scope.site(SelfAttention, true)).per_layer(
+        scope,
+        "attention LayerNorm",
+        LayerNorm,
+        norm(h, true),
+    );
+    builder.at(scope.site(FeedForward, false)).per_layer(
+        scope,
+        "FFN up (intermediate)",
+        Ffn,
+        linear(h, f, true),
+    );
+    builder.at(scope.site(FeedForward, false)).per_layer(
+        scope,
+        "FFN down (output)",
+        Ffn,
+        linear(f, h, true),
+    );
+    builder.at(scope.site(FeedForward, true)).per_layer(
+        scope,
+        "FFN LayerNorm",
+        LayerNorm,
+        norm(h, true),
+    );
 }
 
 /// The 2017 transformer's two stacks (Marian names): encoder layers as in [`encoder_layer`];
@@ -1430,21 +1564,47 @@ fn encoder_decoder_layers(
     (encoder_f, f): (Dim, Dim),
 ) {
     use ParamGroup::{Attention, CrossAttention, Ffn, LayerNorm};
-    let attention = |builder: &mut Builder, scope, name: &str, group| {
+    let attention = |builder: &mut Builder, scope: LayerScope, name: &str, group| {
+        let sublayer = if group == CrossAttention {
+            Sublayer::CrossAttention
+        } else {
+            Sublayer::SelfAttention
+        };
         for part in ["query (Q)", "key (K)", "value (V)", "output (O)"] {
-            builder.per_layer(scope, &format!("{name} {part}"), group, linear(h, h, true));
+            builder.at(scope.site(sublayer, false)).per_layer(
+                scope,
+                &format!("{name} {part}"),
+                group,
+                linear(h, h, true),
+            );
         }
-        builder.per_layer(
+        builder.at(scope.site(sublayer, true)).per_layer(
             scope,
             &format!("{name} LayerNorm"),
             LayerNorm,
             norm(h, true),
         );
     };
-    let ffn = |builder: &mut Builder, scope, f| {
-        builder.per_layer(scope, "FFN up (fc1)", Ffn, linear(h, f, true));
-        builder.per_layer(scope, "FFN down (fc2)", Ffn, linear(f, h, true));
-        builder.per_layer(scope, "FFN LayerNorm", LayerNorm, norm(h, true));
+    let ffn = |builder: &mut Builder, scope: LayerScope, f| {
+        use Sublayer::FeedForward;
+        builder.at(scope.site(FeedForward, false)).per_layer(
+            scope,
+            "FFN up (fc1)",
+            Ffn,
+            linear(h, f, true),
+        );
+        builder.at(scope.site(FeedForward, false)).per_layer(
+            scope,
+            "FFN down (fc2)",
+            Ffn,
+            linear(f, h, true),
+        );
+        builder.at(scope.site(FeedForward, true)).per_layer(
+            scope,
+            "FFN LayerNorm",
+            LayerNorm,
+            norm(h, true),
+        );
     };
     // "layers 0–5: …" becomes "encoder layers 0–5: …".
     let name_stack = |builder: &mut Builder, from: usize, stack: &str| {
@@ -1466,33 +1626,44 @@ fn encoder_decoder_layers(
 /// A GPT-2 block: LayerNorm before attention and before the MLP; Q, K, V fused in one matrix.
 fn gpt2_layer(builder: &mut Builder, scope: LayerScope, h: Dim, f: Dim, bias: bool) {
     use ParamGroup::{Attention, Ffn, LayerNorm};
+    use Sublayer::{FeedForward, SelfAttention};
     let three_h = dim("3H", h.value.saturating_mul(3));
-    builder.per_layer(
+    builder.at(scope.site(SelfAttention, true)).per_layer(
         scope,
         "LayerNorm before attention (ln_1)",
         LayerNorm,
         norm(h, bias),
     );
-    builder.per_layer(
+    builder.at(scope.site(SelfAttention, false)).per_layer(
         scope,
         "attention Q, K, V (c_attn)",
         Attention,
         linear(h, three_h, bias),
     );
-    builder.per_layer(
+    builder.at(scope.site(SelfAttention, false)).per_layer(
         scope,
         "attention output (c_proj)",
         Attention,
         linear(h, h, bias),
     );
-    builder.per_layer(
+    builder.at(scope.site(FeedForward, true)).per_layer(
         scope,
         "LayerNorm before MLP (ln_2)",
         LayerNorm,
         norm(h, bias),
     );
-    builder.per_layer(scope, "MLP up (c_fc)", Ffn, linear(h, f, bias));
-    builder.per_layer(scope, "MLP down (c_proj)", Ffn, linear(f, h, bias));
+    builder.at(scope.site(FeedForward, false)).per_layer(
+        scope,
+        "MLP up (c_fc)",
+        Ffn,
+        linear(h, f, bias),
+    );
+    builder.at(scope.site(FeedForward, false)).per_layer(
+        scope,
+        "MLP down (c_proj)",
+        Ffn,
+        linear(f, h, bias),
+    );
 }
 
 fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
@@ -1507,7 +1678,9 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
 
     if heads.pooler {
         if has_pooler {
-            builder.once("pooler dense (tanh)", Pooler, linear(h, h, true));
+            builder
+                .at(ParamSite::Pooler)
+                .once("pooler dense (tanh)", Pooler, linear(h, h, true));
         } else {
             builder.note_missing(family, "pooler");
         }
@@ -1524,10 +1697,26 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
         };
         match transform {
             Some((dense, width)) => {
-                builder.once(dense, HeadsGroup, linear(h, width, true));
-                builder.once("MLM transform LayerNorm", HeadsGroup, norm(width, true));
-                builder.tied("MLM decoder weight", HeadsGroup, "token embeddings");
-                builder.once("MLM output bias", HeadsGroup, vec![vector(v)]);
+                builder.at(ParamSite::Head(HeadSite::MaskedLm)).once(
+                    dense,
+                    HeadsGroup,
+                    linear(h, width, true),
+                );
+                builder.at(ParamSite::Head(HeadSite::MaskedLm)).once(
+                    "MLM transform LayerNorm",
+                    HeadsGroup,
+                    norm(width, true),
+                );
+                builder.at(ParamSite::Head(HeadSite::MaskedLm)).tied(
+                    "MLM decoder weight",
+                    HeadsGroup,
+                    "token embeddings",
+                );
+                builder.at(ParamSite::Head(HeadSite::MaskedLm)).once(
+                    "MLM output bias",
+                    HeadsGroup,
+                    vec![vector(v)],
+                );
             }
             None => builder.note_missing(family, "masked-LM head (use the LM head)"),
         }
@@ -1535,12 +1724,12 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
 
     if heads.next_sentence {
         match spec {
-            ArchSpec::Bert { .. } => builder.once(
+            ArchSpec::Bert { .. } => builder.at(ParamSite::Head(HeadSite::NextSentence)).once(
                 "next-sentence classifier (NSP)",
                 HeadsGroup,
                 linear_to_constant(h, 2, true),
             ),
-            ArchSpec::Albert { .. } => builder.once(
+            ArchSpec::Albert { .. } => builder.at(ParamSite::Head(HeadSite::NextSentence)).once(
                 "sentence-order classifier (SOP)",
                 HeadsGroup,
                 linear_to_constant(h, 2, true),
@@ -1554,20 +1743,44 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
         match spec {
             // BERT and ALBERT classify the pooler output.
             ArchSpec::Bert { .. } | ArchSpec::Albert { .. } => {
-                builder.once("classifier", HeadsGroup, linear(h, n, true));
+                builder.at(ParamSite::Head(HeadSite::Classifier)).once(
+                    "classifier",
+                    HeadsGroup,
+                    linear(h, n, true),
+                );
             }
             // RoBERTa and DistilBERT put their own dense layer before the classifier.
             ArchSpec::Roberta { .. } => {
-                builder.once("classifier dense", HeadsGroup, linear(h, h, true));
-                builder.once("classifier out_proj", HeadsGroup, linear(h, n, true));
+                builder.at(ParamSite::Head(HeadSite::Classifier)).once(
+                    "classifier dense",
+                    HeadsGroup,
+                    linear(h, h, true),
+                );
+                builder.at(ParamSite::Head(HeadSite::Classifier)).once(
+                    "classifier out_proj",
+                    HeadsGroup,
+                    linear(h, n, true),
+                );
             }
             ArchSpec::DistilBert { .. } => {
-                builder.once("pre-classifier", HeadsGroup, linear(h, h, true));
-                builder.once("classifier", HeadsGroup, linear(h, n, true));
+                builder.at(ParamSite::Head(HeadSite::Classifier)).once(
+                    "pre-classifier",
+                    HeadsGroup,
+                    linear(h, h, true),
+                );
+                builder.at(ParamSite::Head(HeadSite::Classifier)).once(
+                    "classifier",
+                    HeadsGroup,
+                    linear(h, n, true),
+                );
             }
             // GPT2ForSequenceClassification: `score`, no bias, on the last token.
             ArchSpec::Gpt2 { .. } => {
-                builder.once("classifier (score)", HeadsGroup, linear(h, n, false));
+                builder.at(ParamSite::Head(HeadSite::Classifier)).once(
+                    "classifier (score)",
+                    HeadsGroup,
+                    linear(h, n, false),
+                );
             }
             ArchSpec::EncoderDecoder { .. } => builder.note_missing(family, "classifier"),
         }
@@ -1576,16 +1789,22 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
     if heads.question_answering && matches!(spec, ArchSpec::EncoderDecoder { .. }) {
         builder.note_missing(family, "question-answering head");
     } else if heads.question_answering {
-        builder.once(
-            "QA span start/end (qa_outputs)",
-            HeadsGroup,
-            linear_to_constant(h, 2, true),
-        );
+        builder
+            .at(ParamSite::Head(HeadSite::QuestionAnswering))
+            .once(
+                "QA span start/end (qa_outputs)",
+                HeadsGroup,
+                linear_to_constant(h, 2, true),
+            );
     }
 
     if heads.lm_head {
         if matches!(spec, ArchSpec::Gpt2 { .. }) {
-            builder.tied("LM head", HeadsGroup, "token embeddings");
+            builder.at(ParamSite::Head(HeadSite::LmHead)).tied(
+                "LM head",
+                HeadsGroup,
+                "token embeddings",
+            );
         } else if let ArchSpec::EncoderDecoder {
             target_vocab,
             tied_head,
@@ -1598,10 +1817,12 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
                 "shared token embeddings"
             };
             if tied_head {
-                builder.tied("LM head", HeadsGroup, table);
+                builder
+                    .at(ParamSite::Head(HeadSite::LmHead))
+                    .tied("LM head", HeadsGroup, table);
             } else {
                 let rows = target_vocab.map_or(v, |t| dim("Vt", t));
-                builder.once(
+                builder.at(ParamSite::Head(HeadSite::LmHead)).once(
                     "LM head (lm_head, untied)",
                     HeadsGroup,
                     vec![matrix(rows, h)],
@@ -1609,11 +1830,13 @@ fn head_rows(builder: &mut Builder, spec: &ArchSpec, heads: &Heads) {
             }
             // `MarianMTModel` registers it as a buffer: saved in the checkpoint, never trained,
             // not counted by `num_parameters()`.
-            builder.without_parameters(
-                "final_logits_bias",
-                HeadsGroup,
-                "a buffer of V zeros, not a parameter",
-            );
+            builder
+                .at(ParamSite::Head(HeadSite::LmHead))
+                .without_parameters(
+                    "final_logits_bias",
+                    HeadsGroup,
+                    "a buffer of V zeros, not a parameter",
+                );
         } else {
             builder.note_missing(family, "causal LM head (use the masked-LM head)");
         }

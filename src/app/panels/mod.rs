@@ -69,13 +69,14 @@ pub enum Action {
     MaskToken {
         index: usize,
     },
-    /// Step-through view: go to `stage` (in `layer`, for head `head`) of `slot`'s forward pass;
-    /// `None` keeps what the view shows.
+    /// Step-through view: go to `stage` (in `layer`, for head `head`, in an encoder–decoder's
+    /// encoder if `encoder`) of `slot`'s forward pass; `None` keeps what the view shows.
     StepThrough {
         slot: Option<Slot>,
         stage: Stage,
         layer: Option<usize>,
         head: Option<usize>,
+        encoder: Option<bool>,
     },
     /// Predict view (GPT): sampling settings; `None` keeps a setting.
     SetSampling(Sampling),

@@ -11,7 +11,8 @@ use super::{Action, Panel};
 use crate::app::assets;
 use crate::app::data::{ModelSource, ModelSummary, Slot};
 use crate::app::state::Shared;
-use crate::app::widgets::FolderBrowser;
+use crate::app::widgets::{self, FolderBrowser};
+use crate::model::map::{TokenCounts, model_map};
 use crate::model::params::{format_bytes, group_thousands};
 
 /// Where the next model comes from.
@@ -195,6 +196,10 @@ fn slot_card(ui: &mut Ui, shared: &mut Shared, slot: Slot) {
             }
         });
         summary_grid(ui, &model);
+        egui::CollapsingHeader::new("map of the model")
+            .id_salt(("map", slot))
+            .default_open(true)
+            .show(ui, |ui| map_ui(ui, shared, &model));
         egui::CollapsingHeader::new("config (every field)")
             .id_salt(("config", slot))
             .show(ui, |ui| {
@@ -227,6 +232,37 @@ fn slot_card(ui: &mut Ui, shared: &mut Shared, slot: Slot) {
                     });
             });
     });
+}
+
+/// The map of the whole model: blocks with shapes and parameters; a click opens the block's
+/// stage in Step through.
+fn map_ui(ui: &mut Ui, shared: &mut Shared, model: &ModelSummary) {
+    let slot = model.slot;
+    // The current text's token counts, once a forward pass has them.
+    let counts = match shared.inspection(slot).data() {
+        Some(data) if data.text == shared.text => TokenCounts {
+            tokens: Some(data.tokens.len()),
+            source_tokens: (!data.source_tokens.is_empty()).then_some(data.source_tokens.len()),
+        },
+        _ => TokenCounts::default(),
+    };
+    let map = model_map(&model.config, &model.breakdown, counts);
+    ui.weak(format!(
+        "{}. Every block's parameters add up to the exact total, {}. Click a block to open it \
+         in Step through.",
+        map.legend,
+        group_thousands(map.total)
+    ));
+    ui.add_space(4.0);
+    if let Some(target) = widgets::model_map(ui, &map, &slot.short()) {
+        shared.request(Action::StepThrough {
+            slot: Some(slot),
+            stage: target.stage,
+            layer: target.layer,
+            head: None,
+            encoder: Some(target.encoder),
+        });
+    }
 }
 
 fn summary_grid(ui: &mut Ui, model: &ModelSummary) {

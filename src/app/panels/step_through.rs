@@ -332,12 +332,16 @@ impl Panel for StepThroughPanel {
                 stage,
                 layer,
                 head,
+                encoder,
             } => {
                 if let Some(slot) = slot
                     && *slot != self.slot
                 {
                     self.slot = *slot;
                     self.token = None;
+                }
+                if let Some(encoder) = encoder {
+                    self.current.encoder = *encoder;
                 }
                 self.go_to(*stage, layer.or(self.current.layer).unwrap_or(0));
                 if let Some(head) = head {

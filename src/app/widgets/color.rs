@@ -3,6 +3,9 @@
 use eframe::egui;
 use egui::Color32;
 
+use crate::model::family::AttentionKind;
+use crate::model::map::BoxKind;
+
 /// How values map to colours.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ColorScale {
@@ -133,6 +136,25 @@ pub fn text_on(background: Color32) -> Color32 {
     } else {
         Color32::WHITE
     }
+}
+
+/// The fill of a box of the model map, by what the box is: one hue per kind of block (embeddings
+/// violet, LayerNorm teal, attention blue / orange (causal) / green (cross), feed-forward amber,
+/// heads rose), deep in the dark theme and pale in the light one, so black or white text reads on
+/// it ([`text_on`]).
+pub fn map_box_fill(kind: BoxKind, dark: bool) -> Color32 {
+    let (deep, pale) = match kind {
+        BoxKind::Input | BoxKind::Residual => ([70, 74, 82], [228, 230, 234]),
+        BoxKind::Embedding => ([88, 64, 138], [228, 216, 248]),
+        BoxKind::LayerNorm => ([38, 96, 100], [206, 236, 236]),
+        BoxKind::Attention(AttentionKind::CausalSelf) => ([140, 74, 26], [253, 222, 192]),
+        BoxKind::Attention(AttentionKind::BidirectionalSelf) => ([34, 86, 148], [204, 224, 250]),
+        BoxKind::Attention(AttentionKind::Cross) => ([34, 110, 66], [204, 240, 212]),
+        BoxKind::FeedForward => ([122, 98, 20], [248, 236, 186]),
+        BoxKind::Head => ([136, 42, 72], [250, 210, 222]),
+    };
+    let [r, g, b] = if dark { deep } else { pale };
+    Color32::from_rgb(r, g, b)
 }
 
 /// A pastel colour that is always the same for the same token id.

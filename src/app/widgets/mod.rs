@@ -11,6 +11,7 @@ pub mod folder_browser;
 pub mod heatmap;
 pub mod lines;
 pub mod markdown;
+pub mod model_map;
 
 pub use bars::value_bars;
 pub use chips::{token_chip, token_chips};
@@ -20,6 +21,7 @@ pub use folder_browser::FolderBrowser;
 pub use heatmap::{Heatmap, HeatmapResponse, HoverReadout, Selection, format_value};
 pub use lines::attention_lines;
 pub use markdown::markdown;
+pub use model_map::model_map;
 
 use eframe::egui;
 use egui::Ui;

@@ -227,6 +227,7 @@ impl Runner {
                         stage,
                         layer: stage_layer,
                         head: stage_head,
+                        encoder: None,
                     }));
                 }
                 ActionCommand::SetSampling(sampling) => {
