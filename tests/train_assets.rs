@@ -216,6 +216,31 @@ fn tiny_gpt_knows_what_the_cat_chased() {
     assert_eq!(word.trim(), "mouse", "predicted {word:?}");
 }
 
+/// The tiny GPT's tokenizer saw capitalised sentences, so the course's own examples split into
+/// words ("The" is one token, not "T" + "he").
+#[test]
+fn tiny_gpt_tokenizes_the_course_sentences_into_words() {
+    let tokenizer = glassbox::tokenizer::Tokenizer::from_file(&asset("tiny-gpt").join("tokenizer.json"))
+        .expect("tokenizer");
+    for (text, words) in [
+        (
+            "The cat chased the mouse.",
+            vec!["The", "\u{2581}cat", "\u{2581}chased", "\u{2581}the", "\u{2581}mouse", "."],
+        ),
+        ("the cat chased the", vec!["the", "\u{2581}cat", "\u{2581}chased", "\u{2581}the"]),
+        ("A small dog", vec!["A", "\u{2581}small", "\u{2581}dog"]),
+    ] {
+        let tokens: Vec<String> = tokenizer
+            .encode(text, false)
+            .expect("encodes")
+            .tokens
+            .iter()
+            .map(|t| tokenizer.readable_token(t))
+            .collect();
+        assert_eq!(tokens, words, "{text:?}");
+    }
+}
+
 #[test]
 fn tiny_bert_fills_the_mask_with_an_animal() {
     let loaded = load_dir(&asset("tiny-bert"), &Device::Cpu).expect("loads");
@@ -280,7 +305,7 @@ fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
         .collect();
     assert_eq!(
         rounded,
-        [1.0, 0.99, 0.9, 0.85, 0.77],
+        [1.0, 0.97, 0.96, 0.91, 0.81],
         "{:?}",
         senses.cosines
     );
@@ -294,7 +319,7 @@ fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
     let top = |c: &[f32]| c.last().copied().unwrap_or(f32::NAN);
     assert_eq!(
         (top(&same.cosines) * 100.0).round() / 100.0,
-        0.94,
+        0.95,
         "{:?}",
         same.cosines
     );

@@ -796,6 +796,8 @@ mod tests {
     #[test]
     fn tiny_gpt_is_pre_ln_with_a_final_layernorm() {
         let (config, breakdown) = shipped("tiny-gpt");
+        let vocab = config.vocab_size(); // retrained assets change it
+        let v = vocab as u64;
         let counts = TokenCounts {
             tokens: Some(7),
             source_tokens: None,
@@ -825,18 +827,18 @@ mod tests {
         assert_eq!(stack.layer[2].skip_from, Some(0));
         assert_eq!(stack.layer[5].skip_from, Some(3));
 
-        // Shapes with the real config (H = 64, F = 256, V = 466) and T = 7.
+        // Shapes with the real config (H = 64, F = 256, V from the config) and T = 7.
         assert_eq!(stack.embeddings[0].output, "[7]");
         assert_eq!(stack.embeddings[1].output, "[7, 64]");
         assert_eq!(stack.layer[1].inner.as_deref(), Some("scores [4, 7, 7]"));
         assert_eq!(stack.layer[4].inner.as_deref(), Some("hidden [7, 256]"));
-        assert_eq!(map.heads[0][0].output, "[7, 466]");
+        assert_eq!(map.heads[0][0].output, format!("[7, {vocab}]"));
         let symbolic = model_map(&config, &breakdown, TokenCounts::default());
         assert_eq!(symbolic.stacks[0].layer[4].output, "[T, 64]");
         assert_eq!(symbolic.legend, "T = the number of tokens");
 
         // Parameters per table and per layer: 466·64, 64·64; c_attn + c_proj; 2·64 per LN.
-        assert_eq!(stack.embeddings[1].params(), 466 * 64);
+        assert_eq!(stack.embeddings[1].params(), v * 64);
         assert_eq!(stack.embeddings[2].params(), 64 * 64);
         assert_eq!(stack.layer[0].params(), 2 * 64);
         assert_eq!(stack.layer[1].params(), 64 * 192 + 192 + 64 * 64 + 64);
@@ -881,6 +883,7 @@ mod tests {
     #[test]
     fn tiny_bert_is_post_ln_with_segments_and_pretraining_heads() {
         let (config, breakdown) = shipped("tiny-bert");
+        let (h, v) = (config.hidden_size() as u64, config.vocab_size() as u64);
         let map = model_map(&config, &breakdown, TokenCounts::default());
         let stack = &map.stacks[0];
         assert_eq!(
@@ -912,14 +915,14 @@ mod tests {
             heads,
             [vec!["MLM head → logits"], vec!["pooler", "NSP classifier"]]
         );
-        assert_eq!(map.heads[0][0].output, "[T, 247]");
+        assert_eq!(map.heads[0][0].output, format!("[T, {v}]"));
         assert_eq!(map.heads[1][1].output, "[2]");
-        assert_eq!(stack.embeddings[3].params(), 2 * 64);
-        assert_eq!(stack.embeddings[4].params(), 2 * 64);
-        assert_eq!(stack.layer[0].params(), 4 * (64 * 64 + 64));
-        assert_eq!(map.heads[1][0].params(), 64 * 64 + 64);
-        assert_eq!(map.heads[1][1].params(), 2 * 64 + 2);
-        assert_eq!(map.heads[0][0].params(), 64 * 64 + 64 + 2 * 64 + 247);
+        assert_eq!(stack.embeddings[3].params(), 2 * h);
+        assert_eq!(stack.embeddings[4].params(), 2 * h);
+        assert_eq!(stack.layer[0].params(), 4 * (h * h + h));
+        assert_eq!(map.heads[1][0].params(), h * h + h);
+        assert_eq!(map.heads[1][1].params(), 2 * h + 2);
+        assert_eq!(map.heads[0][0].params(), h * h + h + 2 * h + v);
         // Post-LN: the add and its LayerNorm open the same "Add & LayerNorm" stage.
         assert_eq!(
             stack.layer[2].stage.map(|t| t.stage),

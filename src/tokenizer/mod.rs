@@ -114,6 +114,19 @@ fn tokenizers_error(context: &str, error: impl fmt::Display) -> GlassboxError {
     GlassboxError::Tokenizer(format!("{context}: {error}"))
 }
 
+/// Bytes as text, where a token holds only part of a character (`é` is two bytes, and BPE may
+/// split them): the valid UTF-8 as it is, each stray byte as `<C3>`.
+pub fn readable_bytes(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("<{byte:02X}>"));
+        }
+    }
+    text
+}
+
 /// Whitespace a reader can see, the one convention every view uses: a space as `▁`, a newline as
 /// `↵`, a tab as `→`, a carriage return as `␍`.
 pub fn visible_whitespace(text: &str) -> String {
@@ -260,9 +273,7 @@ impl Tokenizer {
     /// pieces and special tokens are returned as they are.
     pub fn readable_token(&self, token: &str) -> String {
         match self.kind {
-            TokenizerKind::ByteBpe => {
-                visible_whitespace(&String::from_utf8_lossy(&self.token_bytes(token)))
-            }
+            TokenizerKind::ByteBpe => visible_whitespace(&readable_bytes(&self.token_bytes(token))),
             TokenizerKind::Char => visible_whitespace(token),
             TokenizerKind::WordPiece => token.to_string(),
         }
