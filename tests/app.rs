@@ -260,8 +260,9 @@ fn tokens_view_matches_the_tokenizer() {
         "no {count_label:?}"
     );
     for (i, (token, id)) in encoded.tokens.iter().zip(&encoded.ids).enumerate() {
-        // In the strip, and again in the side-by-side table's gpt2 row.
-        let chip = format!("token {i}: {token} (id {id})");
+        // In the strip, and again in the side-by-side table's gpt2 row; labelled readably
+        // (`▁cat`, not the tokenizer's `Ġcat`).
+        let chip = format!("token {i}: {} (id {id})", tokenizer.readable_token(token));
         assert!(h.query_all_by_label(&chip).count() >= 1, "no chip {chip:?}");
     }
     // Side by side: the char tokenizer gives one token per character.
@@ -343,8 +344,10 @@ fn attention_hover_shows_the_traced_value() {
         "{} vs {expected}",
         readout.value
     );
-    assert_eq!(readout.row_label, inspection.encoded.tokens[row]);
-    assert_eq!(readout.col_label, inspection.encoded.tokens[col]);
+    let tokenizer = loaded.tokenizer().unwrap();
+    let readable = |i: usize| tokenizer.readable_token(&inspection.encoded.tokens[i]);
+    assert_eq!(readout.row_label, readable(row));
+    assert_eq!(readout.col_label, readable(col));
     // And it is on screen, exactly.
     assert!(has_label(&h, &readout.text()));
     assert!(readout.text().ends_with(&format_value(expected)));

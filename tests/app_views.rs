@@ -84,18 +84,19 @@ fn predict_shows_the_next_token_distribution_of_the_library() {
     let dist = panel.distribution().unwrap();
     assert_eq!(data.ids, inspection.encoded.ids);
     assert_eq!(data.order[0].0, top[0].id);
-    assert_eq!(data.order[0].1, top[0].token);
+    // Labelled readably: `▁mouse`, not the tokenizer's `Ġmouse`.
+    assert_eq!(data.order[0].1, top[0].shown);
     let shown = dist[top[0].id as usize];
     assert!(
         (shown - top[0].prob).abs() < 1e-5,
         "{shown} vs {}",
         top[0].prob
     );
-    let bar = format!("{}: {}", top[0].token, format_value(shown));
+    let bar = format!("{}: {}", top[0].shown, format_value(shown));
     assert!(has_label(&h, &bar), "no bar {bar:?}");
     // Twenty bars, in the library's order.
     for t in top.iter().take(5) {
-        let label = format!("{}: {}", t.token, format_value(dist[t.id as usize]));
+        let label = format!("{}: {}", t.shown, format_value(dist[t.id as usize]));
         assert!(has_label(&h, &label), "no bar {label:?}");
     }
 
@@ -110,7 +111,7 @@ fn predict_shows_the_next_token_distribution_of_the_library() {
     let expected = next_token_distribution(&logits, &settings);
     let label = format!(
         "{}: {}",
-        top[0].token,
+        top[0].shown,
         format_value(expected[top[0].id as usize])
     );
     assert!(has_label(&h, &label), "no bar {label:?} at T = 0.5");
@@ -158,7 +159,20 @@ fn predict_generates_what_the_library_generates() {
     h.get_by_role_and_label(Role::Button, "Generate 20").click();
     settle(&mut h);
     let gpt = load("gpt2");
-    let expected = generate(&gpt, TEXT, 20, &settings, 7, |_| {}).unwrap();
+    let generated = generate(&gpt, TEXT, 20, &settings, 7, |_| {}).unwrap();
+    // The same ids as the library's; a random model writes stray bytes, which the view writes
+    // as `<EA>` where the library's text has `�`.
+    let tokenizer = gpt.tokenizer().unwrap();
+    let ids = {
+        let panel = h.state().panel::<PredictPanel>().unwrap();
+        panel.session.as_ref().expect("a generation").ids.clone()
+    };
+    let prompt_len = tokenizer.encode(TEXT, false).unwrap().ids.len();
+    assert_eq!(
+        tokenizer.decode(&ids[prompt_len..], true).unwrap(),
+        generated
+    );
+    let expected = tokenizer.decode_for_display(&ids[prompt_len..]).unwrap();
     assert_eq!(h.state().shared.text, format!("{TEXT}{expected}"));
     let panel = h.state().panel::<PredictPanel>().unwrap();
     let session = panel.session.as_ref().expect("a generation");
@@ -180,7 +194,12 @@ fn predict_generates_what_the_library_generates() {
             .unwrap();
         assert_eq!(session.ids.len(), before + 1);
         let continued = generate(&gpt, TEXT, 21, &settings, 7, |_| {}).unwrap();
-        assert_eq!(session.generated, continued);
+        let new_ids = &session.ids[session.prompt_len..];
+        assert_eq!(tokenizer.decode(new_ids, true).unwrap(), continued);
+        assert_eq!(
+            session.generated,
+            tokenizer.decode_for_display(new_ids).unwrap()
+        );
     }
     h.get_by_role_and_label(Role::Button, "Back to the prompt")
         .click();
@@ -479,7 +498,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
     settle(&mut h);
     assert!(has_label(
         &h,
-        &format!("{}: {}", top[0].token, format_value(top[0].prob))
+        &format!("{}: {}", top[0].shown, format_value(top[0].prob))
     ));
     // Next is disabled at the end; BERT has the embedding LayerNorm and Add & LayerNorm stages.
     h.get_by_label("BERT (bert)").click();

@@ -493,3 +493,21 @@ fn marian_sentencepiece_matches_transformers() {
     let error = SentencePiece::from_files(&dir.join("vocab.json"), &vocab).unwrap_err();
     assert!(error.to_string().contains("vocab.json"), "{error}");
 }
+
+/// What every view shows for a token: a space as `▁`, byte-level symbols turned back into text,
+/// and a character split between tokens written as its bytes (`<C3>`), never `�`.
+#[test]
+fn tokens_and_decoded_text_are_shown_readably() {
+    let gpt2 = load_fixture("gpt2");
+    assert_eq!(gpt2.readable_token("Ġcat"), "\u{2581}cat");
+    assert_eq!(gpt2.readable_token("Ċ"), "↵");
+    let bert = load_fixture("bert");
+    assert_eq!(bert.readable_token("##ing"), "##ing");
+    let ids = gpt2.encode("a café", false).unwrap().ids;
+    assert_eq!(gpt2.decode_for_display(&ids).unwrap(), "a café");
+    // "é" is the bytes C3 A9; a token holding only C3 shows it as such.
+    let half = gpt2.token_to_id("Ã").expect("the byte C3 is a token");
+    assert_eq!(gpt2.decode_for_display(&[half]).unwrap(), "<C3>");
+    assert_eq!(gpt2.readable_token("Ã"), "<C3>");
+    assert_eq!(glassbox::tokenizer::readable_bytes(b"caf\xc3"), "caf<C3>");
+}

@@ -55,6 +55,31 @@ fn tiny_bert_recipe_replays_its_first_steps() {
 }
 
 #[test]
+fn tiny_bert_qa_recipe_replays_its_first_steps() {
+    replay_first_steps("tiny-bert-qa");
+}
+
+/// Lesson 5's question-answering step, on the shipped QA model.
+#[test]
+fn tiny_bert_qa_answers_the_course_questions() {
+    use glassbox::inspect::Predictions;
+    let loaded = load_dir(&asset("tiny-bert-qa"), &Device::Cpu).expect("loads");
+    let context = "the cat sat on the red mat near the river . then the cat chased the mouse .";
+    for (question, answer) in [
+        ("where did the cat sit ?", "on the red mat"),
+        ("who chased the mouse ?", "the cat"),
+        ("what color was the mat ?", "red"),
+    ] {
+        let inspection =
+            glassbox::inspect::inspect(&loaded, question, Some(context), 5).expect("inspects");
+        let Predictions::Span { text, .. } = inspection.predictions else {
+            panic!("a QA model predicts a span: {:?}", inspection.predictions);
+        };
+        assert_eq!(text, answer, "{question}");
+    }
+}
+
+#[test]
 fn tiny_translator_recipe_replays_its_first_steps() {
     replay_first_steps("tiny-translator");
 }
@@ -220,14 +245,25 @@ fn tiny_gpt_knows_what_the_cat_chased() {
 /// words ("The" is one token, not "T" + "he").
 #[test]
 fn tiny_gpt_tokenizes_the_course_sentences_into_words() {
-    let tokenizer = glassbox::tokenizer::Tokenizer::from_file(&asset("tiny-gpt").join("tokenizer.json"))
-        .expect("tokenizer");
+    let tokenizer =
+        glassbox::tokenizer::Tokenizer::from_file(&asset("tiny-gpt").join("tokenizer.json"))
+            .expect("tokenizer");
     for (text, words) in [
         (
             "The cat chased the mouse.",
-            vec!["The", "\u{2581}cat", "\u{2581}chased", "\u{2581}the", "\u{2581}mouse", "."],
+            vec![
+                "The",
+                "\u{2581}cat",
+                "\u{2581}chased",
+                "\u{2581}the",
+                "\u{2581}mouse",
+                ".",
+            ],
         ),
-        ("the cat chased the", vec!["the", "\u{2581}cat", "\u{2581}chased", "\u{2581}the"]),
+        (
+            "the cat chased the",
+            vec!["the", "\u{2581}cat", "\u{2581}chased", "\u{2581}the"],
+        ),
         ("A small dog", vec!["A", "\u{2581}small", "\u{2581}dog"]),
     ] {
         let tokens: Vec<String> = tokenizer

@@ -127,6 +127,19 @@ pub fn readable_bytes(bytes: &[u8]) -> String {
     text
 }
 
+/// A piece of a word as a reader should see it, knowing only the tokenizer's kind (for views
+/// that hold a word's split but not the tokenizer): byte-level symbols turned back into text
+/// (`Ġcat` → `▁cat`), whitespace made visible, WordPiece pieces as they are.
+pub fn readable_piece(kind: TokenizerKind, piece: &str) -> String {
+    match kind {
+        TokenizerKind::ByteBpe => {
+            visible_whitespace(&readable_bytes(&byte_level::token_to_bytes(piece)))
+        }
+        TokenizerKind::Char => visible_whitespace(piece),
+        TokenizerKind::WordPiece => piece.to_string(),
+    }
+}
+
 /// Whitespace a reader can see, the one convention every view uses: a space as `▁`, a newline as
 /// `↵`, a tab as `→`, a carriage return as `␍`.
 pub fn visible_whitespace(text: &str) -> String {
@@ -232,6 +245,30 @@ impl Tokenizer {
             .map_err(|e| tokenizers_error("cannot decode the ids", e))
     }
 
+    /// Decodes for display: like [`Self::decode`] (special tokens skipped), but where byte-level
+    /// tokens end in the middle of a character (a sampled stray byte, or the first half of `é`)
+    /// the byte is written `<C3>` instead of the replacement character `�`, which no view font
+    /// has.
+    pub fn decode_for_display(&self, ids: &[u32]) -> Result<String> {
+        if self.kind != TokenizerKind::ByteBpe {
+            return self.decode(ids, true);
+        }
+        let special: std::collections::HashSet<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, token)| token.special)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut bytes = Vec::new();
+        for &id in ids.iter().filter(|id| !special.contains(id)) {
+            if let Some(token) = self.id_to_token(id) {
+                bytes.extend(self.token_bytes(&token));
+            }
+        }
+        Ok(readable_bytes(&bytes))
+    }
+
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
     }
@@ -272,22 +309,24 @@ impl Tokenizer {
     /// [`visible_whitespace`] (`▁` for a space, as SentencePiece shows it). WordPiece's `##`
     /// pieces and special tokens are returned as they are.
     pub fn readable_token(&self, token: &str) -> String {
-        match self.kind {
-            TokenizerKind::ByteBpe => visible_whitespace(&readable_bytes(&self.token_bytes(token))),
-            TokenizerKind::Char => visible_whitespace(token),
-            TokenizerKind::WordPiece => token.to_string(),
+        if self.is_added_token(token) {
+            return token.to_string();
         }
+        readable_piece(self.kind, token)
+    }
+
+    /// Special and added tokens (`[CLS]`, `<|endoftext|>`): kept whole, never byte-mapped.
+    fn is_added_token(&self, token: &str) -> bool {
+        self.inner
+            .get_added_vocabulary()
+            .get_vocab()
+            .contains_key(token)
     }
 
     /// The raw bytes a token stands for, for hover read-outs: byte-level BPE maps its stand-in
     /// symbols back (`Ġ` → space), WordPiece drops the `##` continuation prefix.
     pub fn token_bytes(&self, token: &str) -> Vec<u8> {
-        let is_added = self
-            .inner
-            .get_added_vocabulary()
-            .get_vocab()
-            .contains_key(token);
-        if is_added {
+        if self.is_added_token(token) {
             return token.as_bytes().to_vec();
         }
         match (self.kind, self.inner.get_model()) {

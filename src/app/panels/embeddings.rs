@@ -622,14 +622,17 @@ impl EmbeddingsPanel {
             .num_columns(2)
             .spacing([8.0, 4.0])
             .show(ui, |ui| {
-                ui.label("Word:");
-                ui.add(egui::TextEdit::singleline(&mut self.word).desired_width(160.0));
+                let label = ui.label("Word:");
+                ui.add(egui::TextEdit::singleline(&mut self.word).desired_width(160.0))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Sentence A:");
-                ui.add(egui::TextEdit::singleline(&mut self.sentence_a).desired_width(480.0));
+                let label = ui.label("Sentence A:");
+                ui.add(egui::TextEdit::singleline(&mut self.sentence_a).desired_width(480.0))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Sentence B:");
-                ui.add(egui::TextEdit::singleline(&mut self.sentence_b).desired_width(480.0));
+                let label = ui.label("Sentence B:");
+                ui.add(egui::TextEdit::singleline(&mut self.sentence_b).desired_width(480.0))
+                    .labelled_by(label.id);
                 ui.end_row();
             });
         ui.horizontal(|ui| {

@@ -698,7 +698,7 @@ pub fn next_data(
     } else {
         prompt_len.min(ids.len())
     };
-    let continuation = tokenizer.decode(&ids[start..], true)?;
+    let continuation = tokenizer.decode_for_display(&ids[start..])?;
     Ok(NextData {
         model_name: model_name.to_string(),
         ids,

@@ -375,13 +375,18 @@ fn explanation_ui(ui: &mut Ui, tokenized: &TokenizedText) {
         ui.weak("No words.");
         return;
     }
+    if tokenized.kind == crate::tokenizer::TokenizerKind::ByteBpe {
+        ui.weak(
+            "The merges below are in the tokenizer's own byte symbols: Ġ is a space, Ċ a newline.",
+        );
+    }
     for (i, word) in tokenized.words.iter().enumerate() {
         let title = format!(
             "{:?} → {}",
             word.word,
             word.pieces
                 .iter()
-                .map(|p| format!("{p:?}"))
+                .map(|p| format!("{:?}", crate::tokenizer::readable_piece(tokenized.kind, p)))
                 .collect::<Vec<_>>()
                 .join(" + ")
         );
