@@ -419,6 +419,31 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
     }
 }
 
+/// Clicks every "try it" button of every step of the open `lesson`, checking each for the state
+/// it sets and the claims its lesson makes; ends on the last step. Returns the buttons checked.
+fn walk_steps(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson) -> usize {
+    let steps = lesson.steps.len();
+    let mut checked = 0;
+    for (index, step) in lesson.steps.iter().enumerate() {
+        assert_eq!(lessons(h).step(), index, "{}", lesson.id);
+        assert!(has_text(h, &format!("Step {} of {steps}", index + 1)));
+        for action in step.actions() {
+            click(h, &format!("Try it: {}", action.label));
+            app_support::settle(h);
+            if missing_optional_model(h, lesson, action) {
+                continue;
+            }
+            check_action(h, lesson, action);
+            check_claims(h, lesson, action);
+            checked += 1;
+        }
+        if index + 1 < steps {
+            click(h, "Next step");
+        }
+    }
+    checked
+}
+
 /// Opens `id` from the list and clicks every "try it" button of every step.
 fn walk_lesson(id: &str) {
     let lesson = course()
@@ -436,23 +461,7 @@ fn walk_lesson(id: &str) {
         Some(id),
         "the lesson opens"
     );
-    let steps = lesson.steps.len();
-    for (index, step) in lesson.steps.iter().enumerate() {
-        assert_eq!(lessons(&h).step(), index);
-        assert!(has_text(&h, &format!("Step {} of {steps}", index + 1)));
-        for action in step.actions() {
-            click(&mut h, &format!("Try it: {}", action.label));
-            app_support::settle(&mut h);
-            if missing_optional_model(&h, &lesson, action) {
-                continue;
-            }
-            check_action(&mut h, &lesson, action);
-            check_claims(&mut h, &lesson, action);
-        }
-        if index + 1 < steps {
-            click(&mut h, "Next step");
-        }
-    }
+    walk_steps(&mut h, &lesson);
     assert!(
         h.state()
             .panel::<LessonsPanel>()
@@ -713,25 +722,8 @@ fn the_course_in_one_sitting() {
     let mut checked = 0;
     for lesson in course {
         click(&mut h, &format!("Open lesson: {}", lesson.title));
-        let steps = lesson.steps.len();
-        for (index, step) in lesson.steps.iter().enumerate() {
-            assert_eq!(lessons(&h).step(), index, "{}", lesson.id);
-            for action in step.actions() {
-                click(&mut h, &format!("Try it: {}", action.label));
-                app_support::settle(&mut h);
-                if missing_optional_model(&h, &lesson, action) {
-                    continue;
-                }
-                check_action(&mut h, &lesson, action);
-                check_claims(&mut h, &lesson, action);
-                checked += 1;
-            }
-            if index + 1 < steps {
-                click(&mut h, "Next step");
-            } else {
-                click(&mut h, "Finish lesson");
-            }
-        }
+        checked += walk_steps(&mut h, &lesson);
+        click(&mut h, "Finish lesson");
     }
     no_error_notices(&h);
     let optional = usize::from(h.state().shared.shipped.minilm.is_none());

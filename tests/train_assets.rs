@@ -315,6 +315,10 @@ fn tiny_bert_fills_the_mask_with_an_animal() {
     assert!(animals.contains(&top[0].as_str()), "top 3: {top:?}");
 }
 
+fn to_two_decimals(values: &[f32]) -> Vec<f32> {
+    values.iter().map(|c| (c * 100.0).round() / 100.0).collect()
+}
+
 /// Lesson 3's "bank": the word's static embedding is one row, but its contextual vectors in the
 /// two meanings separate layer by layer, while two sentences of the same meaning stay close. The
 /// figures the lesson quotes are checked here (to two decimals).
@@ -334,11 +338,7 @@ fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
     assert_eq!(senses.pieces_a, ["bank"]);
     // One row of the lookup table, and (the same position) the same input to layer 1.
     assert!((senses.static_cosine - 1.0).abs() < 1e-6);
-    let rounded: Vec<f32> = senses
-        .cosines
-        .iter()
-        .map(|c| (c * 100.0).round() / 100.0)
-        .collect();
+    let rounded = to_two_decimals(&senses.cosines);
     assert_eq!(
         rounded,
         [1.0, 0.97, 0.96, 0.91, 0.81],
@@ -380,11 +380,7 @@ fn minilm_tells_the_two_banks_apart() {
         senses.static_cosine, senses.cosines
     );
     assert!((senses.static_cosine - 1.0).abs() < 1e-6);
-    let rounded: Vec<f32> = senses
-        .cosines
-        .iter()
-        .map(|c| (c * 100.0).round() / 100.0)
-        .collect();
+    let rounded = to_two_decimals(&senses.cosines);
     // After the embeddings (different positions) 0.99; every layer below 0.9; 0.80 at the top.
     assert_eq!(rounded[0], 0.99, "{rounded:?}");
     assert!(rounded[1..].iter().all(|c| *c < 0.9), "{rounded:?}");
