@@ -4,6 +4,7 @@
 //! Training ([`train`]) runs beside it on a worker thread. The CLI (`main.rs`) and the desktop app
 //! ([`app`]) call the same functions.
 
+pub mod analysis;
 pub mod app;
 pub mod data;
 pub mod device;

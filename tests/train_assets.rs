@@ -324,7 +324,7 @@ fn to_two_decimals(values: &[f32]) -> Vec<f32> {
 /// figures the lesson quotes are checked here (to two decimals).
 #[test]
 fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
-    use glassbox::app::panels::embeddings::compare_word;
+    use glassbox::analysis::embeddings::compare_word;
     let loaded = load_dir(&asset("tiny-bert"), &Device::Cpu).expect("loads");
     let money = "the farmer kept the money in the bank .";
     let river = "the duck crossed the river to the bank .";
@@ -365,7 +365,7 @@ fn tiny_bert_tells_the_two_banks_apart_layer_by_layer() {
 /// `scripts/fetch-minilm.sh` has put it (CI does): the figures lesson 3 quotes.
 #[test]
 fn minilm_tells_the_two_banks_apart() {
-    use glassbox::app::panels::embeddings::compare_word;
+    use glassbox::analysis::embeddings::compare_word;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm/model");
     if !dir.join("model.safetensors").exists() {
         println!("SKIPPED: MiniLM is not in .cache/minilm/model (scripts/fetch-minilm.sh)");

@@ -1,0 +1,4 @@
+//! What views show that is computed — PCA, similarities — as a library: the views only draw it,
+//! and the CLI and tests call the same functions (see DESIGN.md).
+
+pub mod embeddings;
