@@ -177,21 +177,6 @@ impl Gpt2 {
         Ok(final_norm)
     }
 
-    /// Next-token logits `[b, s, vocab]` through the LM head tied to `wte`.
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        padding: Option<&[Vec<u32>]>,
-        mut trace: Option<&mut Trace>,
-    ) -> Result<Tensor> {
-        let hidden = self.hidden_states(input_ids, padding, trace.as_deref_mut())?;
-        let logits = self.lm_head(&hidden)?;
-        if let Some(t) = trace {
-            t.logits = Some(logits.clone());
-        }
-        Ok(logits)
-    }
-
     /// The parameters as the fused training step takes them ([`fused::gpt_step`]), when it
     /// applies: fused kernels on, float32 parameters on the CPU, a GELU activation throughout.
     fn fused_weights(&self) -> Option<gpt_step::GptWeights<'_>> {
@@ -246,7 +231,8 @@ impl Gpt2 {
 
     /// Loss and gradients of next-token prediction on `input_ids [b, s]` against `targets`
     /// (`b·s` token ids) in one hand-written pass ([`fused::gpt_step`]), when it applies (see
-    /// `fused_weights`). `None` means it does not; then `forward` and autograd compute the same.
+    /// `fused_weights`). `None` means it does not; then [`super::Model::forward`] and autograd
+    /// compute the same.
     pub fn fused_training_step(
         &self,
         input_ids: &Tensor,
