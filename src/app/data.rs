@@ -379,19 +379,30 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
-    /// The tokens of an encoding. Worker only (the tokenizer maps bytes).
+    /// One token of segment 0, outside any text (no offsets). Worker only (the tokenizer maps
+    /// bytes).
+    pub fn new(tokenizer: &Tokenizer, text: String, id: u32, special: bool) -> TokenInfo {
+        TokenInfo {
+            bytes: tokenizer.token_bytes(&text),
+            shown: tokenizer.readable_token(&text),
+            text,
+            id,
+            special,
+            type_id: 0,
+            offsets: (0, 0),
+        }
+    }
+
+    /// The tokens of an encoding. Worker only.
     pub fn list(tokenizer: &Tokenizer, encoded: &crate::tokenizer::Encoded) -> Vec<TokenInfo> {
         (0..encoded.ids.len())
             .map(|i| {
                 let text = encoded.tokens.get(i).cloned().unwrap_or_default();
+                let special = encoded.special_tokens_mask.get(i) == Some(&1);
                 TokenInfo {
-                    bytes: tokenizer.token_bytes(&text),
-                    shown: tokenizer.readable_token(&text),
-                    text,
-                    id: encoded.ids[i],
-                    special: encoded.special_tokens_mask.get(i) == Some(&1),
                     type_id: encoded.type_ids.get(i).copied().unwrap_or(0),
                     offsets: encoded.offsets.get(i).copied().unwrap_or((0, 0)),
+                    ..TokenInfo::new(tokenizer, text, encoded.ids[i], special)
                 }
             })
             .collect()

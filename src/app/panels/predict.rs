@@ -682,15 +682,7 @@ pub fn next_data(
             let text = tokenizer
                 .id_to_token(id)
                 .unwrap_or_else(|| format!("<{id}>"));
-            TokenInfo {
-                bytes: tokenizer.token_bytes(&text),
-                shown: tokenizer.readable_token(&text),
-                text,
-                id,
-                special: Some(id) == eos,
-                type_id: 0,
-                offsets: (0, 0),
-            }
+            TokenInfo::new(tokenizer, text, id, Some(id) == eos)
         })
         .collect();
     let start = if from_text {
