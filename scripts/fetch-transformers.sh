@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Hugging Face `transformers` (tokenizers only, no PyTorch) for the interop test in
-# tests/faults.rs, which checks that a folder Glassbox writes gives the same input ids and
+# tests/cli/faults.rs, which checks that a folder Glassbox writes gives the same input ids and
 # segment ids in `transformers`' AutoTokenizer. Fails soft: without it that half of the test
 # says it was skipped and why.
 set -u

@@ -3,7 +3,7 @@
 # assets/tiny-bert, assets/tiny-bert-qa (tiny-bert fine-tuned for question answering, so it comes
 # after tiny-bert) and assets/tiny-translator: the Hugging Face folder (config.json,
 # model.safetensors, tokenizer.json, ...), the training curve (metrics.csv) and first_steps.json,
-# the first losses that tests/train_assets.rs replays; for the translator also heldout.tsv, the
+# the first losses that tests/train/assets.rs replays; for the translator also heldout.tsv, the
 # pairs its run held out (`glassbox translate --model assets/tiny-translator --test
 # assets/tiny-translator/heldout.tsv`). Deterministic: the same recipe gives the same model.
 #
@@ -32,7 +32,7 @@ evals = [r for r in records if r["kind"] == "eval"]
 json.dump(
     {
         "recipe": "recipe.toml",
-        "note": "train losses of the recipe's first steps; tests/train_assets.rs replays them",
+        "note": "train losses of the recipe's first steps; tests/train/assets.rs replays them",
         "train_losses": [r["train_loss"] for r in steps],
         "final_val_loss": evals[-1]["val_loss"] if evals else None,
         "final_metrics": evals[-1]["metrics"] if evals else None,

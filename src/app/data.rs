@@ -15,6 +15,8 @@ use crate::model::checkpoint::{LoadedModel, LoadedTranslator};
 use crate::model::config::ModelConfig;
 use crate::model::params::{self, ParamBreakdown};
 use crate::model::trace::{LayerTrace, Trace};
+
+pub use crate::analysis::tokens::TokenInfo;
 use crate::tokenizer::{Tokenizer, TokenizerKind, WordSplit};
 
 /// A loaded model's place in the worker. Three places are the families' own: [`Slot::Gpt`] for
@@ -358,54 +360,6 @@ impl ModelSummary {
     /// Bytes the weights take in float32.
     pub fn memory_bytes(&self) -> u64 {
         params::memory_bytes_f32(self.breakdown.exact_total.max(self.stored_parameters))
-    }
-}
-
-/// One token of an encoded text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TokenInfo {
-    /// The token as the tokenizer writes it (`Ġcat`), shown on hover.
-    pub text: String,
-    /// The token as a reader sees it (`▁cat`): what every label shows
-    /// ([`crate::tokenizer::Tokenizer::readable_token`]).
-    #[serde(default)]
-    pub shown: String,
-    pub id: u32,
-    /// The raw bytes the token stands for (byte-level BPE symbols mapped back).
-    pub bytes: Vec<u8>,
-    pub special: bool,
-    pub type_id: u32,
-    pub offsets: (usize, usize),
-}
-
-impl TokenInfo {
-    /// One token of segment 0, outside any text (no offsets). Worker only (the tokenizer maps
-    /// bytes).
-    pub fn new(tokenizer: &Tokenizer, text: String, id: u32, special: bool) -> TokenInfo {
-        TokenInfo {
-            bytes: tokenizer.token_bytes(&text),
-            shown: tokenizer.readable_token(&text),
-            text,
-            id,
-            special,
-            type_id: 0,
-            offsets: (0, 0),
-        }
-    }
-
-    /// The tokens of an encoding. Worker only.
-    pub fn list(tokenizer: &Tokenizer, encoded: &crate::tokenizer::Encoded) -> Vec<TokenInfo> {
-        (0..encoded.ids.len())
-            .map(|i| {
-                let text = encoded.tokens.get(i).cloned().unwrap_or_default();
-                let special = encoded.special_tokens_mask.get(i) == Some(&1);
-                TokenInfo {
-                    type_id: encoded.type_ids.get(i).copied().unwrap_or(0),
-                    offsets: encoded.offsets.get(i).copied().unwrap_or((0, 0)),
-                    ..TokenInfo::new(tokenizer, text, encoded.ids[i], special)
-                }
-            })
-            .collect()
     }
 }
 

@@ -44,21 +44,15 @@
 //! That is all: the side bar, Ctrl+number shortcut, persistence of the last view and of
 //! [`panels::Panel::save_state`], and [`panels::Action`] dispatch come with it.
 //!
-//! For a computation no [`worker::Command`] offers, either add a command (worker side:
-//! `Worker::execute`; answer: an [`worker::Output`] variant), or send a
-//! [`worker::Command::Job`] closure that receives the loaded [`worker::Models`] on the worker
-//! thread and returns any `Send` value:
+//! For a computation no [`worker::Command`] offers: write it as a library function in
+//! [`crate::analysis`] (it gets a `&LoadedModel` and returns plain data, and is unit-tested there),
+//! add a [`worker::Command`] variant and its [`worker::Output`] answer, and call the function in
+//! `Worker::execute`. The panel asks for it like any other answer:
 //!
 //! ```ignore
 //! let key = (Slot::Gpt, shared.generation(Slot::Gpt), shared.text.clone());
-//! let fetch = self.norms.fetch(shared, key, || Command::Job {
-//!     name: "embedding norms".into(),
-//!     run: Box::new(move |models| {
-//!         let model = models.get(Slot::Gpt).ok_or_else(|| GlassboxError::InvalidInput("no GPT".into()))?;
-//!         let norms: Vec<f32> = /* candle work here, on the worker */;
-//!         Ok(Box::new(norms))
-//!     }),
-//! }, |out| match out { Output::Job(any) => any.downcast::<Vec<f32>>().ok().map(|b| *b), _ => None });
+//! let fetch = self.norms.fetch(shared, key, || Command::EmbeddingNorms { slot: Slot::Gpt },
+//!     |out| match out { Output::EmbeddingNorms(norms) => Some(norms), _ => None });
 //! ```
 //!
 //! Programmatic control (lessons, tests): [`GlassboxApp::apply`] with a [`panels::Action`]

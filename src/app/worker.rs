@@ -11,17 +11,20 @@
 //! were superseded. Hub downloads run on a helper thread so the worker stays responsive; when the
 //! files are in the cache the worker loads them.
 //!
-//! A panel that needs something no command offers can send a [`Command::Job`]: a closure that
-//! runs on the worker with access to the [`Models`] and returns any `Send` value, which comes back
-//! as [`Output::Job`] (downcast it with `Box<dyn Any>::downcast`).
+//! Every question a view asks has its own command and its own typed answer; the computing is done
+//! by library functions ([`crate::analysis`], [`crate::inspect`], [`crate::translate`]). A view
+//! that needs something new adds a command here and a function there.
 
 use eframe::egui;
-use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+use crate::analysis::embeddings::{PcaResult, WordComparison, compare_word, pca_of_embeddings};
+use crate::analysis::predict::{
+    NextData, QaResult, answer, mask_token, next_data, next_sentence_probability,
+};
 use crate::error::{GlassboxError, Result};
 use crate::hub::{self, HubEvent};
 use crate::inspect;
@@ -35,9 +38,6 @@ use super::data::{
 
 /// Identifies one request; every [`Event`] names the request it answers.
 pub type RequestId = u64;
-
-/// A closure run on the worker thread with the loaded models.
-pub type JobFn = Box<dyn FnOnce(&mut Models) -> Result<Box<dyn Any + Send>> + Send>;
 
 /// What the UI can ask of the worker.
 pub enum Command {
@@ -59,8 +59,38 @@ pub enum Command {
         top_k: usize,
         full_trace: bool,
     },
-    /// Last-position logits of the GPT in `slot` for `ids` ([`Output::Logits`]).
-    NextTokenLogits { slot: Slot, ids: Vec<u32> },
+    /// The GPT's next-token logits after `ids`, or after the tokenized `prompt` when `ids` is
+    /// `None` ([`Output::NextToken`]); `ids[prompt_len..]` are generated tokens.
+    NextToken {
+        slot: Slot,
+        prompt: String,
+        ids: Option<Vec<u32>>,
+        prompt_len: usize,
+    },
+    /// The tokenizer's mask token ([`Output::MaskToken`]).
+    MaskToken { slot: Slot },
+    /// P(`b` follows `a`) from BERT's next-sentence head ([`Output::NextSentence`]).
+    NextSentence { slot: Slot, a: String, b: String },
+    /// Extractive QA ([`Output::Answer`]).
+    Answer {
+        slot: Slot,
+        question: String,
+        context: String,
+    },
+    /// The token embeddings on their first two principal components, `sample` vocabulary rows
+    /// beside the tokens of `text` ([`Output::Pca`]).
+    Pca {
+        slot: Slot,
+        text: String,
+        sample: usize,
+    },
+    /// `word` in two sentences, layer by layer ([`Output::WordComparison`]).
+    CompareWord {
+        slot: Slot,
+        word: String,
+        a: String,
+        b: String,
+    },
     /// `text` through the slot's tokenizer, with the explanation of every split.
     Tokenize {
         slot: Slot,
@@ -82,8 +112,6 @@ pub enum Command {
         /// Candidates shown per step.
         top: usize,
     },
-    /// Anything else; see the module docs.
-    Job { name: String, run: JobFn },
 }
 
 impl Command {
@@ -93,12 +121,20 @@ impl Command {
             Command::Load { source, .. } => format!("loading {}", source.describe()),
             Command::Unload { slot } => format!("unloading {}", slot.short()),
             Command::Inspect { slot, .. } => format!("running {} on the text", slot.short()),
-            Command::NextTokenLogits { slot, .. } => format!("{} next-token logits", slot.short()),
+            Command::NextToken { slot, .. } => format!("{} next-token logits", slot.short()),
+            Command::MaskToken { slot } => format!("reading {} mask token", slot.short()),
+            Command::NextSentence { slot, .. } => {
+                format!("{} next-sentence prediction", slot.short())
+            }
+            Command::Answer { slot, .. } => format!("{} question answering", slot.short()),
+            Command::Pca { slot, .. } => format!("PCA of {} token embeddings", slot.short()),
+            Command::CompareWord { slot, word, .. } => {
+                format!("comparing {word:?} in two sentences with {}", slot.short())
+            }
             Command::Tokenize { slot, .. } => format!("tokenizing with {}", slot.short()),
             Command::Vocabulary { slot } => format!("reading {} vocabulary", slot.short()),
             Command::CompareTokenizers { .. } => "training tokenizers".to_string(),
             Command::Translate { slot, .. } => format!("translating with {}", slot.short()),
-            Command::Job { name, .. } => name.clone(),
         }
     }
 }
@@ -116,12 +152,16 @@ pub enum Output {
     Loaded(Arc<ModelSummary>),
     Unloaded(Slot),
     Inspection(Arc<InspectionData>),
-    Logits(Arc<Vec<f32>>),
+    NextToken(Arc<NextData>),
+    MaskToken(Option<String>),
+    NextSentence(Option<f32>),
+    Answer(Arc<QaResult>),
+    Pca(Arc<PcaResult>),
+    WordComparison(Arc<WordComparison>),
     Tokenized(Arc<TokenizedText>),
     Vocabulary(Arc<Vec<VocabEntry>>),
     Tokenizers(Arc<TokenizerComparison>),
     Translation(Arc<crate::translate::TranslationSteps>),
-    Job(Box<dyn Any + Send>),
 }
 
 impl std::fmt::Debug for Output {
@@ -130,12 +170,16 @@ impl std::fmt::Debug for Output {
             Output::Loaded(_) => "Loaded",
             Output::Unloaded(_) => "Unloaded",
             Output::Inspection(_) => "Inspection",
-            Output::Logits(_) => "Logits",
+            Output::NextToken(_) => "NextToken",
+            Output::MaskToken(_) => "MaskToken",
+            Output::NextSentence(_) => "NextSentence",
+            Output::Answer(_) => "Answer",
+            Output::Pca(_) => "Pca",
+            Output::WordComparison(_) => "WordComparison",
             Output::Tokenized(_) => "Tokenized",
             Output::Vocabulary(_) => "Vocabulary",
             Output::Tokenizers(_) => "Tokenizers",
             Output::Translation(_) => "Translation",
-            Output::Job(_) => "Job",
         };
         f.write_str(name)
     }
@@ -184,6 +228,11 @@ impl Models {
                 slot.label()
             ))
         })
+    }
+
+    /// The display name of the model in `slot` ("" when none).
+    fn name(&self, slot: Slot) -> String {
+        self.summary(slot).map(|s| s.name.clone()).unwrap_or_default()
     }
 
     fn require(&self, slot: Slot) -> Result<&LoadedModel> {
@@ -414,10 +463,45 @@ impl Worker {
                 top_k,
                 full_trace,
             } => self.inspect(slot, &text, pair.as_deref(), top_k, full_trace),
-            Command::NextTokenLogits { slot, ids } => self.models.require(slot).and_then(|m| {
-                crate::generate::next_token_logits(&m.model, &ids, &m.device)
-                    .map(|l| Output::Logits(Arc::new(l)))
+            Command::NextToken {
+                slot,
+                prompt,
+                ids,
+                prompt_len,
+            } => self.models.require(slot).and_then(|m| {
+                let name = self.models.name(slot);
+                next_data(m, &name, &prompt, ids, prompt_len).map(|d| Output::NextToken(Arc::new(d)))
             }),
+            Command::MaskToken { slot } => self
+                .models
+                .require(slot)
+                .and_then(mask_token)
+                .map(Output::MaskToken),
+            Command::NextSentence { slot, a, b } => self
+                .models
+                .require(slot)
+                .and_then(|m| next_sentence_probability(m, &a, &b))
+                .map(Output::NextSentence),
+            Command::Answer {
+                slot,
+                question,
+                context,
+            } => self
+                .models
+                .require(slot)
+                .and_then(|m| answer(m, &question, &context))
+                .map(|r| Output::Answer(Arc::new(r))),
+            Command::Pca { slot, text, sample } => self.models.require(slot).and_then(|m| {
+                let name = self.models.name(slot);
+                pca_of_embeddings(m, &name, &text, sample).map(|r| Output::Pca(Arc::new(r)))
+            }),
+            Command::CompareWord { slot, word, a, b } => {
+                self.models.require(slot).and_then(|m| {
+                    let name = self.models.name(slot);
+                    compare_word(m, &name, &word, &a, &b)
+                        .map(|r| Output::WordComparison(Arc::new(r)))
+                })
+            }
             Command::Tokenize { slot, text, pair } => self.tokenize(slot, &text, pair.as_deref()),
             Command::Vocabulary { slot } => self
                 .models
@@ -436,7 +520,6 @@ impl Worker {
                 crate::translate::translate_step_by_step(t, &text, strategy, top)
                     .map(|steps| Output::Translation(Arc::new(steps)))
             }),
-            Command::Job { run, .. } => run(&mut self.models).map(Output::Job),
         })
     }
 

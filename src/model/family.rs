@@ -18,7 +18,7 @@
 //! 4. Build it in `Model::new` and run it in `Model::forward` (`model/mod.rs`), and give it a
 //!    breakdown in `params.rs`. The checkpoint opener (`checkpoint::load_dir`), the CLI and the
 //!    views then work from the declaration.
-//! 5. A parity test against a `transformers` fixture in `tests/parity.rs`.
+//! 5. A parity test against a `transformers` fixture in `tests/model/parity.rs`.
 
 use serde::{Deserialize, Serialize};
 

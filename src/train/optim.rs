@@ -165,7 +165,7 @@ impl AdamW {
     /// Clips the gradients to `max_norm` by their global `norm` (0: no clipping), then applies
     /// one update. On the CPU in float32 the fused kernels update parameters and moments in
     /// place, one pass per tensor with the clipping folded into the gradient reads; the
-    /// result is [`AdamW::step`]'s within float32 rounding (tests/fused.rs).
+    /// result is [`AdamW::step`]'s within float32 rounding (tests/model/fused.rs).
     pub fn clip_and_step(
         &mut self,
         grads: &mut [Option<Tensor>],

@@ -1,4 +1,4 @@
-//! Helpers for the app tests (`tests/app.rs`, `tests/app_snapshots.rs`): the app on the test
+//! Helpers for the app tests (`tests/app.rs`, `tests/app/snapshots.rs`): the app on the test
 //! fixtures, in a kittest harness, and a bounded wait for the model worker.
 #![allow(dead_code)]
 

@@ -18,13 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use super::step_through::matrix_view;
 use super::{Action, Panel};
-use crate::analysis::embeddings::{PcaResult, WordComparison, compare_word, pca_of_embeddings};
+use crate::analysis::embeddings::{PcaResult, WordComparison};
 use crate::app::data::{Matrix, Slot};
 use crate::app::state::{Cached, Fetch, Shared};
 use crate::app::widgets::export::{ExportFormat, encode_png, export_buttons, table_csv};
 use crate::app::widgets::{ColorScale, error_label, fetch_status, format_value};
 use crate::app::worker::{Command, Output};
-use crate::error::GlassboxError;
 
 /// The default sentences of the comparison: "bank" by the money and by the river.
 pub const DEFAULT_SENTENCE_A: &str = "He went to the bank to deposit money.";
@@ -385,19 +384,11 @@ impl EmbeddingsPanel {
         let fetch = self.pca.fetch(
             shared,
             key,
-            || Command::Job {
-                name: format!("PCA of {} token embeddings", slot.short()),
-                run: Box::new(move |models| {
-                    let loaded = models.get(slot).ok_or_else(|| no_model(slot))?;
-                    let name = models
-                        .summary(slot)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
-                    let result = pca_of_embeddings(loaded, &name, &text, sample)?;
-                    Ok(Box::new(Arc::new(result)))
-                }),
+            || Command::Pca { slot, text, sample },
+            |out| match out {
+                Output::Pca(result) => Some(result),
+                _ => None,
             },
-            extract::<Arc<PcaResult>>,
         );
         let Some(pca) = fetch_status(ui, slot, &fetch) else {
             return;
@@ -632,19 +623,11 @@ impl EmbeddingsPanel {
             let fetch = self.comparisons.entry(slot).or_default().fetch(
                 shared,
                 key,
-                || Command::Job {
-                    name: format!("comparing {word:?} in two sentences with {}", slot.short()),
-                    run: Box::new(move |models| {
-                        let loaded = models.get(slot).ok_or_else(|| no_model(slot))?;
-                        let name = models
-                            .summary(slot)
-                            .map(|s| s.name.clone())
-                            .unwrap_or_default();
-                        let result = compare_word(loaded, &name, &word, &a, &b)?;
-                        Ok(Box::new(Arc::new(result)))
-                    }),
+                || Command::CompareWord { slot, word, a, b },
+                |out| match out {
+                    Output::WordComparison(result) => Some(result),
+                    _ => None,
                 },
-                extract::<Arc<WordComparison>>,
             );
             ui.push_id(slot, |ui| {
                 if let Some(result) = fetch_status(ui, slot, &fetch) {
@@ -837,18 +820,6 @@ fn pieces(tokens: &[String], positions: &[usize]) -> String {
         list[0].clone()
     } else {
         format!("{} tokens, averaged: {}", list.len(), list.join(", "))
-    }
-}
-
-fn no_model(slot: Slot) -> GlassboxError {
-    GlassboxError::InvalidInput(format!("no {} model is loaded", slot.label()))
-}
-
-/// Takes a [`Command::Job`]'s answer as `T`.
-fn extract<T: Clone + 'static>(out: Output) -> Option<T> {
-    match out {
-        Output::Job(any) => any.downcast::<T>().ok().map(|b| *b),
-        _ => None,
     }
 }
 

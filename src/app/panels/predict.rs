@@ -18,19 +18,17 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Panel};
+use crate::analysis::predict::{NextData, QaResult, is_context};
 use crate::app::data::{InspectionData, Slot, TokenInfo};
 use crate::app::state::{Cached, Fetch, Shared};
 use crate::app::widgets::export::{ExportFormat, bars_png, export_buttons, table_csv};
 use crate::app::widgets::{error_label, fetch_status, format_value, token_chips, value_bars};
 use crate::app::worker::{Command, Output};
-use crate::error::{GlassboxError, Result};
 use crate::generate::{
-    MIN_TOP_P, SamplingSettings, next_token_distribution, next_token_logits, sample, top_k,
+    MIN_TOP_P, SamplingSettings, next_token_distribution, sample,
 };
-use crate::inspect::{Predictions, inspect};
-use crate::model::checkpoint::LoadedModel;
+use crate::inspect::Predictions;
 use crate::model::config::Architecture;
-use crate::model::layers::softmax_last_dim;
 
 /// How many bars the next-token chart shows.
 pub const SHOWN: usize = 20;
@@ -43,22 +41,6 @@ pub enum Mode {
     #[default]
     Gpt,
     Bert,
-}
-
-/// The GPT's next-token logits after some ids, with what the view needs to label them.
-#[derive(Debug, Clone)]
-pub struct NextData {
-    pub model_name: String,
-    pub ids: Vec<u32>,
-    /// One entry per id (prompt and generated).
-    pub tokens: Vec<TokenInfo>,
-    /// Last-position logits, one per vocabulary entry.
-    pub logits: Vec<f32>,
-    /// The most likely tokens by logit (the order no sampling setting changes): (id, token).
-    pub order: Vec<(u32, String)>,
-    /// The text of the generated ids (`ids[prompt_len..]`), decoded.
-    pub continuation: String,
-    pub eos: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,19 +76,6 @@ impl Session {
     fn expected_text(&self) -> String {
         format!("{}{}", self.prompt, self.generated)
     }
-}
-
-/// Extractive QA over a question and a context.
-#[derive(Debug, Clone)]
-pub struct QaResult {
-    pub tokens: Vec<TokenInfo>,
-    /// Softmax of the start / end logits over the context tokens (0 elsewhere).
-    pub start_probs: Vec<f32>,
-    pub end_probs: Vec<f32>,
-    pub start: usize,
-    pub end: usize,
-    pub answer: String,
-    pub score: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,27 +363,16 @@ impl PredictPanel {
         let fetch = self.next.fetch(
             shared,
             key,
-            || Command::Job {
-                name: "GPT next-token logits".into(),
-                run: Box::new(move |models| {
-                    let loaded = models.get(slot).ok_or_else(|| {
-                        GlassboxError::InvalidInput("no GPT model is loaded".into())
-                    })?;
-                    let name = models
-                        .summary(slot)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
-                    let data = next_data(
-                        loaded,
-                        &name,
-                        &request.prompt,
-                        request.ids,
-                        request.prompt_len,
-                    )?;
-                    Ok(Box::new(Arc::new(data)))
-                }),
+            || Command::NextToken {
+                slot,
+                prompt: request.prompt,
+                ids: request.ids,
+                prompt_len: request.prompt_len,
             },
-            extract::<Arc<NextData>>,
+            |out| match out {
+                Output::NextToken(data) => Some(data),
+                _ => None,
+            },
         );
         let ready = match &fetch {
             Fetch::Ready(d) => Some(d.clone()),
@@ -644,72 +602,6 @@ impl PredictPanel {
     }
 }
 
-/// Next-token logits for `ids` (or the tokenized `prompt`), labelled. Worker only.
-pub fn next_data(
-    loaded: &LoadedModel,
-    model_name: &str,
-    prompt: &str,
-    ids: Option<Vec<u32>>,
-    prompt_len: usize,
-) -> Result<NextData> {
-    let tokenizer = loaded.tokenizer()?;
-    let eos = tokenizer.eos_token().map(|(_, id)| id);
-    let from_text = ids.is_none();
-    let mut ids = match ids {
-        Some(ids) => ids,
-        None => tokenizer.encode(prompt, true)?.ids,
-    };
-    if ids.is_empty() {
-        // An empty prompt starts from the end-of-text token, as GPT-2 does.
-        ids.push(
-            eos.ok_or_else(|| GlassboxError::InvalidInput("type some text to continue".into()))?,
-        );
-    }
-    let logits = next_token_logits(&loaded.model, &ids, &loaded.device)?;
-    let order = top_k(&logits, 50)
-        .into_iter()
-        .map(|(id, _)| {
-            let id = id as u32;
-            let token = tokenizer
-                .id_to_token(id)
-                .unwrap_or_else(|| format!("<{id}>"));
-            (id, tokenizer.readable_token(&token))
-        })
-        .collect();
-    let tokens = ids
-        .iter()
-        .map(|&id| {
-            let text = tokenizer
-                .id_to_token(id)
-                .unwrap_or_else(|| format!("<{id}>"));
-            TokenInfo::new(tokenizer, text, id, Some(id) == eos)
-        })
-        .collect();
-    let start = if from_text {
-        ids.len()
-    } else {
-        prompt_len.min(ids.len())
-    };
-    let continuation = tokenizer.decode_for_display(&ids[start..])?;
-    Ok(NextData {
-        model_name: model_name.to_string(),
-        ids,
-        tokens,
-        logits,
-        order,
-        continuation,
-        eos,
-    })
-}
-
-/// Takes a [`Command::Job`]'s answer as `T`.
-fn extract<T: Clone + 'static>(out: Output) -> Option<T> {
-    match out {
-        Output::Job(any) => any.downcast::<T>().ok().map(|b| *b),
-        _ => None,
-    }
-}
-
 // ---- BERT ---------------------------------------------------------------------------------------
 
 impl PredictPanel {
@@ -737,17 +629,11 @@ impl PredictPanel {
         let mask_fetch = self.mask_token.fetch(
             shared,
             (generation,),
-            || Command::Job {
-                name: "BERT mask token".into(),
-                run: Box::new(move |models| {
-                    let loaded = models.get(slot).ok_or_else(|| {
-                        GlassboxError::InvalidInput("no BERT model is loaded".into())
-                    })?;
-                    let mask = loaded.tokenizer()?.mask_token().map(|(t, _)| t);
-                    Ok(Box::new(mask))
-                }),
+            || Command::MaskToken { slot },
+            |out| match out {
+                Output::MaskToken(mask) => Some(mask),
+                _ => None,
             },
-            extract::<Option<String>>,
         );
         let mask_known = matches!(mask_fetch, Fetch::Ready(_) | Fetch::Failed(_));
         let mask = mask_fetch.data().flatten();
@@ -949,21 +835,11 @@ impl PredictPanel {
         let fetch = self.nsp.fetch(
             shared,
             key,
-            || Command::Job {
-                name: "BERT next-sentence prediction".into(),
-                run: Box::new(move |models| {
-                    let loaded = models.get(slot).ok_or_else(|| {
-                        GlassboxError::InvalidInput("no BERT model is loaded".into())
-                    })?;
-                    let inspection = inspect(loaded, &a, Some(&b), 1)?;
-                    let p = match inspection.predictions {
-                        Predictions::FillMask { is_next_prob, .. } => is_next_prob,
-                        _ => None,
-                    };
-                    Ok(Box::new(p))
-                }),
+            || Command::NextSentence { slot, a, b },
+            |out| match out {
+                Output::NextSentence(p) => Some(p),
+                _ => None,
             },
-            extract::<Option<f32>>,
         );
         let Some(p) = fetch_status(ui, slot, &fetch) else {
             return;
@@ -1049,16 +925,15 @@ impl PredictPanel {
         let fetch = self.qa.fetch(
             shared,
             key,
-            || Command::Job {
-                name: "BERT question answering".into(),
-                run: Box::new(move |models| {
-                    let loaded = models.get(slot).ok_or_else(|| {
-                        GlassboxError::InvalidInput("no BERT model is loaded".into())
-                    })?;
-                    Ok(Box::new(Arc::new(answer(loaded, &question, &context)?)))
-                }),
+            || Command::Answer {
+                slot,
+                question,
+                context,
             },
-            extract::<Arc<QaResult>>,
+            |out| match out {
+                Output::Answer(result) => Some(result),
+                _ => None,
+            },
         );
         let Some(result) = fetch_status(ui, slot, &fetch) else {
             return;
@@ -1127,66 +1002,6 @@ impl PredictPanel {
 
 const START_COLOR: Color32 = Color32::from_rgb(60, 130, 220);
 const END_COLOR: Color32 = Color32::from_rgb(235, 130, 40);
-
-/// A token of the context (second segment) of a QA pair.
-fn is_context(token: &TokenInfo) -> bool {
-    token.type_id == 1 && !token.special
-}
-
-/// Start / end probabilities for `question` + `context`. Worker only.
-pub fn answer(loaded: &LoadedModel, question: &str, context: &str) -> Result<QaResult> {
-    let inspection = inspect(loaded, question, Some(context), 1)?;
-    let (Some(start), Some(end)) = (
-        &inspection.output.start_logits,
-        &inspection.output.end_logits,
-    ) else {
-        return Err(GlassboxError::InvalidInput(
-            "this model has no question-answering head".into(),
-        ));
-    };
-    let tokens = TokenInfo::list(loaded.tokenizer()?, &inspection.encoded);
-    let context_mask: Vec<bool> = tokens.iter().map(is_context).collect();
-    let over_context = |logits: &candle_core::Tensor| -> Result<Vec<f32>> {
-        let logits = logits.squeeze(0)?.to_vec1::<f32>()?;
-        let kept: Vec<f32> = logits
-            .iter()
-            .zip(&context_mask)
-            .filter(|(_, c)| **c)
-            .map(|(l, _)| *l)
-            .collect();
-        if kept.is_empty() {
-            return Ok(vec![0.0; logits.len()]);
-        }
-        let device = candle_core::Device::Cpu;
-        let probs = softmax_last_dim(&candle_core::Tensor::new(kept.as_slice(), &device)?)?
-            .to_vec1::<f32>()?;
-        let mut it = probs.into_iter();
-        Ok(context_mask
-            .iter()
-            .map(|&c| if c { it.next().unwrap_or(0.0) } else { 0.0 })
-            .collect())
-    };
-    let start_probs = over_context(start)?;
-    let end_probs = over_context(end)?;
-    let (s, e, answer, score) = match inspection.predictions {
-        Predictions::Span {
-            start,
-            end,
-            text,
-            score,
-        } => (start, end, text, score),
-        _ => (0, 0, String::new(), 0.0),
-    };
-    Ok(QaResult {
-        tokens,
-        start_probs,
-        end_probs,
-        start: s,
-        end: e,
-        answer,
-        score,
-    })
-}
 
 /// The context tokens in reading order, each with its start and end probability as two bars
 /// above it; the answer span framed.

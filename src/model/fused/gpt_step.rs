@@ -8,7 +8,7 @@
 //! projections' matmuls (accumulating onto a copy of the stream), and each gradient is written once,
 //! where it is computed. The kernels are the fused ops' own (`linear`, `layer_norm`, `gelu`,
 //! causal QKV attention, cross-entropy), so the numbers are those of the graph path within
-//! float32 rounding; `tests/fused.rs` checks the loss and every gradient against candle's autograd.
+//! float32 rounding; `tests/model/fused.rs` checks the loss and every gradient against candle's autograd.
 //!
 //! It reads like [`crate::model::gpt`]'s forward, then the same steps backwards.
 

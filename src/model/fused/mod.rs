@@ -25,7 +25,7 @@
 //! The layers in [`super::layers`] take these paths when [`enabled`] is true, the tensor lives on
 //! the CPU in float32 and no trace is being recorded; otherwise (trace on, CUDA/Metal, another
 //! dtype, or [`set_enabled`]`(false)`) they run the plain-op reference path, which the tests in
-//! `tests/fused.rs` compare against, values and gradients.
+//! `tests/model/fused.rs` compare against, values and gradients.
 //!
 //! Kernels share the work over candle's own CPU worker pool (see `par.rs` for why not rayon),
 //! call `gemm` directly with strides instead of materialising transposes, and are compiled for

@@ -1,11 +1,9 @@
 //! The `glassbox` command line, run as a user would.
 
-mod common;
-
 use std::process::Command;
 
 use candle_core::Device;
-use common::{fixture, max_abs_diff, reference_tensors, temp_dir};
+use crate::common::{fixture, max_abs_diff, reference_tensors, temp_dir};
 
 fn glassbox(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_glassbox"))
@@ -188,7 +186,7 @@ fn missing_model_is_a_clear_error_not_a_panic() {
 /// with their ids; an empty source is a clear error.
 #[test]
 fn translate_gives_the_transformers_greedy_translation() {
-    let reference = common::reference_json("marian");
+    let reference = crate::common::reference_json("marian");
     let tensors = reference_tensors("marian");
     let model = fixture("marian");
     for (index, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
@@ -269,15 +267,15 @@ fn translate_beams_and_broken_marian_folders() {
         stderr
     };
     // A missing tokenizer file is named.
-    let dir = common::copy_fixture("marian", "cli-marian-no-spm");
+    let dir = crate::common::copy_fixture("marian", "cli-marian-no-spm");
     std::fs::remove_file(dir.join("source.spm")).unwrap();
     assert!(run(&dir, "The cat.").contains("source.spm"));
     // A corrupt one too.
-    let dir = common::copy_fixture("marian", "cli-marian-bad-spm");
+    let dir = crate::common::copy_fixture("marian", "cli-marian-bad-spm");
     std::fs::write(dir.join("target.spm"), b"\x0a\xff\xff not protobuf").unwrap();
     assert!(run(&dir, "The cat.").contains("target.spm"));
     // vocab.json without `</s>`.
-    let dir = common::copy_fixture("marian", "cli-marian-vocab");
+    let dir = crate::common::copy_fixture("marian", "cli-marian-vocab");
     let vocab_path = dir.join("vocab.json");
     let mut vocab: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&vocab_path).unwrap()).unwrap();
@@ -289,7 +287,7 @@ fn translate_beams_and_broken_marian_folders() {
         "{stderr}"
     );
     // config.json says one decoder layer, the weights have two.
-    let dir = common::copy_fixture("marian", "cli-marian-layers");
+    let dir = crate::common::copy_fixture("marian", "cli-marian-layers");
     let config_path = dir.join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
@@ -330,7 +328,7 @@ fn open_refuses_bad_arguments_before_the_window() {
         "{stderr}"
     );
     // A folder whose config.json is not a model's is refused, naming the file.
-    let dir = common::temp_dir("cli-open-bad-config");
+    let dir = crate::common::temp_dir("cli-open-bad-config");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.json"), "{\"model_type\": \"unknown\"}").unwrap();
     let output = glassbox(&["open", dir.to_str().unwrap()]);
@@ -342,7 +340,7 @@ fn open_refuses_bad_arguments_before_the_window() {
 /// tensor of the first case, and the summary aligns each target token with a source token.
 #[test]
 fn inspect_translation_dump_reproduces_the_marian_fixture() {
-    let reference = common::reference_json("marian");
+    let reference = crate::common::reference_json("marian");
     let case = &reference["cases"][0];
     let dump = temp_dir("cli-marian-dump").join("t.safetensors");
     let model = fixture("marian");
@@ -401,7 +399,7 @@ fn inspect_translation_dump_reproduces_the_marian_fixture() {
 /// with the chosen one first.
 #[test]
 fn tokenize_reads_marian_sentencepiece_models() {
-    let reference = common::reference_json("marian");
+    let reference = crate::common::reference_json("marian");
     let case = &reference["tokenizer_cases"][0];
     let model = fixture("marian");
     for (flag, key) in [(None, "source_ids"), (Some("--target"), "target_ids")] {

@@ -28,8 +28,6 @@
 //! | BERT tokenizer class; bias-free GPT in `transformers` | `checkpoints_load_cleanly_in_transformers` | BertTokenizer; zero biases |
 //! | translator folders in `transformers` | `translators_load_cleanly_in_transformers` | same ids; with torch, same tensors and translation |
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -40,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
-use common::{copy_fixture, fixture, temp_dir};
+use crate::common::{copy_fixture, fixture, temp_dir};
 use glassbox::model::checkpoint::load_dir;
 
 fn glassbox() -> Command {

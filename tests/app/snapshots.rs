@@ -1,13 +1,11 @@
 //! Snapshot images of the main views, rendered with wgpu (a software Vulkan driver is enough:
 //! CI installs mesa-vulkan-drivers). The images live in `tests/snapshots/`; after a deliberate
-//! change of the look, refresh them with `UPDATE_SNAPSHOTS=1 cargo test --test app_snapshots`
+//! change of the look, refresh them with `UPDATE_SNAPSHOTS=1 cargo test --test app snapshots`
 //! and look at the new PNGs before committing them.
 //!
 //! The models are the random test fixtures, so the images do not change when the shipped models
 //! are retrained; only the view itself is drawn (no side bar), so they do not change when views
 //! are added either.
-
-mod app_support;
 
 use egui_kittest::Harness;
 
@@ -19,7 +17,7 @@ use glassbox::app::data::Slot;
 use glassbox::app::panels::attention::AttentionPanel;
 use glassbox::app::{AppOptions, GlassboxApp};
 
-use app_support::settle;
+use crate::app_support::settle;
 
 fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
     // Relative paths (tests run in the package root): the Model view shows the folders, and the

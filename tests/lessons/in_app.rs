@@ -7,8 +7,7 @@
 //! The shipped tiny models are used when `assets/` has them (the fixtures otherwise). Training
 //! and fine-tuning runs a button starts are stopped at once, so the tests stay quick.
 
-mod app_support;
-use app_support::{no_error_notices, wait_until};
+use crate::app_support::{no_error_notices, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,7 +82,7 @@ fn app_in(dir: &Path, lessons: &Path, load_models: bool) -> GlassboxApp {
 }
 
 fn harness(app: GlassboxApp) -> Harness<'static, GlassboxApp> {
-    app_support::harness_sized(app, [1600.0, 1100.0])
+    crate::app_support::harness_sized(app, [1600.0, 1100.0])
 }
 
 fn click(h: &mut Harness<'static, GlassboxApp>, label: &str) {
@@ -429,7 +428,7 @@ fn walk_steps(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson) -> usize {
         assert!(has_text(h, &format!("Step {} of {steps}", index + 1)));
         for action in step.actions() {
             click(h, &format!("Try it: {}", action.label));
-            app_support::settle(h);
+            crate::app_support::settle(h);
             if missing_optional_model(h, lesson, action) {
                 continue;
             }
@@ -452,7 +451,7 @@ fn walk_lesson(id: &str) {
         .expect("the lesson exists");
     let dir = temp_dir(id);
     let mut h = harness(app_in(&dir, &course_dir(), true));
-    app_support::settle(&mut h);
+    crate::app_support::settle(&mut h);
     click(&mut h, "Lessons");
     assert_eq!(h.state().current_view(), "lessons");
     click(&mut h, &format!("Open lesson: {}", lesson.title));
@@ -715,7 +714,7 @@ fn check_claims(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
 fn the_course_in_one_sitting() {
     let dir = temp_dir("one-sitting");
     let mut h = harness(app_in(&dir, &course_dir(), true));
-    app_support::settle(&mut h);
+    crate::app_support::settle(&mut h);
     click(&mut h, "Lessons");
     let course = course();
     let buttons: usize = course.iter().map(|l| l.actions().count()).sum();
@@ -1132,11 +1131,11 @@ fn a_button_that_cannot_run_says_why_in_the_lesson() {
 
     // With models: a word that is not in the text.
     let mut h = harness(app_in(&dir, &lessons_dir, true));
-    app_support::settle(&mut h);
+    crate::app_support::settle(&mut h);
     click(&mut h, "Lessons");
     click(&mut h, "Open lesson: Odd buttons");
     click(&mut h, "Try it: Select a giraffe");
-    app_support::settle(&mut h);
+    crate::app_support::settle(&mut h);
     match lessons(&h).outcome("odd", line("Select a giraffe")) {
         Some(Outcome::Failed(message)) => {
             assert!(

@@ -1,13 +1,11 @@
 //! Loading and saving checkpoint folders, and one test per bad input: each error names the file
 //! and the problem.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use common::{copy_fixture, fixture, max_abs_diff, temp_dir};
+use crate::common::{copy_fixture, fixture, max_abs_diff, temp_dir};
 use glassbox::GlassboxError;
 use glassbox::inspect::{inspect, reference_tensors};
 use glassbox::model::checkpoint::{load_dir, save_dir};

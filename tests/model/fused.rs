@@ -5,13 +5,11 @@
 //!
 //! The fused/unfused switch is process-wide, so the tests here take one lock while they use it.
 
-mod common;
-
 use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use common::fixture;
+use crate::common::fixture;
 use glassbox::model::checkpoint::load_dir;
 use glassbox::model::fused;
 use glassbox::model::layers::{

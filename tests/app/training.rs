@@ -5,8 +5,6 @@
 //!
 //! Waits are bounded; models are tiny and runs short so the tests stay fast and deterministic.
 
-mod app_support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,7 +18,7 @@ use glassbox::app::panels::finetune::{DataChoice, FinetunePanel, FinetuneSetting
 use glassbox::app::panels::train::{CorpusChoice, PretrainObjective, TrainPanel, TrainSettings};
 use glassbox::app::panels::training::RunState;
 
-use app_support::wait_until;
+use crate::app_support::wait_until;
 use glassbox::app::{AppOptions, GlassboxApp};
 use glassbox::train::config::TokenizerKindChoice;
 

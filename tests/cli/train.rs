@@ -1,8 +1,6 @@
 //! `glassbox train` and `glassbox finetune` end to end: a tiny recipe trains, writes metrics.jsonl
 //! and metrics.csv and a checkpoint that loads; fine-tuning starts from it; Ctrl-C saves and exits.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,7 +34,7 @@ fn glassbox() -> Command {
 
 #[test]
 fn train_writes_metrics_and_a_loadable_checkpoint_then_finetune_starts_from_it() {
-    let dir = common::temp_dir("cli-train");
+    let dir = crate::common::temp_dir("cli-train");
     let recipe = dir.join("recipe.toml");
     std::fs::write(&recipe, TINY_RECIPE).unwrap();
     let out = dir.join("run");
@@ -108,7 +106,7 @@ fn train_writes_metrics_and_a_loadable_checkpoint_then_finetune_starts_from_it()
 
 #[test]
 fn bad_recipes_and_flags_fail_with_a_message() {
-    let dir = common::temp_dir("cli-bad");
+    let dir = crate::common::temp_dir("cli-bad");
     let recipe = dir.join("bad.toml");
     std::fs::write(&recipe, "[training]\nsteps = \"many\"\n").unwrap();
     let output = glassbox()
@@ -136,7 +134,7 @@ fn bad_recipes_and_flags_fail_with_a_message() {
 #[test]
 fn ctrl_c_and_sigterm_save_a_checkpoint_and_exit_130() {
     for signal in ["INT", "TERM"] {
-        let dir = common::temp_dir(&format!("cli-signal-{signal}"));
+        let dir = crate::common::temp_dir(&format!("cli-signal-{signal}"));
         let recipe = dir.join("recipe.toml");
         std::fs::write(
             &recipe,

@@ -1,8 +1,6 @@
 //! The desktop app in an egui_kittest harness: every view opened through its accessible label,
 //! and what it shows checked against the library.
 
-mod app_support;
-
 use std::path::PathBuf;
 
 use eframe::egui;
@@ -22,7 +20,7 @@ use glassbox::model::checkpoint::load_dir;
 use glassbox::model::params::{Preset, format_bytes, group_thousands};
 use glassbox::tokenizer::Tokenizer;
 
-use app_support::{fixture, harness, harness_sized, new_app, settle};
+use crate::app_support::{fixture, harness, harness_sized, new_app, settle};
 
 const TEXT: &str = "The cat chased the mouse.";
 
@@ -82,7 +80,7 @@ fn launched_app(launch: &glassbox::app::Launch) -> GlassboxApp {
         load_models: true,
         initial_view: launch.view.clone(),
         open_models: launch.models.clone(),
-        shipped: Some(app_support::fixtures()),
+        shipped: Some(crate::app_support::fixtures()),
         started: std::time::Instant::now(),
     })
 }

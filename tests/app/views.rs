@@ -1,9 +1,6 @@
 //! The Embeddings, Step-through and Predict views in an egui_kittest harness, opened through
 //! their accessible labels, with what they show checked against the library.
 
-mod app_support;
-mod common;
-
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -24,8 +21,8 @@ use glassbox::lessons::Stage;
 use glassbox::model::checkpoint::{LoadedModel, load_dir};
 use glassbox::tokenizer::Encoded;
 
-use app_support::no_error_notices;
-use common::{fixture, temp_dir};
+use crate::app_support::no_error_notices;
+use crate::common::{fixture, temp_dir};
 
 const TEXT: &str = "The cat chased the mouse.";
 const BANK_A: &str = "He went to the bank to deposit money.";
@@ -38,7 +35,7 @@ fn harness() -> Harness<'static, GlassboxApp> {
 /// `allow_missing_glyphs`: the random fixture GPT samples byte tokens that are not valid UTF-8
 /// on their own; the tokenizer decodes them to U+FFFD, which the default fonts cannot draw.
 fn harness_with(allow_missing_glyphs: bool) -> Harness<'static, GlassboxApp> {
-    let app = app_support::new_app(None);
+    let app = crate::app_support::new_app(None);
     let mut builder = Harness::builder().with_size([1500.0, 1100.0]);
     if allow_missing_glyphs {
         builder = builder.allow_missing_glyphs();
@@ -48,7 +45,7 @@ fn harness_with(allow_missing_glyphs: bool) -> Harness<'static, GlassboxApp> {
 
 /// Steps frames until the worker has answered everything the views asked for (bounded).
 fn settle(h: &mut Harness<'static, GlassboxApp>) {
-    app_support::settle_within(h, 180);
+    crate::app_support::settle_within(h, 180);
 }
 
 fn open_view(h: &mut Harness<'static, GlassboxApp>, title: &str) {

@@ -1,9 +1,7 @@
 //! Parity with `transformers`: every reference tensor in tests/fixtures reproduced within 1e-4.
 
-mod common;
-
 use candle_core::Device;
-use common::{fixture, max_abs_diff, reference_json, reference_tensors};
+use crate::common::{fixture, max_abs_diff, reference_json, reference_tensors};
 use glassbox::inspect::{inspect, reference_tensors as our_tensors};
 use glassbox::model::checkpoint::load_dir;
 

@@ -401,7 +401,7 @@ fn check_token(
         let tokenizer = match side {
             Side::Gpt => gpt,
             Side::Bert => bert,
-            // The translator's tokens are checked by tests/train_assets.rs.
+            // The translator's tokens are checked by tests/train/assets.rs.
             Side::Translator => &None,
         };
         let Some(tokenizer) = tokenizer else { continue };

@@ -1,11 +1,9 @@
 //! The model families beyond parity: every head builds, the trace records every stage, and the
 //! trace changes nothing.
 
-mod common;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::{fixture, max_abs_diff};
+use crate::common::{fixture, max_abs_diff};
 use glassbox::model::checkpoint::load_dir;
 use glassbox::model::config::{Architecture, ModelConfig};
 use glassbox::model::trace::Trace;
@@ -254,7 +252,7 @@ fn marian_of_an_unseen_shape() {
         &config,
     )
     .unwrap();
-    let dir = common::temp_dir("marian-unseen-shape");
+    let dir = crate::common::temp_dir("marian-unseen-shape");
     varmap.save(dir.join("model.safetensors")).unwrap();
     std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
 

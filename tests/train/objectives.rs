@@ -1,8 +1,6 @@
 //! Training: every objective learns on built-in data, runs resume exactly, divergence is caught,
 //! pause really pauses, and the checkpoints load again.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -213,7 +211,7 @@ fn generation_finetunes_a_pretrained_gpt_on_completions() {
 
 #[test]
 fn seq2seq_learns_to_translate_and_its_checkpoint_loads_as_a_translator() {
-    let dir = common::temp_dir("train-seq2seq");
+    let dir = crate::common::temp_dir("train-seq2seq");
     let out = format!("out_dir=\"{}\"", dir.display());
     let (before, after, mut trainer) =
         train_and_evaluate(config(&tiny_translator_recipe(), &[&out]));
@@ -262,7 +260,7 @@ fn seq2seq_learns_to_translate_and_its_checkpoint_loads_as_a_translator() {
 
 #[test]
 fn a_resumed_seq2seq_run_continues_the_same_curve() {
-    let dir = common::temp_dir("train-seq2seq-resume");
+    let dir = crate::common::temp_dir("train-seq2seq-resume");
     let recipe = tiny_translator_recipe();
     let steps = "training.steps=8";
     let mut straight = Trainer::new(config(&recipe, &[steps])).expect("trainer");
@@ -285,7 +283,7 @@ fn a_resumed_seq2seq_run_continues_the_same_curve() {
 
 #[test]
 fn a_resumed_run_continues_the_same_curve() {
-    let dir = common::temp_dir("train-resume");
+    let dir = crate::common::temp_dir("train-resume");
     let recipe = tiny_gpt_recipe();
     let steps = ["training.steps=12", "training.grad_accum=2"];
 
@@ -316,7 +314,7 @@ fn a_resumed_run_continues_the_same_curve() {
 
 #[test]
 fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
-    let dir = common::temp_dir("train-nan");
+    let dir = crate::common::temp_dir("train-nan");
     let recipe = tiny_gpt_recipe();
     let out = format!("out_dir=\"{}\"", dir.display());
     // Three good steps, saved.
@@ -412,7 +410,7 @@ fn pause_stops_the_step_counter_and_single_step_does_one() {
 
 #[test]
 fn a_saved_checkpoint_loads_with_the_same_outputs() {
-    let dir = common::temp_dir("train-checkpoint");
+    let dir = crate::common::temp_dir("train-checkpoint");
     let out = format!("out_dir=\"{}\"", dir.display());
     let mut trainer =
         Trainer::new(config(&tiny_bert_recipe(), &["training.steps=5", &out])).unwrap();
@@ -431,7 +429,7 @@ fn a_saved_checkpoint_loads_with_the_same_outputs() {
         .forward(ModelInput::new(&ids), None)
         .unwrap();
     let b = loaded.model.forward(ModelInput::new(&ids), None).unwrap();
-    let diff = common::max_abs_diff(&a.logits.unwrap(), &b.logits.unwrap());
+    let diff = crate::common::max_abs_diff(&a.logits.unwrap(), &b.logits.unwrap());
     assert_eq!(diff, 0.0);
 }
 
@@ -451,7 +449,7 @@ fn recipes_report_bad_fields_clearly() {
 /// before it starts with the file, the line and what is wrong.
 #[test]
 fn seq2seq_reads_a_parallel_file() {
-    let dir = common::temp_dir("train-seq2seq-file");
+    let dir = crate::common::temp_dir("train-seq2seq-file");
     let pairs = glassbox::data::parallel_corpus(3, 200);
     let tsv: String = pairs
         .iter()
