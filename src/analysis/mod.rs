@@ -2,5 +2,6 @@
 //! and the CLI and tests call the same functions (see DESIGN.md).
 
 pub mod embeddings;
+pub mod finetune;
 pub mod predict;
 pub mod tokens;

@@ -499,3 +499,36 @@ fn story(rng: &mut StdRng) -> Vec<String> {
     sentences.push(format!("at night the {hero} slept in the {home} ."));
     sentences
 }
+
+/// The text the Tokens view trains its char / BPE / WordPiece tokenizers on: a few paragraphs of
+/// plain English about the things the course talks about, then 2,000 sentences of the library's
+/// toy English ([`toy_english_corpus`]).
+pub fn tokenizer_corpus() -> &'static str {
+    static CORPUS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let mut corpus = BUILTIN_CORPUS.to_string();
+        corpus.push_str(&toy_english_corpus(0, 2000));
+        corpus
+    })
+}
+
+const BUILTIN_CORPUS: &str = "\
+The cat chased the mouse. The mouse ran under the table, and the cat waited by the door. \
+A dog barked at the cat, and the cat jumped onto the chair. The children laughed at the cat and \
+the dog. The cat sat on the mat. The dog sat on the rug. The mouse hid in the kitchen.
+She went to the bank to deposit her money. He sat on the bank of the river and watched the water. \
+The river bank was muddy after the rain. The bank opened a new branch in the town.
+A language model reads text as tokens and predicts the next token. Tokens can be characters, \
+pieces of words, or whole words. Words that are common become single tokens; rare words are \
+split into smaller pieces. The tokenizer learns its pieces from a corpus of text.
+Attention lets every token look at the other tokens. In a causal model a token can only look at \
+the tokens before it. In a bidirectional model every token can look at every other token. \
+The transformer stacks layers of attention and feed-forward networks.
+Training a model means showing it many examples and adjusting its weights a little after each \
+batch. The loss goes down as the model learns. Fine-tuning starts from a pretrained model and \
+trains it further on a smaller data set for a new task.
+The quick brown fox jumps over the lazy dog. The weather was warm and the sky was blue. \
+They walked through the park, talked about books, and ate lunch under a tree. \
+Reading, writing, and thinking are the things that people do with language every day. \
+The teacher asked the students a question, and the students answered it together.
+";

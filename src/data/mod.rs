@@ -14,7 +14,8 @@ pub mod split;
 
 pub use batching::{LmBatch, TokenStream, pad_batch};
 pub use builtin::{
-    generation_dataset, nsp_documents, qa_dataset, sentiment_dataset, toy_english_corpus,
+    generation_dataset, nsp_documents, qa_dataset, sentiment_dataset, tokenizer_corpus,
+    toy_english_corpus,
 };
 pub use files::{
     ClassificationExample, GenerationExample, QaExample, RowError, label_names,

@@ -45,10 +45,14 @@ pub enum Objective {
     /// BERT pretraining: predict masked tokens (optionally plus next-sentence prediction).
     MaskedLm,
     /// Fine-tuning: one label per text (CSV `text,label`).
+    // The aliases read the Fine-tune view's settings as saved before it used this type.
+    #[serde(alias = "Classification")]
     Classification,
     /// Fine-tuning: extractive question answering (JSON/JSONL context, question, answer).
+    #[serde(alias = "Qa")]
     Qa,
     /// Fine-tuning: a GPT continues prompts (JSONL `prompt,completion`), loss on completions only.
+    #[serde(alias = "Generation")]
     Generation,
     /// Translation: an encoder–decoder (Marian) writes the target given the source (TSV
     /// `source<TAB>target` or JSONL `source,target`; built in: English → French), teacher-forced.
@@ -56,6 +60,78 @@ pub enum Objective {
 }
 
 impl Objective {
+    /// Every objective, in the order menus list them.
+    pub const ALL: [Objective; 6] = [
+        Objective::CausalLm,
+        Objective::MaskedLm,
+        Objective::Classification,
+        Objective::Qa,
+        Objective::Generation,
+        Objective::Seq2seq,
+    ];
+
+    /// The objectives that fine-tune a trained checkpoint ([`Objective::is_finetuning`]): what
+    /// the Fine-tune view offers.
+    pub fn finetuning() -> impl Iterator<Item = Objective> {
+        Objective::ALL.into_iter().filter(|o| o.is_finetuning())
+    }
+
+    /// What a menu calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Objective::CausalLm => "Next-token prediction (GPT)",
+            Objective::MaskedLm => "Masked language model (BERT)",
+            Objective::Classification => "Text classification",
+            Objective::Qa => "Question answering",
+            Objective::Generation => "Prompt → completion",
+            Objective::Seq2seq => "Translation",
+        }
+    }
+
+    /// What its built-in data set is called ("built-in sentiment set").
+    pub fn builtin_data_name(self) -> &'static str {
+        match self {
+            Objective::CausalLm | Objective::MaskedLm => "toy corpus",
+            Objective::Classification => "sentiment",
+            Objective::Qa => "QA",
+            Objective::Generation => "prompt/completion",
+            Objective::Seq2seq => "English → French",
+        }
+    }
+
+    /// The data file it reads, in words.
+    pub fn data_file_hint(self) -> &'static str {
+        match self {
+            Objective::CausalLm | Objective::MaskedLm => "a UTF-8 text file",
+            Objective::Classification => "a CSV with a header naming `text` and `label` columns",
+            Objective::Qa => "JSON (an array) or JSONL with `context`, `question`, `answer`",
+            Objective::Generation => "JSONL with `prompt` and `completion` on each line",
+            Objective::Seq2seq => "TSV (`source<TAB>target`) or JSONL with `source`, `target`",
+        }
+    }
+
+    /// File extensions a file chooser offers for its data.
+    pub fn data_file_extensions(self) -> &'static [&'static str] {
+        match self {
+            Objective::CausalLm | Objective::MaskedLm => &["txt", "md"],
+            Objective::Classification => &["csv", "tsv", "txt"],
+            Objective::Qa => &["json", "jsonl"],
+            Objective::Generation => &["jsonl", "json"],
+            Objective::Seq2seq => &["tsv", "jsonl", "json"],
+        }
+    }
+
+    /// The fields of one example, as a preview table's columns.
+    pub fn data_columns(self) -> &'static [&'static str] {
+        match self {
+            Objective::CausalLm | Objective::MaskedLm => &["text"],
+            Objective::Classification => &["text", "label"],
+            Objective::Qa => &["question", "context", "answer"],
+            Objective::Generation => &["prompt", "completion"],
+            Objective::Seq2seq => &["source", "target"],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Objective::CausalLm => "causal-lm",

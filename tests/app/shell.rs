@@ -280,7 +280,7 @@ fn tokens_view_matches_the_tokenizer() {
         .iter()
         .find(|e| e.tokenizer_name.starts_with("byte-level BPE"))
         .unwrap();
-    let trained = Tokenizer::train_bpe(glassbox::app::worker::builtin_corpus(), 500).unwrap();
+    let trained = Tokenizer::train_bpe(glassbox::data::tokenizer_corpus(), 500).unwrap();
     assert_eq!(
         bpe.tokens.len(),
         trained.encode(TEXT, true).unwrap().ids.len()

@@ -13,14 +13,15 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
+use glassbox::analysis::finetune::DataChoice;
 use glassbox::app::assets::ShippedModels;
-use glassbox::app::panels::finetune::{DataChoice, FinetunePanel, FinetuneSettings, Task};
+use glassbox::app::panels::finetune::{FinetunePanel, FinetuneSettings};
 use glassbox::app::panels::train::{CorpusChoice, PretrainObjective, TrainPanel, TrainSettings};
 use glassbox::app::panels::training::RunState;
 
 use crate::app_support::wait_until;
 use glassbox::app::{AppOptions, GlassboxApp};
-use glassbox::train::config::TokenizerKindChoice;
+use glassbox::train::config::{Objective, TokenizerKindChoice};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -337,7 +338,7 @@ fn finetune_workflow_reaches_evaluation_with_the_reports_accuracy() {
     open_finetune(
         &mut h,
         FinetuneSettings {
-            task: Task::Classification,
+            task: Objective::Classification,
             data: DataChoice::BuiltIn,
             builtin_size: 120,
             use_epochs: false,

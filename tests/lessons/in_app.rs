@@ -21,7 +21,7 @@ use glassbox::app::assets::ShippedModels;
 use glassbox::app::data::{ModelSource, Slot};
 use glassbox::app::panels::attention::AttentionPanel;
 use glassbox::app::panels::embeddings::EmbeddingsPanel;
-use glassbox::app::panels::finetune::{FinetunePanel, Task};
+use glassbox::app::panels::finetune::FinetunePanel;
 use glassbox::app::panels::lessons::{LessonsPanel, Outcome};
 use glassbox::app::panels::params::{CustomConfig, ParamSource, ParamsPanel};
 use glassbox::app::panels::predict::{Mode, PredictPanel};
@@ -387,12 +387,7 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
             }
             ActionCommand::StartFinetune(settings) => {
                 let panel = app.panel::<FinetunePanel>().expect("finetune");
-                let task = match settings.objective {
-                    glassbox::train::config::Objective::Classification => Task::Classification,
-                    glassbox::train::config::Objective::Qa => Task::Qa,
-                    _ => Task::Generation,
-                };
-                assert_eq!(panel.settings.task, task, "{what}");
+                assert_eq!(panel.settings.task, settings.objective, "{what}");
                 assert_eq!(panel.settings.steps, settings.steps, "{what}");
                 assert!(!panel.settings.use_epochs, "{what}");
                 if settings.start {

@@ -7,9 +7,9 @@
 
 use std::sync::Mutex;
 
+use crate::common::fixture;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use crate::common::fixture;
 use glassbox::model::checkpoint::load_dir;
 use glassbox::model::fused;
 use glassbox::model::layers::{

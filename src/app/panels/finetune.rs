@@ -8,29 +8,27 @@
 //! copying the saved folder happen on background threads ([`Background`]).
 
 use eframe::egui;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use egui::{Color32, Grid, RichText, ScrollArea, Ui, Vec2};
 use egui_plot::{Bar, BarChart, Legend, Plot, VLine};
 use serde::{Deserialize, Serialize};
 
-use super::training::{Background, FilePicker, LiveRun, ProbeViewer, format_size, new_run_dir};
+use super::training::{Background, LiveRun, ProbeViewer, new_run_dir};
 use super::{Action, Panel};
+use crate::analysis::finetune::{
+    Comparison, DataChoice, DataPreview, Example, ModelInfo, TokenStats, compare_before_after,
+    read_examples, validation_examples,
+};
 use crate::app::data::{Matrix, ModelSource};
 use crate::app::state::Shared;
 use crate::app::widgets::export::{
     ExportFormat, bars_png, export_buttons, heatmap_png, matrix_csv, matrix_json, table_csv,
 };
-use crate::app::widgets::{ColorScale, FolderBrowser, Heatmap, error_label};
-use crate::data::{ClassificationExample, GenerationExample, QaExample, RowError, train_val_split};
-use crate::inspect::{Predictions, inspect};
-use crate::model::checkpoint::{LoadedModel, load_dir};
-use crate::model::config::ModelConfig;
+use crate::app::widgets::{ColorScale, FileBrowser, Heatmap, error_label, format_size};
 use crate::model::params::group_thousands;
-use crate::tokenizer::Tokenizer;
 use crate::train::config::Objective;
-use crate::train::{EvalReport, TrainConfig, Trainer};
+use crate::train::{EvalReport, TrainConfig};
 
 /// The seven steps, in order.
 pub const STEPS: [&str; 7] = [
@@ -43,74 +41,6 @@ pub const STEPS: [&str; 7] = [
     "7 Save",
 ];
 
-/// What the model learns to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Task {
-    /// One label per text (BERT; CSV `text,label`).
-    Classification,
-    /// Extractive question answering (BERT; JSON/JSONL `context,question,answer`).
-    Qa,
-    /// Prompt → completion (GPT; JSONL `prompt,completion`).
-    Generation,
-}
-
-impl Task {
-    pub const ALL: [Task; 3] = [Task::Classification, Task::Qa, Task::Generation];
-
-    pub fn objective(self) -> Objective {
-        match self {
-            Task::Classification => Objective::Classification,
-            Task::Qa => Objective::Qa,
-            Task::Generation => Objective::Generation,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Task::Classification => "Text classification",
-            Task::Qa => "Question answering",
-            Task::Generation => "Prompt → completion",
-        }
-    }
-
-    pub fn builtin_name(self) -> &'static str {
-        match self {
-            Task::Classification => "sentiment",
-            Task::Qa => "QA",
-            Task::Generation => "prompt/completion",
-        }
-    }
-
-    /// Whether the task needs a GPT (else a BERT).
-    pub fn needs_causal(self) -> bool {
-        self == Task::Generation
-    }
-
-    fn file_hint(self) -> &'static str {
-        match self {
-            Task::Classification => "a CSV with a header naming `text` and `label` columns",
-            Task::Qa => "JSON (an array) or JSONL with `context`, `question`, `answer`",
-            Task::Generation => "JSONL with `prompt` and `completion` on each line",
-        }
-    }
-
-    fn extensions(self) -> &'static [&'static str] {
-        match self {
-            Task::Classification => &["csv", "tsv", "txt"],
-            Task::Qa => &["json", "jsonl"],
-            Task::Generation => &["jsonl", "json"],
-        }
-    }
-
-    fn headers(self) -> &'static [&'static str] {
-        match self {
-            Task::Classification => &["text", "label"],
-            Task::Qa => &["question", "context", "answer"],
-            Task::Generation => &["prompt", "completion"],
-        }
-    }
-}
-
 /// Where the pretrained model comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelChoice {
@@ -122,13 +52,6 @@ pub enum ModelChoice {
     Checkpoint,
 }
 
-/// Where the examples come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DataChoice {
-    BuiltIn,
-    File,
-}
-
 /// Everything the form holds (persisted between sessions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -136,7 +59,7 @@ pub struct FinetuneSettings {
     pub model: ModelChoice,
     pub folder: String,
     pub checkpoint: String,
-    pub task: Task,
+    pub task: Objective,
     pub data: DataChoice,
     pub builtin_size: usize,
     pub data_path: String,
@@ -164,7 +87,7 @@ impl Default for FinetuneSettings {
             model: ModelChoice::ShippedBert,
             folder: String::new(),
             checkpoint: String::new(),
-            task: Task::Classification,
+            task: Objective::Classification,
             data: DataChoice::BuiltIn,
             builtin_size: 240,
             data_path: String::new(),
@@ -213,278 +136,11 @@ impl FinetuneSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DataKey {
-    task: Task,
+    task: Objective,
     data: DataChoice,
     builtin_size: usize,
     seed: u64,
     path: String,
-}
-
-/// One example of any task.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Example {
-    Classification(ClassificationExample),
-    Qa(QaExample),
-    Generation(GenerationExample),
-}
-
-impl Example {
-    /// The cells of a preview row, in [`Task::headers`] order.
-    pub fn cells(&self) -> Vec<String> {
-        match self {
-            Example::Classification(e) => vec![e.text.clone(), e.label.clone()],
-            Example::Qa(e) => vec![e.question.clone(), e.context.clone(), e.answer.clone()],
-            Example::Generation(e) => vec![e.prompt.clone(), e.completion.clone()],
-        }
-    }
-
-    /// What a correct prediction is.
-    pub fn expected(&self) -> String {
-        match self {
-            Example::Classification(e) => e.label.clone(),
-            Example::Qa(e) => e.answer.clone(),
-            Example::Generation(e) => e.completion.clone(),
-        }
-    }
-
-    /// The input, shortened for a table.
-    pub fn input(&self) -> String {
-        match self {
-            Example::Classification(e) => e.text.clone(),
-            Example::Qa(e) => format!("{} | {}", e.question, e.context),
-            Example::Generation(e) => e.prompt.clone(),
-        }
-    }
-}
-
-/// The data set as read and parsed (lenient: good examples and one error per bad row).
-#[derive(Debug, Clone)]
-pub struct DataPreview {
-    pub task: Task,
-    pub source: String,
-    pub examples: Vec<Example>,
-    pub errors: Vec<RowError>,
-    /// Class names, in the order the trainer numbers them (classification).
-    pub labels: Vec<String>,
-}
-
-impl DataPreview {
-    /// Examples in the training split (the rest is held out for validation).
-    pub fn train_count(&self, val_fraction: f64) -> usize {
-        // As `data::train_val_split` counts: at least one example on each side.
-        let n = self.examples.len();
-        if n < 2 {
-            return n;
-        }
-        let fraction = f64::from(val_fraction.clamp(0.0, 1.0) as f32);
-        n - ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
-    }
-}
-
-/// Reads (or generates) the data set: what step 2 shows.
-pub fn read_data(
-    task: Task,
-    data: DataChoice,
-    builtin_size: usize,
-    seed: u64,
-    path: &str,
-) -> Result<DataPreview, String> {
-    let (examples, errors, source): (Vec<Example>, Vec<RowError>, String) = match data {
-        DataChoice::BuiltIn => {
-            let examples = match task {
-                Task::Classification => crate::data::sentiment_dataset(seed, builtin_size)
-                    .into_iter()
-                    .map(Example::Classification)
-                    .collect(),
-                Task::Qa => crate::data::qa_dataset(seed, builtin_size)
-                    .into_iter()
-                    .map(Example::Qa)
-                    .collect(),
-                Task::Generation => crate::data::generation_dataset(seed, builtin_size)
-                    .into_iter()
-                    .map(Example::Generation)
-                    .collect(),
-            };
-            (
-                examples,
-                Vec::new(),
-                format!(
-                    "built-in {} set ({builtin_size} examples, seed {seed})",
-                    task.builtin_name()
-                ),
-            )
-        }
-        DataChoice::File => {
-            let path = path.trim();
-            if path.is_empty() {
-                return Err("Choose a data file first.".into());
-            }
-            let text = crate::util::read_text(Path::new(path)).map_err(|e| e.to_string())?;
-            if text.trim().is_empty() {
-                return Err(format!("{path}: the file is empty"));
-            }
-            let (examples, errors) = match task {
-                Task::Classification => {
-                    let (e, errors) = crate::data::parse_classification_csv(&text);
-                    (e.into_iter().map(Example::Classification).collect(), errors)
-                }
-                Task::Qa => {
-                    let (e, errors) = crate::data::parse_qa(&text);
-                    (e.into_iter().map(Example::Qa).collect(), errors)
-                }
-                Task::Generation => {
-                    let (e, errors) = crate::data::parse_generation_jsonl(&text);
-                    (e.into_iter().map(Example::Generation).collect(), errors)
-                }
-            };
-            (examples, errors, path.to_string())
-        }
-    };
-    let labels = if task == Task::Classification {
-        let examples: Vec<ClassificationExample> = examples
-            .iter()
-            .filter_map(|e| match e {
-                Example::Classification(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect();
-        crate::data::label_names(&examples)
-    } else {
-        Vec::new()
-    };
-    Ok(DataPreview {
-        task,
-        source,
-        examples,
-        errors,
-        labels,
-    })
-}
-
-/// The chosen model's config, read on a background thread.
-#[derive(Debug, Clone)]
-pub struct ModelInfo {
-    pub dir: PathBuf,
-    pub config: ModelConfig,
-    pub has_tokenizer: bool,
-    pub parameters: u64,
-}
-
-/// Token lengths of every example under the model's tokenizer.
-#[derive(Debug, Clone)]
-pub struct TokenStats {
-    pub lengths: Vec<usize>,
-    pub tokenizer: String,
-    pub model_positions: usize,
-}
-
-impl TokenStats {
-    pub fn truncated(&self, max_len: usize) -> usize {
-        self.lengths.iter().filter(|&&l| l > max_len).count()
-    }
-
-    /// (first length of the bin, count) with bins of `width` tokens.
-    pub fn histogram(&self, width: usize) -> Vec<(usize, usize)> {
-        let width = width.max(1);
-        let mut bins: BTreeMap<usize, usize> = BTreeMap::new();
-        for &l in &self.lengths {
-            *bins.entry(l / width * width).or_default() += 1;
-        }
-        bins.into_iter().collect()
-    }
-}
-
-/// Token length of one example as the trainer builds its input: `[CLS] text [SEP]`,
-/// `[CLS] question [SEP] context [SEP]`, or prompt + completion (+ end-of-text).
-pub fn example_length(tokenizer: &Tokenizer, example: &Example) -> Result<usize, String> {
-    let count = |text: &str| {
-        tokenizer
-            .encode(text, false)
-            .map(|e| e.ids.len())
-            .map_err(|e| e.to_string())
-    };
-    Ok(match example {
-        Example::Classification(e) => count(&e.text)? + 2,
-        Example::Qa(e) => count(&e.question)? + count(&e.context)? + 3,
-        Example::Generation(e) => {
-            let eos = usize::from(tokenizer.eos_token().is_some());
-            // Inputs are the sequence without its last token (each position predicts the next).
-            (count(&e.prompt)? + count(&e.completion)? + eos).saturating_sub(1)
-        }
-    })
-}
-
-/// One validation example through the model before and after fine-tuning.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Comparison {
-    pub input: String,
-    pub expected: String,
-    pub before: String,
-    pub after: String,
-}
-
-/// What the model predicts for `example`.
-pub fn predict(loaded: &LoadedModel, example: &Example) -> String {
-    let result = match example {
-        Example::Classification(e) => inspect(loaded, &e.text, None, 5).map(|i| i.predictions),
-        Example::Qa(e) => inspect(loaded, &e.question, Some(&e.context), 5).map(|i| i.predictions),
-        Example::Generation(e) => {
-            let want = loaded
-                .tokenizer()
-                .and_then(|t| t.encode(&e.completion, false))
-                .map_or(8, |enc| enc.ids.len() + 2);
-            let greedy = crate::generate::SamplingSettings {
-                temperature: 0.0,
-                top_k: 0,
-                top_p: 1.0,
-            };
-            return match crate::generate::generate(loaded, &e.prompt, want, &greedy, 0, |_| {}) {
-                Ok(text) => text,
-                Err(error) => format!("(error: {error})"),
-            };
-        }
-    };
-    match result {
-        Ok(Predictions::Classification { labels }) => labels
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(name, p)| format!("{name} ({p:.2})"))
-            .unwrap_or_default(),
-        Ok(Predictions::Span { text, .. }) => text,
-        Ok(other) => format!("(no prediction: {other:?})"),
-        Err(error) => format!("(error: {error})"),
-    }
-}
-
-/// Builds the untrained starting point of `config` (the checkpoint with its fresh head, seeded
-/// exactly as the run was), writes it to `before_dir`, then runs both models on `examples`.
-pub fn compare_before_after(
-    config: &TrainConfig,
-    before_dir: &Path,
-    after_dir: &Path,
-    examples: &[Example],
-) -> Result<Vec<Comparison>, String> {
-    let device = crate::device::parse_device(&config.device).map_err(|e| e.to_string())?;
-    if !before_dir
-        .join(crate::model::checkpoint::CONFIG_FILE)
-        .is_file()
-    {
-        let mut recipe = config.clone();
-        recipe.out_dir = None;
-        let trainer = Trainer::new(recipe).map_err(|e| e.to_string())?;
-        trainer.export(before_dir).map_err(|e| e.to_string())?;
-    }
-    let before = load_dir(before_dir, &device).map_err(|e| e.to_string())?;
-    let after = load_dir(after_dir, &device).map_err(|e| e.to_string())?;
-    Ok(examples
-        .iter()
-        .map(|example| Comparison {
-            input: example.input(),
-            expected: example.expected(),
-            before: predict(&before, example),
-            after: predict(&after, example),
-        })
-        .collect())
 }
 
 /// A fresh run folder under `base` (empty: `runs/`).
@@ -502,8 +158,8 @@ pub struct FinetunePanel {
     pub settings: FinetuneSettings,
     /// The open step, 0..7.
     pub step: usize,
-    browser: FolderBrowser,
-    picker: FilePicker,
+    browser: FileBrowser,
+    picker: FileBrowser,
     model_info: Background<ModelInfo>,
     model_key: Option<PathBuf>,
     checkpoints: Background<Vec<PathBuf>>,
@@ -572,21 +228,9 @@ impl FinetunePanel {
         if dir != self.model_key {
             self.model_key = dir.clone();
             match dir {
-                Some(dir) => self.model_info.spawn(ctx, "model-info", move || {
-                    let config =
-                        ModelConfig::from_file(&dir.join(crate::model::checkpoint::CONFIG_FILE))
-                            .map_err(|e| e.to_string())?;
-                    let has_tokenizer =
-                        dir.join(crate::model::checkpoint::TOKENIZER_FILE).is_file();
-                    let parameters =
-                        crate::model::params::breakdown_for_config(&config).exact_total;
-                    Ok(ModelInfo {
-                        dir,
-                        config,
-                        has_tokenizer,
-                        parameters,
-                    })
-                }),
+                Some(dir) => self
+                    .model_info
+                    .spawn(ctx, "model-info", move || ModelInfo::read(dir)),
                 None => self.model_info.clear(),
             }
         }
@@ -598,7 +242,7 @@ impl FinetunePanel {
                 self.preview.clear();
             } else {
                 self.preview.spawn(ctx, "data-preview", move || {
-                    read_data(key.task, key.data, key.builtin_size, key.seed, &key.path)
+                    read_examples(key.task, key.data, key.builtin_size, key.seed, &key.path)
                 });
             }
         }
@@ -612,17 +256,7 @@ impl FinetunePanel {
                 let positions = info.config.max_positions();
                 let examples = preview.examples.clone();
                 self.tokens.spawn(ctx, "token-lengths", move || {
-                    let path = dir.join(crate::model::checkpoint::TOKENIZER_FILE);
-                    let tokenizer = Tokenizer::from_file(&path).map_err(|e| e.to_string())?;
-                    let lengths = examples
-                        .iter()
-                        .map(|e| example_length(&tokenizer, e))
-                        .collect::<Result<Vec<usize>, String>>()?;
-                    Ok(TokenStats {
-                        lengths,
-                        tokenizer: format!("{:?}", tokenizer.kind()),
-                        model_positions: positions,
-                    })
+                    TokenStats::measure(&dir, &examples, positions)
                 });
             }
         }
@@ -635,13 +269,10 @@ impl FinetunePanel {
             .model_dir(shared)
             .ok_or("Step 1: choose a pretrained model first.")?;
         let mut config = TrainConfig {
-            objective: s.task.objective(),
+            objective: s.task,
             seed: s.seed,
             device: shared.device.clone(),
-            out_dir: Some(run_dir(
-                &s.runs_dir,
-                &format!("finetune-{}", s.task.objective().name()),
-            )),
+            out_dir: Some(run_dir(&s.runs_dir, &format!("finetune-{}", s.task.name()))),
             ..TrainConfig::default()
         };
         config.model.init_from = Some(dir);
@@ -702,15 +333,11 @@ impl FinetunePanel {
         shared: &mut Shared,
     ) {
         use crate::lessons::{DataSource, ModelRef, ShippedModel};
-        let task = match lesson.objective {
-            Objective::Classification => Task::Classification,
-            Objective::Qa => Task::Qa,
-            Objective::Generation => Task::Generation,
-            other => {
-                shared.error(format!("{} is not a fine-tuning task", other.name()));
-                return;
-            }
-        };
+        let task = lesson.objective;
+        if !task.is_finetuning() {
+            shared.error(format!("{} is not a fine-tuning task", task.name()));
+            return;
+        }
         // The library's own mapping, so the form and `glassbox finetune` agree on the defaults.
         let config = lesson.to_train_config(model_dir.to_path_buf());
         let s = &mut self.settings;
@@ -847,7 +474,8 @@ impl FinetunePanel {
                 .labelled_by(label.id);
                 if ui.button("Browse…").clicked() {
                     let start = PathBuf::from(s.folder.trim());
-                    self.browser.open("Choose a model folder", Some(&start));
+                    self.browser
+                        .open_folder("Choose a model folder", Some(&start));
                 }
             });
         }
@@ -883,9 +511,9 @@ impl FinetunePanel {
         if self.settings.model != before {
             // A GPT suggests generation; a BERT a BERT task.
             match self.settings.model {
-                ModelChoice::ShippedGpt => self.settings.task = Task::Generation,
-                ModelChoice::ShippedBert if self.settings.task == Task::Generation => {
-                    self.settings.task = Task::Classification;
+                ModelChoice::ShippedGpt => self.settings.task = Objective::Generation,
+                ModelChoice::ShippedBert if self.settings.task == Objective::Generation => {
+                    self.settings.task = Objective::Classification;
                 }
                 _ => {}
             }
@@ -928,19 +556,19 @@ impl FinetunePanel {
         let s = &mut self.settings;
         ui.horizontal(|ui| {
             ui.label(RichText::new("Task").strong());
-            for task in Task::ALL {
+            for task in Objective::finetuning() {
                 ui.radio_value(&mut s.task, task, task.label());
             }
         });
         if let Some(causal) = causal
-            && causal != s.task.needs_causal()
+            && causal != s.task.is_causal()
         {
             error_label(
                 ui,
                 &format!(
                     "{} needs a {} model, but step 1 chose a {}",
                     s.task.label(),
-                    if s.task.needs_causal() { "GPT" } else { "BERT" },
+                    if s.task.is_causal() { "GPT" } else { "BERT" },
                     if causal { "GPT" } else { "BERT" }
                 ),
             );
@@ -950,7 +578,7 @@ impl FinetunePanel {
             ui.radio_value(
                 &mut s.data,
                 DataChoice::BuiltIn,
-                format!("Built-in {} set", s.task.builtin_name()),
+                format!("Built-in {} set", s.task.builtin_data_name()),
             );
             ui.radio_value(&mut s.data, DataChoice::File, "A file");
         });
@@ -973,14 +601,17 @@ impl FinetunePanel {
                     let label = ui.label("Data file");
                     ui.add(
                         egui::TextEdit::singleline(&mut s.data_path)
-                            .hint_text(s.task.file_hint())
+                            .hint_text(s.task.data_file_hint())
                             .desired_width(420.0),
                     )
                     .labelled_by(label.id);
                     if ui.button("Browse…").clicked() {
                         let start = PathBuf::from(s.data_path.trim());
-                        self.picker
-                            .open("Choose a data file", Some(&start), s.task.extensions());
+                        self.picker.open_file(
+                            "Choose a data file",
+                            Some(&start),
+                            s.task.data_file_extensions(),
+                        );
                     }
                     if ui
                         .button("Reload")
@@ -990,7 +621,7 @@ impl FinetunePanel {
                         self.preview_key = None;
                     }
                 });
-                ui.weak(format!("Expected: {}.", s.task.file_hint()));
+                ui.weak(format!("Expected: {}.", s.task.data_file_hint()));
             }
         }
         ui.separator();
@@ -1075,7 +706,7 @@ impl FinetunePanel {
         }
         ui.add_space(4.0);
         ui.strong("Preview");
-        let headers = preview.task.headers();
+        let headers = preview.objective.data_columns();
         ScrollArea::both()
             .id_salt("finetune_preview")
             .max_height(260.0)
@@ -1103,7 +734,7 @@ impl FinetunePanel {
             ui.weak(format!("(first 100 of {} shown)", preview.examples.len()));
         }
         let examples = preview.examples.clone();
-        let task = preview.task;
+        let task = preview.objective;
         export_buttons(
             ui,
             "finetune-data",
@@ -1118,7 +749,7 @@ impl FinetunePanel {
                             .iter()
                             .map(|r| {
                                 let map: serde_json::Map<String, serde_json::Value> = task
-                                    .headers()
+                                    .data_columns()
                                     .iter()
                                     .zip(r)
                                     .map(|(h, v)| {
@@ -1130,7 +761,7 @@ impl FinetunePanel {
                             .collect();
                         serde_json::to_vec_pretty(&objects).map_err(|e| e.to_string())
                     }
-                    _ => Ok(table_csv(task.headers(), &rows).into_bytes()),
+                    _ => Ok(table_csv(task.data_columns(), &rows).into_bytes()),
                 }
             },
         );
@@ -1565,7 +1196,7 @@ impl FinetunePanel {
         let wanted = self.compared.as_ref() != Some(&run_dir);
         if wanted && !self.comparison.is_pending() {
             let config = run.config.clone();
-            let examples = self.validation_examples(&config, 8);
+            let examples = self.held_out(&config, 8);
             match examples {
                 Ok(examples) => {
                     let before_dir = run_dir.join("before");
@@ -1645,15 +1276,12 @@ impl FinetunePanel {
 
     /// The first `n` examples of the validation split the run held out (the same split the
     /// trainer made: same data, fraction and seed).
-    fn validation_examples(&self, config: &TrainConfig, n: usize) -> Result<Vec<Example>, String> {
+    fn held_out(&self, config: &TrainConfig, n: usize) -> Result<Vec<Example>, String> {
         let preview = self
             .preview
             .value()
             .ok_or("the data set is not read yet (step 2)")?;
-        let fraction = config.data.val_fraction as f32;
-        let seed = config.seed;
-        let (_, val) = train_val_split(&preview.examples, fraction, seed);
-        Ok(val.into_iter().take(n).collect())
+        Ok(validation_examples(&preview.examples, config, n))
     }
 
     // ---- 7 save -------------------------------------------------------------------------------
@@ -1671,10 +1299,7 @@ impl FinetunePanel {
         }
         ui.label(format!("Checkpoint of the run: {}", checkpoint.display()));
         if self.settings.save_path.trim().is_empty() {
-            self.settings.save_path = format!(
-                "exports/finetuned-{}",
-                self.settings.task.objective().name()
-            );
+            self.settings.save_path = format!("exports/finetuned-{}", self.settings.task.name());
         }
         ui.horizontal(|ui| {
             let label = ui.label("Save to folder");
@@ -1859,56 +1484,5 @@ mod tests {
             ..FinetuneSettings::default()
         };
         assert_eq!(by_steps.total_steps(Some(216)), 7);
-    }
-
-    #[test]
-    fn builtin_data_and_file_errors() {
-        let preview =
-            read_data(Task::Classification, DataChoice::BuiltIn, 40, 3, "").expect("data");
-        assert_eq!(preview.examples.len(), 40);
-        assert!(preview.errors.is_empty());
-        assert!(!preview.labels.is_empty());
-        let dir =
-            std::env::temp_dir().join(format!("glassbox-finetune-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("bad.csv");
-        std::fs::write(
-            &path,
-            "text,label\ngood movie,positive\n\"unclosed,negative\n",
-        )
-        .expect("write");
-        let preview = read_data(
-            Task::Classification,
-            DataChoice::File,
-            0,
-            0,
-            &path.display().to_string(),
-        )
-        .expect("parsed");
-        assert!(!preview.errors.is_empty());
-        let empty = dir.join("empty.csv");
-        std::fs::write(&empty, "").expect("write");
-        assert!(
-            read_data(
-                Task::Classification,
-                DataChoice::File,
-                0,
-                0,
-                &empty.display().to_string()
-            )
-            .is_err()
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn histogram_bins() {
-        let stats = TokenStats {
-            lengths: vec![1, 2, 5, 9, 10],
-            tokenizer: String::new(),
-            model_positions: 64,
-        };
-        assert_eq!(stats.histogram(5), vec![(0, 2), (5, 2), (10, 1)]);
-        assert_eq!(stats.truncated(5), 2);
     }
 }

@@ -11,7 +11,7 @@ use super::{Action, Panel};
 use crate::app::assets;
 use crate::app::data::{ModelSource, ModelSummary, Slot};
 use crate::app::state::Shared;
-use crate::app::widgets::{self, FolderBrowser};
+use crate::app::widgets::{self, FileBrowser};
 use crate::model::map::{TokenCounts, model_map};
 use crate::model::params::{format_bytes, group_thousands};
 
@@ -56,7 +56,7 @@ pub struct ModelPanel {
     pub kind: SourceKind,
     pub folder_text: String,
     pub hub_text: String,
-    browser: FolderBrowser,
+    browser: FileBrowser,
     runs: Option<Vec<PathBuf>>,
     /// Which suggested Hub models are in the local cache (checked when the tab opens).
     cached: Option<Vec<bool>>,
@@ -466,7 +466,8 @@ impl ModelPanel {
             .labelled_by(label.id);
             if ui.button("Browse…").clicked() {
                 let start = PathBuf::from(self.folder_text.trim());
-                self.browser.open("Choose a model folder", Some(&start));
+                self.browser
+                    .open_folder("Choose a model folder", Some(&start));
             }
             let path = self.folder_text.trim().to_string();
             if ui
@@ -563,7 +564,7 @@ impl ModelPanel {
             self.load(shared, ModelSource::Folder(dir));
         }
         if ui.button("Browse…").clicked() {
-            self.browser.open("Choose a checkpoint folder", None);
+            self.browser.open_folder("Choose a checkpoint folder", None);
         }
     }
 }

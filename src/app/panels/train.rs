@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use egui::{Grid, RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::training::{Background, FilePicker, LiveRun, ProbeViewer, new_run_dir};
+use super::training::{Background, LiveRun, ProbeViewer, new_run_dir};
 use super::{Action, Panel};
 use crate::app::state::Shared;
+use crate::app::widgets::FileBrowser;
 use crate::app::widgets::error_label;
 use crate::lessons::{DataSource, TrainingSettings};
 use crate::model::config::Architecture;
@@ -322,7 +323,7 @@ pub struct TrainPanel {
     start_error: Option<String>,
     corpus: Background<CorpusInfo>,
     corpus_key: Option<CorpusKey>,
-    picker: FilePicker,
+    picker: FileBrowser,
     probe_view: ProbeViewer,
     param_cache: Option<((ArchSpec, Heads), u64)>,
 }
@@ -556,7 +557,7 @@ impl TrainPanel {
                             &["txt", "md", "text"]
                         };
                         self.picker
-                            .open("Choose a corpus file", Some(&start), extensions);
+                            .open_file("Choose a corpus file", Some(&start), extensions);
                     }
                 });
             }

@@ -1,4 +1,4 @@
-//! Widgets shared by the panels: heatmaps, token chips, bars, export buttons, a folder browser,
+//! Widgets shared by the panels: heatmaps, token chips, bars, export buttons, a file browser,
 //! colour scales, a Markdown renderer (lesson text), and status lines for data the worker is
 //! computing.
 
@@ -7,7 +7,7 @@ pub mod chips;
 pub mod color;
 pub mod curves;
 pub mod export;
-pub mod folder_browser;
+pub mod file_browser;
 pub mod heatmap;
 pub mod lines;
 pub mod markdown;
@@ -17,7 +17,7 @@ pub use bars::value_bars;
 pub use chips::{token_chip, token_chips};
 pub use color::ColorScale;
 pub use export::{ExportFormat, export_buttons};
-pub use folder_browser::FolderBrowser;
+pub use file_browser::{FileBrowser, format_size};
 pub use heatmap::{Heatmap, HeatmapResponse, HoverReadout, Selection, format_value};
 pub use lines::attention_lines;
 pub use markdown::markdown;

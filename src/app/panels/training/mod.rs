@@ -1,7 +1,7 @@
 //! What the Train and Fine-tune views share: a live training run seen from the UI thread
 //! ([`LiveRun`]: commands out, events in, never a step on this thread), its controls and status
 //! line, frame-time measurement ([`FrameTimes`]), the attention snapshots of the probe text
-//! ([`ProbeViewer`]), small background jobs ([`Background`]) and a file picker ([`FilePicker`]).
+//! ([`ProbeViewer`]), small background jobs ([`Background`]).
 
 use eframe::egui;
 use std::collections::VecDeque;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use egui::{RichText, ScrollArea, Ui, Vec2};
+use egui::{RichText, Ui, Vec2};
 
 use crate::app::data::Matrix;
 use crate::app::widgets::curves::TrainingCurves;
@@ -1066,182 +1066,6 @@ pub fn attention_matrix(probe: &ProbeReport, layer: usize, head: Option<usize>) 
                 Some(Matrix::mean(&matrices))
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A file picker
-// ---------------------------------------------------------------------------------------------
-
-/// A small window to pick a file (the shared [`crate::app::widgets::FolderBrowser`] picks
-/// folders). Lists sub-folders and the files with the wanted extensions.
-#[derive(Debug, Default)]
-pub struct FilePicker {
-    is_open: bool,
-    current: PathBuf,
-    path_text: String,
-    folders: Vec<PathBuf>,
-    files: Vec<(PathBuf, u64)>,
-    extensions: Vec<String>,
-    error: Option<String>,
-    title: String,
-}
-
-impl FilePicker {
-    pub fn is_open(&self) -> bool {
-        self.is_open
-    }
-
-    /// Opens at the folder of `start` (or the current folder), listing `extensions` (no dot;
-    /// empty: every file).
-    pub fn open(&mut self, title: &str, start: Option<&Path>, extensions: &[&str]) {
-        self.title = title.to_string();
-        self.extensions = extensions.iter().map(|e| e.to_lowercase()).collect();
-        let start = start
-            .map(|p| {
-                if p.is_file() {
-                    p.parent().unwrap_or(p)
-                } else {
-                    p
-                }
-            })
-            .filter(|p| p.is_dir())
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::current_dir().ok())
-            .unwrap_or_else(|| PathBuf::from("."));
-        self.is_open = true;
-        self.go(start);
-    }
-
-    fn go(&mut self, dir: PathBuf) {
-        let dir = dir.canonicalize().unwrap_or(dir);
-        match std::fs::read_dir(&dir) {
-            Ok(read) => {
-                let mut folders = Vec::new();
-                let mut files = Vec::new();
-                for entry in read.flatten() {
-                    let path = entry.path();
-                    let hidden = path
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-                    if hidden {
-                        continue;
-                    }
-                    if path.is_dir() {
-                        folders.push(path);
-                    } else if self.wanted(&path) {
-                        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                        files.push((path, size));
-                    }
-                }
-                folders.sort();
-                files.sort();
-                self.folders = folders;
-                self.files = files;
-                self.error = None;
-                self.path_text = dir.display().to_string();
-                self.current = dir;
-            }
-            Err(e) => self.error = Some(format!("{}: {e}", dir.display())),
-        }
-    }
-
-    fn wanted(&self, path: &Path) -> bool {
-        self.extensions.is_empty()
-            || path
-                .extension()
-                .map(|e| e.to_string_lossy().to_lowercase())
-                .is_some_and(|e| self.extensions.contains(&e))
-    }
-
-    /// Shows the window while open; returns the chosen file once.
-    pub fn show(&mut self, ctx: &egui::Context) -> Option<PathBuf> {
-        if !self.is_open {
-            return None;
-        }
-        let mut chosen = None;
-        let mut go_to = None;
-        let mut open = true;
-        egui::Window::new(self.title.clone())
-            .id(egui::Id::unique(("glassbox_file_picker", &self.title)))
-            .open(&mut open)
-            .default_size([520.0, 420.0])
-            .collapsible(false)
-            .show(ctx, |ui| {
-                ui.horizontal(|ui| {
-                    if ui.button("Up").clicked()
-                        && let Some(parent) = self.current.parent()
-                    {
-                        go_to = Some(parent.to_path_buf());
-                    }
-                    let edit = ui.add(
-                        egui::TextEdit::singleline(&mut self.path_text)
-                            .desired_width(ui.available_width() - 40.0),
-                    );
-                    if (edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)))
-                        || ui.button("Go").clicked()
-                    {
-                        let typed = PathBuf::from(self.path_text.trim());
-                        if typed.is_file() {
-                            chosen = Some(typed);
-                        } else {
-                            go_to = Some(typed);
-                        }
-                    }
-                });
-                if let Some(error) = &self.error {
-                    ui.colored_label(ui.visuals().error_fg_color, error);
-                }
-                if !self.extensions.is_empty() {
-                    ui.weak(format!("Showing .{} files", self.extensions.join(", .")));
-                }
-                ui.separator();
-                ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
-                    for folder in &self.folders {
-                        let name = folder
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        if ui.selectable_label(false, format!("▸ {name}")).clicked() {
-                            go_to = Some(folder.clone());
-                        }
-                    }
-                    for (file, size) in &self.files {
-                        let name = file
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        if ui
-                            .selectable_label(false, format!("  {name}  ({})", format_size(*size)))
-                            .on_hover_text("Click to choose this file")
-                            .clicked()
-                        {
-                            chosen = Some(file.clone());
-                        }
-                    }
-                    if self.folders.is_empty() && self.files.is_empty() {
-                        ui.weak("(nothing here)");
-                    }
-                });
-            });
-        if let Some(dir) = go_to {
-            self.go(dir);
-        }
-        if chosen.is_some() || !open {
-            self.is_open = false;
-        }
-        chosen
-    }
-}
-
-/// "1.2 MB", "340 B".
-pub fn format_size(bytes: u64) -> String {
-    if bytes < 1000 {
-        format!("{bytes} B")
-    } else if bytes < 1_000_000 {
-        format!("{:.1} kB", bytes as f64 / 1e3)
-    } else {
-        format!("{:.1} MB", bytes as f64 / 1e6)
     }
 }
 
