@@ -73,14 +73,6 @@ struct InspectKey {
     full: bool,
 }
 
-#[derive(Default)]
-struct InspectionCache {
-    key: Option<InspectKey>,
-    request: Option<RequestId>,
-    result: Option<Result<Arc<InspectionData>, String>>,
-    last_good: Option<Arc<InspectionData>>,
-}
-
 /// State shared by the shell and every panel.
 pub struct Shared {
     /// The text every view works on.
@@ -110,7 +102,8 @@ pub struct Shared {
     pending: BTreeMap<RequestId, String>,
     progress: HashMap<RequestId, Progress>,
     replies: HashMap<RequestId, WorkerResult>,
-    inspections: HashMap<(Slot, bool), InspectionCache>,
+    /// The current text through each model, without and with the full trace.
+    inspections: HashMap<(Slot, bool), Cached<InspectKey, Arc<InspectionData>>>,
 }
 
 impl Shared {
@@ -212,20 +205,6 @@ impl Shared {
                 }
             }
             return;
-        }
-        for cache in self.inspections.values_mut() {
-            if cache.request == Some(request) {
-                cache.request = None;
-                cache.result = Some(match result {
-                    Ok(Output::Inspection(data)) => {
-                        cache.last_good = Some(data.clone());
-                        Ok(data)
-                    }
-                    Ok(other) => Err(format!("unexpected answer: {other:?}")),
-                    Err(message) => Err(message),
-                });
-                return;
-            }
         }
         if let Ok(Output::Unloaded(slot)) = &result {
             self.models.remove(slot);
@@ -359,30 +338,26 @@ impl Shared {
             },
             full,
         };
-        let cache = self.inspections.entry((slot, full)).or_default();
-        if cache.key.as_ref() != Some(&key) {
-            let command = Command::Inspect {
-                slot,
-                text: key.text.clone(),
-                pair: key.pair.clone(),
-                top_k: self.top_k,
-                full_trace: full,
-            };
-            cache.key = Some(key);
-            cache.result = None;
-            let description = command.describe();
-            let request = self.worker.send(command);
-            if let Some(old) = cache.request.replace(request) {
-                self.pending.remove(&old);
-            }
-            self.pending.insert(request, description);
-        }
-        let cache = self.inspections.entry((slot, full)).or_default();
-        match &cache.result {
-            Some(Ok(data)) => Fetch::Ready(data.clone()),
-            Some(Err(message)) => Fetch::Failed(message.clone()),
-            None => Fetch::Pending(cache.last_good.clone()),
-        }
+        let command = Command::Inspect {
+            slot,
+            text: key.text.clone(),
+            pair: key.pair.clone(),
+            top_k: self.top_k,
+            full_trace: full,
+        };
+        // Out of the map while it asks, since asking needs all of `self`.
+        let mut cache = self.inspections.remove(&(slot, full)).unwrap_or_default();
+        let fetch = cache.fetch(
+            self,
+            key,
+            || command,
+            |out| match out {
+                Output::Inspection(data) => Some(data),
+                _ => None,
+            },
+        );
+        self.inspections.insert((slot, full), cache);
+        fetch
     }
 
     /// Asks the shell to apply `action` on the next frame (as a lesson's would be: the view it

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
-use serde::Deserialize;
 
 use super::config::{Architecture, FamilyConfig, ModelConfig};
 use super::family::StackRole;
@@ -149,8 +148,18 @@ fn weights_file(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Loads a checkpoint folder onto `device`.
-pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
+/// A checkpoint folder's parts, checked but the weights not yet read.
+pub struct CheckpointDir {
+    pub config: ModelConfig,
+    /// `model.safetensors` (a folder with only pickled weights is refused).
+    pub weights: PathBuf,
+    /// `tokenizer.json`, when the folder has one; checked to fit the embedding table.
+    pub tokenizer: Option<Tokenizer>,
+}
+
+/// Opens a checkpoint folder: reads its config and tokenizer and finds its weights. The one
+/// place that knows a folder's layout, for loading ([`load_dir`]) and for fine-tuning from it.
+pub fn open_dir(dir: &Path) -> Result<CheckpointDir> {
     if !dir.is_dir() {
         return Err(GlassboxError::MissingFile {
             path: dir.to_path_buf(),
@@ -166,6 +175,20 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     } else {
         None
     };
+    Ok(CheckpointDir {
+        config,
+        weights,
+        tokenizer,
+    })
+}
+
+/// Loads a checkpoint folder onto `device`.
+pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let CheckpointDir {
+        config,
+        weights,
+        tokenizer,
+    } = open_dir(dir)?;
     let (config, model, tensor_shapes) = load_weights(config, &weights, device)?;
     Ok(LoadedModel {
         config,
@@ -224,14 +247,21 @@ fn load_peak_bytes(file_len: u64, header: &BTreeMap<String, (String, Vec<usize>)
     stored.saturating_add(file_len.max(converted))
 }
 
-#[derive(Deserialize)]
-struct HeaderEntry {
-    dtype: String,
-    shape: Vec<usize>,
+/// The largest header the safetensors format allows (the crate's own limit).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// One tensor as a safetensors header describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderTensor {
+    pub name: String,
+    /// The stored type as safetensors names it: `F32`, `F16`, `BF16`, `I64`, ...
+    pub dtype: String,
+    pub shape: Vec<usize>,
 }
 
-/// Reads only the JSON header of a safetensors file: tensor names, dtypes and shapes.
-pub fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
+/// The tensors of a `.safetensors` file, in file order. Reads only the header, so it is quick
+/// even for multi-GB files; checks that the file is as long as the header says.
+pub fn read_header(path: &Path) -> Result<Vec<HeaderTensor>> {
     let corrupt = |message: String| GlassboxError::CorruptSafetensors {
         path: path.to_path_buf(),
         message,
@@ -241,30 +271,51 @@ pub fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>
         .metadata()
         .map_err(|e| GlassboxError::io(path, e))?
         .len();
-    let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| corrupt(format!("only {file_len} bytes, too short for a header")))?;
-    let header_len = u64::from_le_bytes(len_bytes);
-    if header_len > 100_000_000 || 8 + header_len > file_len {
+
+    let mut length_bytes = [0u8; 8];
+    file.read_exact(&mut length_bytes).map_err(|_| {
+        corrupt(format!(
+            "only {file_len} bytes, shorter than the 8-byte header length"
+        ))
+    })?;
+    let header_len = u64::from_le_bytes(length_bytes);
+    if header_len > MAX_SAFETENSORS_HEADER {
         return Err(corrupt(format!(
-            "header length {header_len} does not fit in a file of {file_len} bytes"
+            "header length {header_len} is more than the {MAX_SAFETENSORS_HEADER} bytes safetensors allows"
         )));
     }
+    let header_end = 8 + header_len;
+    if header_end > file_len {
+        return Err(corrupt(format!(
+            "header claims {header_len} bytes, but the file has only {file_len}"
+        )));
+    }
+    // Bounded by the checks above, so the allocation is at most 100 MB and no larger than the file.
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header)
-        .map_err(|e| corrupt(format!("cannot read header: {e}")))?;
-    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| corrupt(format!("header is not valid JSON: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (name, value) in entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let entry: HeaderEntry = serde_json::from_value(value)
-            .map_err(|e| corrupt(format!("bad header entry for `{name}`: {e}")))?;
-        out.insert(name, (entry.dtype, entry.shape));
+        .map_err(|e| GlassboxError::io(path, e))?;
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| corrupt(format!("unreadable header: {e}")))?;
+
+    let data_len = metadata.data_len() as u64;
+    if header_end.saturating_add(data_len) != file_len {
+        return Err(corrupt(format!(
+            "the header describes {data_len} bytes of tensor data, but the file holds {}",
+            file_len - header_end
+        )));
     }
-    Ok(out)
+    Ok(metadata
+        .offset_keys()
+        .into_iter()
+        .filter_map(|name| {
+            let info = metadata.info(&name)?;
+            Some(HeaderTensor {
+                dtype: format!("{:?}", info.dtype),
+                shape: info.shape.clone(),
+                name,
+            })
+        })
+        .collect())
 }
 
 /// Refuses to load what would not fit: `bytes` needed against the memory the OS has available.
@@ -290,7 +341,10 @@ struct WeightsFile {
 impl WeightsFile {
     /// Reads the header, checks the memory loading needs, then reads the tensors.
     fn open(weights: &Path, device: &Device) -> Result<(SafetensorsHeader, Self)> {
-        let header = read_header(weights)?;
+        let header: SafetensorsHeader = read_header(weights)?
+            .into_iter()
+            .map(|tensor| (tensor.name, (tensor.dtype, tensor.shape)))
+            .collect();
         let file_len = std::fs::metadata(weights)
             .map_err(|e| GlassboxError::io(weights, e))?
             .len();
@@ -336,7 +390,7 @@ impl WeightsFile {
     }
 }
 
-/// A safetensors header: tensor name → (dtype, shape).
+/// A safetensors header by name: tensor name → (dtype, shape).
 type SafetensorsHeader = BTreeMap<String, (String, Vec<usize>)>;
 
 /// Loads `weights` for `config`. The architecture may be upgraded when the file carries more

@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -1901,62 +1900,12 @@ where
         })
 }
 
-/// The largest header the safetensors format allows (the crate's own limit).
-const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
-
-/// Names and shapes of the tensors in a `.safetensors` file, in file order. Reads only the
-/// header, so it is quick even for multi-GB files; checks that the file is as long as the header
-/// says.
+/// Names and shapes of the tensors in a `.safetensors` file, in file order (reads only the
+/// header; see [`crate::model::checkpoint::read_header`]).
 pub fn read_safetensors_shapes(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
-    let corrupt = |message: String| GlassboxError::CorruptSafetensors {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut file = std::fs::File::open(path).map_err(|e| GlassboxError::io(path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| GlassboxError::io(path, e))?
-        .len();
-
-    let mut length_bytes = [0u8; 8];
-    file.read_exact(&mut length_bytes).map_err(|_| {
-        corrupt(format!(
-            "only {file_len} bytes, shorter than the 8-byte header length"
-        ))
-    })?;
-    let header_len = u64::from_le_bytes(length_bytes);
-    if header_len > MAX_SAFETENSORS_HEADER {
-        return Err(corrupt(format!(
-            "header length {header_len} is more than the {MAX_SAFETENSORS_HEADER} bytes safetensors allows"
-        )));
-    }
-    let header_end = 8 + header_len;
-    if header_end > file_len {
-        return Err(corrupt(format!(
-            "header claims {header_len} bytes, but the file has only {file_len}"
-        )));
-    }
-    // Bounded by the checks above, so the allocation is at most 100 MB and no larger than the file.
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| GlassboxError::io(path, e))?;
-    let metadata: safetensors::tensor::Metadata =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("unreadable header: {e}")))?;
-
-    let data_len = metadata.data_len() as u64;
-    if header_end.saturating_add(data_len) != file_len {
-        return Err(corrupt(format!(
-            "the header describes {data_len} bytes of tensor data, but the file holds {}",
-            file_len - header_end
-        )));
-    }
-    Ok(metadata
-        .offset_keys()
+    Ok(crate::model::checkpoint::read_header(path)?
         .into_iter()
-        .filter_map(|name| {
-            let shape = metadata.info(&name)?.shape.clone();
-            Some((name, shape))
-        })
+        .map(|tensor| (tensor.name, tensor.shape))
         .collect())
 }
 

@@ -18,7 +18,7 @@ use super::params::{ParamStore, Pretrained};
 use super::tasks::{self, DataSummary, Task, TaskSetup};
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::{
-    CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, save_dir, write_safetensors,
+    CONFIG_FILE, CheckpointDir, TOKENIZER_FILE, WEIGHTS_FILE, open_dir, save_dir, write_safetensors,
 };
 use crate::model::config::{Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig};
 use crate::model::marian::{Marian, MarianConfig, Seq2SeqTrace};
@@ -1045,22 +1045,11 @@ fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>>
 /// A checkpoint folder's config, tokenizer (if any) and tensors, with the name mapping for
 /// checkpoints that store the encoder without its prefix.
 fn read_checkpoint(dir: &Path) -> Result<(ModelConfig, Option<Tokenizer>, Pretrained)> {
-    if !dir.is_dir() {
-        return Err(GlassboxError::MissingFile {
-            path: dir.to_path_buf(),
-        });
-    }
-    let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.is_file() {
-        for pickle in ["pytorch_model.bin", "model.bin"] {
-            if dir.join(pickle).is_file() {
-                return Err(GlassboxError::PickleRefused {
-                    path: dir.join(pickle),
-                });
-            }
-        }
-    }
+    let CheckpointDir {
+        config,
+        weights,
+        tokenizer,
+    } = open_dir(dir)?;
     // Tensors stay on the CPU until the store copies each onto the device.
     let tensors = load_tensors(&weights, &Device::Cpu)?;
     // A bare base model (all-MiniLM-L6-v2) stores the encoder without the family's prefix.
@@ -1069,12 +1058,6 @@ fn read_checkpoint(dir: &Path) -> Result<(ModelConfig, Option<Tokenizer>, Pretra
         None
     } else {
         Some(prefix)
-    };
-    let tokenizer_path = dir.join(TOKENIZER_FILE);
-    let tokenizer = if tokenizer_path.is_file() {
-        Some(Tokenizer::from_file(&tokenizer_path)?)
-    } else {
-        None
     };
     Ok((
         config,
