@@ -57,20 +57,12 @@ impl Geometry {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
-    models: Models,
-    compare: Option<[Slot; 2]>,
-    mode: Mode,
-    layer: usize,
-    head: Option<usize>,
-    show_grid: bool,
-}
-
 pub struct AttentionPanel {
     pub models: Models,
     /// The two models side by side (any two loaded; the families' places by default).
+    #[serde(deserialize_with = "two_slots_or_default")]
     pub compare: [Slot; 2],
     pub mode: Mode,
     pub layer: usize,
@@ -78,13 +70,25 @@ pub struct AttentionPanel {
     pub head: Option<usize>,
     pub show_grid: bool,
     /// The selected token per model (token indices differ between tokenizers).
+    #[serde(skip)]
     pub selected: BTreeMap<Slot, usize>,
     /// The last hovered cell of an enlarged map, kept after the pointer leaves.
+    #[serde(skip)]
     pub last_hover: Option<(Slot, HoverReadout)>,
     /// Where the enlarged maps were drawn this frame.
+    #[serde(skip)]
     pub geometry: BTreeMap<Slot, Geometry>,
     /// The three kinds of attention of an encoder–decoder.
+    #[serde(skip)]
     pub encoder_decoder: EncoderDecoderAttention,
+}
+
+/// The models compared side by side as saved; an older saved state says `null` for the
+/// families' places.
+fn two_slots_or_default<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<[Slot; 2], D::Error> {
+    Ok(Option::<[Slot; 2]>::deserialize(deserializer)?.unwrap_or(Slot::ALL))
 }
 
 impl Default for AttentionPanel {
@@ -140,25 +144,12 @@ impl Panel for AttentionPanel {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Saved {
-            models: self.models,
-            compare: Some(self.compare),
-            mode: self.mode,
-            layer: self.layer,
-            head: self.head,
-            show_grid: self.show_grid,
-        })
-        .ok()
+        serde_json::to_value(self).ok()
     }
 
     fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
-            self.models = saved.models;
-            self.compare = saved.compare.unwrap_or(Slot::ALL);
-            self.mode = saved.mode;
-            self.layer = saved.layer;
-            self.head = saved.head;
-            self.show_grid = saved.show_grid;
+        if let Ok(saved) = serde_json::from_value::<Self>(state) {
+            *self = saved;
         }
     }
 

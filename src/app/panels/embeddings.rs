@@ -49,19 +49,33 @@ impl CompareModels {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+type PcaKey = (Slot, u64, String, usize);
+type CompareKey = (u64, String, String, String);
+
+#[derive(Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
-    slot: Slot,
-    sample: usize,
-    label_sample: bool,
-    word: String,
-    sentence_a: String,
-    sentence_b: String,
-    compare: CompareModels,
+pub struct EmbeddingsPanel {
+    /// The model whose embeddings the heatmaps and the PCA show.
+    pub slot: Slot,
+    /// How many vocabulary tokens besides the text's are drawn in the PCA plot.
+    pub sample: usize,
+    pub label_sample: bool,
+    pub word: String,
+    pub sentence_a: String,
+    pub sentence_b: String,
+    pub compare: CompareModels,
+    /// The selected token (row of the heatmaps).
+    #[serde(skip)]
+    pub token: Option<usize>,
+    #[serde(skip)]
+    scroll_to_compare: bool,
+    #[serde(skip)]
+    pca: Cached<PcaKey, Arc<PcaResult>>,
+    #[serde(skip)]
+    comparisons: BTreeMap<Slot, Cached<CompareKey, Arc<WordComparison>>>,
 }
 
-impl Default for Saved {
+impl Default for EmbeddingsPanel {
     fn default() -> Self {
         Self {
             slot: Slot::Gpt,
@@ -75,41 +89,6 @@ impl Default for Saved {
                 bert: true,
                 extra: Default::default(),
             },
-        }
-    }
-}
-
-type PcaKey = (Slot, u64, String, usize);
-type CompareKey = (u64, String, String, String);
-
-pub struct EmbeddingsPanel {
-    /// The model whose embeddings the heatmaps and the PCA show.
-    pub slot: Slot,
-    /// How many vocabulary tokens besides the text's are drawn in the PCA plot.
-    pub sample: usize,
-    pub label_sample: bool,
-    pub word: String,
-    pub sentence_a: String,
-    pub sentence_b: String,
-    pub compare: CompareModels,
-    /// The selected token (row of the heatmaps).
-    pub token: Option<usize>,
-    scroll_to_compare: bool,
-    pca: Cached<PcaKey, Arc<PcaResult>>,
-    comparisons: BTreeMap<Slot, Cached<CompareKey, Arc<WordComparison>>>,
-}
-
-impl Default for EmbeddingsPanel {
-    fn default() -> Self {
-        let saved = Saved::default();
-        Self {
-            slot: saved.slot,
-            sample: saved.sample,
-            label_sample: saved.label_sample,
-            word: saved.word,
-            sentence_a: saved.sentence_a,
-            sentence_b: saved.sentence_b,
-            compare: saved.compare,
             token: None,
             scroll_to_compare: false,
             pca: Cached::default(),
@@ -119,6 +98,12 @@ impl Default for EmbeddingsPanel {
 }
 
 impl EmbeddingsPanel {
+    /// A saved state as the view can use it (a hand-edited file may hold any sample size).
+    fn checked(mut self) -> Self {
+        self.sample = self.sample.min(2000);
+        self
+    }
+
     /// The last PCA the worker computed.
     pub fn pca(&self) -> Option<&Arc<PcaResult>> {
         self.pca.last()
@@ -144,27 +129,12 @@ impl Panel for EmbeddingsPanel {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Saved {
-            slot: self.slot,
-            sample: self.sample,
-            label_sample: self.label_sample,
-            word: self.word.clone(),
-            sentence_a: self.sentence_a.clone(),
-            sentence_b: self.sentence_b.clone(),
-            compare: self.compare.clone(),
-        })
-        .ok()
+        serde_json::to_value(self).ok()
     }
 
     fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
-            self.slot = saved.slot;
-            self.sample = saved.sample.clamp(0, 2000);
-            self.label_sample = saved.label_sample;
-            self.word = saved.word;
-            self.sentence_a = saved.sentence_a;
-            self.sentence_b = saved.sentence_b;
-            self.compare = saved.compare;
+        if let Ok(saved) = serde_json::from_value::<Self>(state) {
+            *self = saved.checked();
         }
     }
 

@@ -43,24 +43,23 @@ impl SourceKind {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
-    kind: SourceKind,
-    folder: String,
-    hub: String,
-}
-
-#[derive(Default)]
 pub struct ModelPanel {
     pub kind: SourceKind,
+    #[serde(rename = "folder")]
     pub folder_text: String,
+    #[serde(rename = "hub")]
     pub hub_text: String,
+    #[serde(skip)]
     browser: FileBrowser,
+    #[serde(skip)]
     runs: Option<Vec<PathBuf>>,
     /// Which suggested Hub models are in the local cache (checked when the tab opens).
+    #[serde(skip)]
     cached: Option<Vec<bool>>,
     /// Load into a place of its own instead of replacing the model of its family.
+    #[serde(skip)]
     pub beside: bool,
 }
 
@@ -78,19 +77,12 @@ impl Panel for ModelPanel {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Saved {
-            kind: self.kind,
-            folder: self.folder_text.clone(),
-            hub: self.hub_text.clone(),
-        })
-        .ok()
+        serde_json::to_value(self).ok()
     }
 
     fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
-            self.kind = saved.kind;
-            self.folder_text = saved.folder;
-            self.hub_text = saved.hub;
+        if let Ok(saved) = serde_json::from_value::<Self>(state) {
+            *self = saved;
         }
     }
 

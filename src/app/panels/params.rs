@@ -169,22 +169,8 @@ impl CustomConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
-    source: ParamSource,
-    custom: CustomConfig,
-}
-
-impl Default for Saved {
-    fn default() -> Self {
-        Self {
-            source: ParamSource::Preset(Preset::BertBase),
-            custom: CustomConfig::default(),
-        }
-    }
-}
-
 pub struct ParamsPanel {
     pub source: ParamSource,
     pub custom: CustomConfig,
@@ -232,17 +218,12 @@ impl Panel for ParamsPanel {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Saved {
-            source: self.source,
-            custom: self.custom,
-        })
-        .ok()
+        serde_json::to_value(self).ok()
     }
 
     fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
-            self.source = saved.source;
-            self.custom = saved.custom;
+        if let Ok(saved) = serde_json::from_value::<Self>(state) {
+            *self = saved;
         }
     }
 

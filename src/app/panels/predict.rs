@@ -76,72 +76,57 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
-    mode: Mode,
-    settings: SamplingSettings,
-    seed: u64,
-    nsp_a: String,
-    nsp_b: String,
-    question: String,
-    context: String,
-}
-
-impl Default for Saved {
-    fn default() -> Self {
-        Self {
-            mode: Mode::Gpt,
-            settings: SamplingSettings::default(),
-            seed: 42,
-            nsp_a: "The cat chased the mouse.".into(),
-            nsp_b: "It ran under the table.".into(),
-            question: "Where did the mouse run?".into(),
-            context: "The cat chased the mouse. The mouse ran under the table.".into(),
-        }
-    }
-}
-
 pub struct PredictPanel {
     pub mode: Mode,
     pub settings: SamplingSettings,
     pub seed: u64,
+    #[serde(skip)]
     pub session: Option<Session>,
     /// Tokens "Generate" still has to add.
+    #[serde(skip)]
     pub remaining: usize,
+    #[serde(skip)]
     pub message: Option<String>,
     pub nsp_a: String,
     pub nsp_b: String,
     pub question: String,
     pub context: String,
     /// The text (and pair) before the first click on a token masked it.
+    #[serde(skip)]
     pub before_mask: Option<(String, String)>,
     /// A token a lesson asked to mask, with the text its index counts in; masked as soon as the
     /// mask token is known (as a click would).
+    #[serde(skip)]
     pending_mask: Option<(usize, String)>,
+    #[serde(skip)]
     next: Cached<NextKey, Arc<NextData>>,
     /// The distribution of the last logits under the last settings (the logits kept alive so
     /// the pointer comparison is sound).
+    #[serde(skip)]
     distribution: Option<(SamplingSettings, Arc<NextData>, Arc<Vec<f32>>)>,
+    #[serde(skip)]
     mask_token: Cached<(u64,), Option<String>>,
+    #[serde(skip)]
     nsp: Cached<(u64, String, String), Option<f32>>,
+    #[serde(skip)]
     qa: Cached<(u64, String, String), Arc<QaResult>>,
 }
 
 impl Default for PredictPanel {
     fn default() -> Self {
-        let saved = Saved::default();
         Self {
-            mode: saved.mode,
-            settings: saved.settings,
-            seed: saved.seed,
+            mode: Mode::Gpt,
+            settings: SamplingSettings::default(),
+            seed: 42,
             session: None,
             remaining: 0,
             message: None,
-            nsp_a: saved.nsp_a,
-            nsp_b: saved.nsp_b,
-            question: saved.question,
-            context: saved.context,
+            nsp_a: "The cat chased the mouse.".into(),
+            nsp_b: "It ran under the table.".into(),
+            question: "Where did the mouse run?".into(),
+            context: "The cat chased the mouse. The mouse ran under the table.".into(),
             before_mask: None,
             pending_mask: None,
             next: Cached::default(),
@@ -154,6 +139,13 @@ impl Default for PredictPanel {
 }
 
 impl PredictPanel {
+    /// A saved state as the view can use it: a hand-edited or old one may hold NaN or
+    /// out-of-range sampling settings.
+    fn checked(mut self) -> Self {
+        self.settings = self.settings.clamped();
+        self
+    }
+
     /// The last next-token logits the worker sent.
     pub fn next_data(&self) -> Option<&Arc<NextData>> {
         self.next.last()
@@ -241,28 +233,12 @@ impl Panel for PredictPanel {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Saved {
-            mode: self.mode,
-            settings: self.settings,
-            seed: self.seed,
-            nsp_a: self.nsp_a.clone(),
-            nsp_b: self.nsp_b.clone(),
-            question: self.question.clone(),
-            context: self.context.clone(),
-        })
-        .ok()
+        serde_json::to_value(self).ok()
     }
 
     fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
-            self.mode = saved.mode;
-            // A hand-edited or old saved state may hold NaN or out-of-range values.
-            self.settings = saved.settings.clamped();
-            self.seed = saved.seed;
-            self.nsp_a = saved.nsp_a;
-            self.nsp_b = saved.nsp_b;
-            self.question = saved.question;
-            self.context = saved.context;
+        if let Ok(saved) = serde_json::from_value::<Self>(state) {
+            *self = saved.checked();
         }
     }
 

@@ -207,47 +207,31 @@ pub struct ShownStage {
     pub shape_label: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(default)]
-struct Saved {
-    slot: Slot,
-    current: StageRef,
-    head: usize,
-    show_values: bool,
-}
-
-impl Default for Saved {
-    fn default() -> Self {
-        Self {
-            slot: Slot::Gpt,
-            current: StageRef::new(Stage::Embed, None),
-            head: 0,
-            show_values: true,
-        }
-    }
-}
-
 pub struct StepThroughPanel {
     pub slot: Slot,
     pub current: StageRef,
     pub head: usize,
     /// The selected token (row), whose vector is drawn as a bar strip.
+    #[serde(skip)]
     pub token: Option<usize>,
     pub show_values: bool,
     /// What was drawn on the last frame.
+    #[serde(skip)]
     pub shown: Option<ShownStage>,
+    #[serde(skip)]
     vocab: Cached<(Slot, u64), Arc<Vec<VocabEntry>>>,
 }
 
 impl Default for StepThroughPanel {
     fn default() -> Self {
-        let saved = Saved::default();
         Self {
-            slot: saved.slot,
-            current: saved.current,
-            head: saved.head,
+            slot: Slot::Gpt,
+            current: StageRef::new(Stage::Embed, None),
+            head: 0,
             token: None,
-            show_values: saved.show_values,
+            show_values: true,
             shown: None,
             vocab: Cached::default(),
         }
@@ -305,21 +289,12 @@ impl Panel for StepThroughPanel {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Saved {
-            slot: self.slot,
-            current: self.current,
-            head: self.head,
-            show_values: self.show_values,
-        })
-        .ok()
+        serde_json::to_value(self).ok()
     }
 
     fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Saved>(state) {
-            self.slot = saved.slot;
-            self.current = saved.current;
-            self.head = saved.head;
-            self.show_values = saved.show_values;
+        if let Ok(saved) = serde_json::from_value::<Self>(state) {
+            *self = saved;
         }
     }
 
