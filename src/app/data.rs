@@ -14,7 +14,7 @@ use crate::inspect::{Inspection, Predictions};
 use crate::model::checkpoint::{LoadedModel, LoadedTranslator};
 use crate::model::config::ModelConfig;
 use crate::model::params::{self, ParamBreakdown};
-use crate::model::trace::{LayerTrace, Trace};
+use crate::model::trace::{LayerField, Trace, TraceKey, TraceSite};
 
 pub use crate::analysis::tokens::TokenInfo;
 use crate::tokenizer::{Tokenizer, TokenizerKind, WordSplit};
@@ -292,10 +292,10 @@ impl Array {
     }
 }
 
-/// One recorded tensor of the forward pass, by name: `"token_embeddings"`, `"layers.0.q"`, ...
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One recorded tensor of the forward pass, by where it sits ([`TraceKey`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stage {
-    pub key: String,
+    pub key: TraceKey,
     pub values: Array,
 }
 
@@ -513,10 +513,10 @@ impl InspectionData {
         let stages = if full_trace {
             let mut stages = trace_stages(&trace.decoder)?;
             for (i, layer) in trace.cross.iter().enumerate() {
-                for (name, tensor) in layer_fields(layer) {
-                    if let Some(tensor) = tensor {
+                for field in LayerField::ALL {
+                    if let Some(tensor) = field.of(layer) {
                         stages.push(Stage {
-                            key: format!("cross.{i}.{name}"),
+                            key: TraceKey::new(TraceSite::Cross(i, field)),
                             values: Array::from_tensor(tensor)?,
                         });
                     }
@@ -524,7 +524,7 @@ impl InspectionData {
             }
             for stage in trace_stages(&trace.encoder)? {
                 stages.push(Stage {
-                    key: format!("encoder.{}", stage.key),
+                    key: stage.key.in_encoder(),
                     values: stage.values,
                 });
             }
@@ -595,57 +595,35 @@ impl InspectionData {
         }
     }
 
-    pub fn stage(&self, key: &str) -> Option<&Array> {
+    pub fn stage(&self, key: TraceKey) -> Option<&Array> {
         self.stages.iter().find(|s| s.key == key).map(|s| &s.values)
     }
 }
 
-/// Every tensor a trace recorded, named `token_embeddings`, `layers.{i}.{field}`, `logits`, ...
+/// Every tensor a trace recorded, under its [`TraceKey`].
 fn trace_stages(trace: &Trace) -> Result<Vec<Stage>> {
     let mut out = Vec::new();
-    let mut push = |key: String, tensor: &Option<Tensor>| -> Result<()> {
+    let mut push = |site: TraceSite, tensor: &Option<Tensor>| -> Result<()> {
         if let Some(t) = tensor {
             out.push(Stage {
-                key,
+                key: TraceKey::new(site),
                 values: Array::from_tensor(t)?,
             });
         }
         Ok(())
     };
-    push("token_embeddings".into(), &trace.token_embeddings)?;
-    push("position_embeddings".into(), &trace.position_embeddings)?;
-    push("segment_embeddings".into(), &trace.segment_embeddings)?;
-    push("embedding_sum".into(), &trace.embedding_sum)?;
+    push(TraceSite::TokenEmbeddings, &trace.token_embeddings)?;
+    push(TraceSite::PositionEmbeddings, &trace.position_embeddings)?;
+    push(TraceSite::SegmentEmbeddings, &trace.segment_embeddings)?;
+    push(TraceSite::EmbeddingSum, &trace.embedding_sum)?;
     for (i, layer) in trace.layers.iter().enumerate() {
-        for (name, tensor) in layer_fields(layer) {
-            push(format!("layers.{i}.{name}"), tensor)?;
+        for field in LayerField::ALL {
+            push(TraceSite::Layer(i, field), field.of(layer))?;
         }
     }
-    push("final_norm".into(), &trace.final_norm)?;
-    push("logits".into(), &trace.logits)?;
+    push(TraceSite::FinalNorm, &trace.final_norm)?;
+    push(TraceSite::Logits, &trace.logits)?;
     Ok(out)
-}
-
-fn layer_fields(layer: &LayerTrace) -> [(&'static str, &Option<Tensor>); 17] {
-    [
-        ("input", &layer.input),
-        ("ln_attention", &layer.ln_attention),
-        ("q", &layer.q),
-        ("k", &layer.k),
-        ("v", &layer.v),
-        ("scores", &layer.scores),
-        ("scaled_scores", &layer.scaled_scores),
-        ("mask", &layer.mask),
-        ("masked_scores", &layer.masked_scores),
-        ("attention_probs", &layer.attention_probs),
-        ("context", &layer.context),
-        ("attention_output", &layer.attention_output),
-        ("residual_after_attention", &layer.residual_after_attention),
-        ("ln_mlp", &layer.ln_mlp),
-        ("mlp_hidden", &layer.mlp_hidden),
-        ("mlp_output", &layer.mlp_output),
-        ("output", &layer.output),
-    ]
 }
 
 /// A text through one tokenizer, with the explanation of every word's split.

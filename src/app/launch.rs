@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::data::ModelSource;
 use crate::error::{GlassboxError, Result};
+use crate::lessons::ViewName;
 use crate::model::checkpoint::CONFIG_FILE;
 use crate::model::config::ModelConfig;
 
@@ -15,11 +16,6 @@ pub struct Launch {
     pub models: Vec<ModelSource>,
     pub view: Option<String>,
     pub text: Option<String>,
-}
-
-/// The ids of the views, in the order of the side bar.
-pub fn view_ids() -> Vec<&'static str> {
-    super::panels::all().iter().map(|p| p.id()).collect()
 }
 
 /// A Hub repository id: `name` or `owner/name`, letters, digits, `-`, `_`, `.`.
@@ -40,13 +36,9 @@ impl Launch {
     /// id, the view exists. The first model of each family takes the family's place; further
     /// ones are loaded beside it.
     pub fn from_args(models: &[String], view: Option<&str>, text: Option<&str>) -> Result<Self> {
-        if let Some(view) = view
-            && !view_ids().contains(&view)
-        {
-            return Err(GlassboxError::InvalidInput(format!(
-                "no view {view:?}; the views are: {}",
-                view_ids().join(", ")
-            )));
+        if let Some(view) = view {
+            view.parse::<ViewName>()
+                .map_err(GlassboxError::InvalidInput)?;
         }
         let mut sources = Vec::new();
         for name in models {

@@ -16,33 +16,42 @@
 //! - [`state`]: [`state::Shared`], what every panel gets: the current text, the loaded models'
 //!   summaries, the worker, notices; plus [`state::Cached`] for a panel's own requests.
 //!
-//! # Adding a panel
+//! # Adding a view
 //!
-//! 1. Create `src/app/panels/my_view.rs` with a state struct and implement [`panels::Panel`]:
+//! 1. A variant of [`crate::lessons::ViewName`] (its id and side bar title), so lessons and
+//!    `GLASSBOX_VIEW` can name it.
+//! 2. `src/app/panels/my_view.rs`: a struct with the view's state, deriving `Serialize` /
+//!    `Deserialize` (fields that are not settings marked `#[serde(skip)]`), implementing
+//!    [`panels::Panel`]:
 //!
 //!    ```ignore
-//!    #[derive(Default)]
-//!    pub struct MyView { layer: usize, answer: Cached<(Slot, u64, String), Arc<InspectionData>> }
+//!    #[derive(Default, Serialize, Deserialize)]
+//!    #[serde(default)]
+//!    pub struct MyView {
+//!        layer: usize,                                   // a setting: saved between runs
+//!        #[serde(skip)]
+//!        answer: Cached<(Slot, u64, String), Arc<InspectionData>>,
+//!    }
 //!
 //!    impl Panel for MyView {
-//!        fn id(&self) -> &'static str { "my-view" }      // persisted, GLASSBOX_VIEW=my-view
-//!        fn title(&self) -> &'static str { "My view" }   // side bar label = accessible name
+//!        fn view(&self) -> ViewName { ViewName::MyView }
 //!        fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
 //!            // The current text through a model, computed on the worker and cached:
 //!            let fetch = shared.inspection(Slot::Gpt);          // or inspection_full(...)
 //!            let Some(data) = widgets::fetch_status(ui, Slot::Gpt, &fetch) else { return };
 //!            // ... draw `data` (plain Vec<f32> matrices) with widgets::Heatmap etc.
 //!        }
-//!        fn apply(&mut self, action: &Action, _shared: &mut Shared) {
-//!            // react to lesson actions (e.g. Action::SelectLayerHead)
+//!        fn save_state(&self) -> Option<serde_json::Value> { serde_json::to_value(self).ok() }
+//!        fn load_state(&mut self, state: serde_json::Value) {
+//!            if let Ok(saved) = serde_json::from_value(state) { *self = saved }
 //!        }
 //!    }
 //!    ```
 //!
-//! 2. Add `pub mod my_view;` to `src/app/panels/mod.rs` and one line to [`panels::all`].
+//! 3. `pub mod my_view;` in `src/app/panels/mod.rs` and one line in [`panels::all`].
 //!
-//! That is all: the side bar, Ctrl+number shortcut, persistence of the last view and of
-//! [`panels::Panel::save_state`], and [`panels::Action`] dispatch come with it.
+//! The side bar, the Ctrl+number shortcut, persistence and [`panels::Action`] dispatch come with
+//! it. A view only draws: what it shows that is computed lives in the library.
 //!
 //! For a computation no [`worker::Command`] offers: write it as a library function in
 //! [`crate::analysis`] (it gets a `&LoadedModel` and returns plain data, and is unit-tested there),
@@ -78,7 +87,7 @@ pub mod worker;
 
 use std::time::Instant;
 
-pub use launch::{Launch, view_ids};
+pub use launch::Launch;
 use panels::lessons::{LessonsPanel, StartLesson};
 pub use panels::{Action, Panel};
 pub use shell::{AppOptions, GlassboxApp, Persisted, STORAGE_KEY};

@@ -16,6 +16,7 @@ use super::panels::lessons::LessonsPanel;
 use super::panels::{self, Action, Panel};
 use super::state::{Notice, Shared};
 use super::worker::WorkerHandle;
+use crate::lessons::ViewName;
 
 /// The key under which the app's settings are stored.
 pub const STORAGE_KEY: &str = "glassbox";
@@ -137,10 +138,10 @@ impl GlassboxApp {
             timing_log: None,
             last_saved: None,
         };
+        // A view named on the command line or in GLASSBOX_VIEW, else the last one; a name that
+        // no longer exists (an old saved state) opens Attention.
         let view = options.initial_view.unwrap_or(persisted.view.clone());
-        if !app.open_view(&view) {
-            app.open_view("attention");
-        }
+        app.open_view(view.parse().unwrap_or(ViewName::Attention));
         if let Some(message) = app.shared.shipped.message.clone() {
             app.shared.info(message);
         }
@@ -227,9 +228,11 @@ impl GlassboxApp {
         }
     }
 
-    /// The open view's id.
-    pub fn current_view(&self) -> &'static str {
-        self.panels.get(self.current).map_or("", |p| p.id())
+    /// The open view.
+    pub fn current_view(&self) -> ViewName {
+        self.panels
+            .get(self.current)
+            .map_or(ViewName::Attention, |p| p.view())
     }
 
     /// Ids and titles of every view, in side bar order.
@@ -237,14 +240,10 @@ impl GlassboxApp {
         self.panels.iter().map(|p| (p.id(), p.title())).collect()
     }
 
-    /// Opens a view by id; false if there is none.
-    pub fn open_view(&mut self, id: &str) -> bool {
-        match self.panels.iter().position(|p| p.id() == id) {
-            Some(index) => {
-                self.current = index;
-                true
-            }
-            None => false,
+    /// Opens a view.
+    pub fn open_view(&mut self, view: ViewName) {
+        if let Some(index) = self.panels.iter().position(|p| p.view() == view) {
+            self.current = index;
         }
     }
 
@@ -327,11 +326,7 @@ impl GlassboxApp {
                 }
                 None => self.shared.use_pair = false,
             },
-            // The guard opens the view; the arm says when there is none.
-            Action::OpenView(id) if !self.open_view(id) => {
-                self.shared
-                    .error(format!("There is no view called {id:?}."));
-            }
+            Action::OpenView(view) => self.open_view(*view),
             Action::LoadModel(source) => {
                 self.shared.load_model(source.clone());
             }
@@ -390,8 +385,8 @@ impl GlassboxApp {
         self.apply_style(&ctx);
         self.shortcuts(&ctx);
         self.shared.poll(&ctx);
-        if let Some(id) = self.shared.requested_view.take() {
-            self.open_view(&id);
+        if let Some(view) = self.shared.requested_view.take() {
+            self.open_view(view);
         }
         for action in std::mem::take(&mut self.shared.requested_actions) {
             self.apply(action);

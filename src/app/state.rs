@@ -87,7 +87,7 @@ pub struct Shared {
     pub top_k: usize,
     pub shipped: ShippedModels,
     /// A view a panel wants opened (by id); the shell switches to it on the next frame.
-    pub requested_view: Option<String>,
+    pub requested_view: Option<crate::lessons::ViewName>,
     /// Actions a panel asks for ([`Self::request`]); the shell applies them on the next frame.
     pub requested_actions: Vec<Action>,
     pub notices: Vec<Notice>,

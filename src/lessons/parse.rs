@@ -304,24 +304,22 @@ fn parse_compute(value: &str) -> Result<ComputeInputs, String> {
 }
 
 fn parse_pretraining_objective(value: &str) -> Result<Objective, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "causal-lm" | "causal" | "gpt" => Ok(Objective::CausalLm),
-        "masked-lm" | "masked" | "mlm" | "bert" => Ok(Objective::MaskedLm),
-        _ => Err(format!(
-            "unknown pretraining objective {value:?}; use causal-lm (GPT) or masked-lm (BERT)"
+    match value.parse()? {
+        objective @ (Objective::CausalLm | Objective::MaskedLm) => Ok(objective),
+        other => Err(format!(
+            "{} is not a pretraining objective; use causal-lm (GPT) or masked-lm (BERT)",
+            other.name()
         )),
     }
 }
 
 fn parse_finetune_objective(value: &str) -> Result<Objective, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "classification" | "classify" => Ok(Objective::Classification),
-        "qa" | "question-answering" => Ok(Objective::Qa),
-        "generation" | "generate" => Ok(Objective::Generation),
-        "seq2seq" | "translation" | "translate" => Ok(Objective::Seq2seq),
-        _ => Err(format!(
-            "unknown fine-tuning task {value:?}; use classification, qa (BERT) or generation (GPT)"
+    match value.parse()? {
+        Objective::CausalLm | Objective::MaskedLm => Err(format!(
+            "{value:?} is pretraining, not a fine-tuning task; use classification, qa (BERT) or \
+             generation (GPT)"
         )),
+        objective => Ok(objective),
     }
 }
 

@@ -259,9 +259,36 @@ pub struct HeaderTensor {
     pub shape: Vec<usize>,
 }
 
-/// The tensors of a `.safetensors` file, in file order. Reads only the header, so it is quick
-/// even for multi-GB files; checks that the file is as long as the header says.
-pub fn read_header(path: &Path) -> Result<Vec<HeaderTensor>> {
+/// A `.safetensors` file's header: its tensors in file order, and how much data it promises.
+#[derive(Debug, Clone)]
+pub struct SafetensorsHeader {
+    pub tensors: Vec<HeaderTensor>,
+    /// Bytes of tensor data the header describes.
+    pub data_len: u64,
+    /// Bytes the file holds after the header.
+    pub data_in_file: u64,
+    path: PathBuf,
+}
+
+impl SafetensorsHeader {
+    /// Checks that the file is as long as the header says (a truncated download is not).
+    pub fn check_complete(&self) -> Result<()> {
+        if self.data_len != self.data_in_file {
+            return Err(GlassboxError::CorruptSafetensors {
+                path: self.path.clone(),
+                message: format!(
+                    "the header describes {} bytes of tensor data, but the file holds {}",
+                    self.data_len, self.data_in_file
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads only the header of a `.safetensors` file, so it is quick even for multi-GB files (see
+/// [`SafetensorsHeader::check_complete`] for the file's length).
+pub fn read_header(path: &Path) -> Result<SafetensorsHeader> {
     let corrupt = |message: String| GlassboxError::CorruptSafetensors {
         path: path.to_path_buf(),
         message,
@@ -297,14 +324,7 @@ pub fn read_header(path: &Path) -> Result<Vec<HeaderTensor>> {
     let metadata: safetensors::tensor::Metadata =
         serde_json::from_slice(&header).map_err(|e| corrupt(format!("unreadable header: {e}")))?;
 
-    let data_len = metadata.data_len() as u64;
-    if header_end.saturating_add(data_len) != file_len {
-        return Err(corrupt(format!(
-            "the header describes {data_len} bytes of tensor data, but the file holds {}",
-            file_len - header_end
-        )));
-    }
-    Ok(metadata
+    let tensors = metadata
         .offset_keys()
         .into_iter()
         .filter_map(|name| {
@@ -315,7 +335,13 @@ pub fn read_header(path: &Path) -> Result<Vec<HeaderTensor>> {
                 name,
             })
         })
-        .collect())
+        .collect();
+    Ok(SafetensorsHeader {
+        tensors,
+        data_len: metadata.data_len() as u64,
+        data_in_file: file_len - header_end,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Refuses to load what would not fit: `bytes` needed against the memory the OS has available.
@@ -340,8 +366,9 @@ struct WeightsFile {
 
 impl WeightsFile {
     /// Reads the header, checks the memory loading needs, then reads the tensors.
-    fn open(weights: &Path, device: &Device) -> Result<(SafetensorsHeader, Self)> {
-        let header: SafetensorsHeader = read_header(weights)?
+    fn open(weights: &Path, device: &Device) -> Result<(TensorsByName, Self)> {
+        let header: TensorsByName = read_header(weights)?
+            .tensors
             .into_iter()
             .map(|tensor| (tensor.name, (tensor.dtype, tensor.shape)))
             .collect();
@@ -391,7 +418,7 @@ impl WeightsFile {
 }
 
 /// A safetensors header by name: tensor name → (dtype, shape).
-type SafetensorsHeader = BTreeMap<String, (String, Vec<usize>)>;
+type TensorsByName = BTreeMap<String, (String, Vec<usize>)>;
 
 /// Loads `weights` for `config`. The architecture may be upgraded when the file carries more
 /// heads than config.json names (the Hub's `bert-base-uncased` says `BertForMaskedLM` but also

@@ -4,7 +4,31 @@
 //! heads, trace stages) is declared as data in [`family`]; the code of each lives in its own module
 //! (`gpt.rs`, `bert.rs`, `distilbert.rs`, `marian.rs`) built from the shared pieces in `layers.rs`.
 //! [`Model::forward`] is the one entry point: training (trace off), inference and inspection
-//! (trace on). To add a family, follow the steps at the top of [`family`].
+//! (trace on).
+//!
+//! # Adding a model family
+//!
+//! 1. `src/model/my_family.rs`: `new(vb, config)` reading `transformers`' tensor names, and a
+//!    forward that fills a [`trace::Trace`] (from the pieces in `layers.rs`).
+//! 2. Its config in [`config::FamilyConfig`] and its heads in [`config::Architecture`].
+//! 3. A [`family::Family`] declaration listed in [`family::FAMILIES`] (stacks, attention kinds,
+//!    norm placement, positions, checkpoint names, trace stages).
+//! 4. A [`Model`] variant, built in `Model::new` and run in `Model::forward`; its rows in
+//!    `params.rs`.
+//! 5. A parity test against a `transformers` fixture in `tests/model/parity.rs`.
+//!
+//! Loading, the CLI, the map, the parameter view, step-through and the attention views work from
+//! the declaration. [`family`] has the details.
+//!
+//! # Adding a training objective
+//!
+//! 1. A variant of [`crate::train::config::Objective`] with its name, label and data hints (the
+//!    CLI, lesson files and the Fine-tune view's list take it from there).
+//! 2. A task in `src/train/tasks.rs` (or `tasks/my_objective.rs`): its data, a batch type with
+//!    its own targets, its loss (`Task::train_loss`) and its evaluation; one arm in
+//!    `prepare_task`.
+//! 3. A fresh model for it in `trainer.rs::fresh_model_config` if it pretrains.
+//! 4. A test in `tests/train/objectives.rs` that it learns.
 
 pub mod bert;
 pub mod checkpoint;

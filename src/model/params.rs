@@ -1901,9 +1901,12 @@ where
 }
 
 /// Names and shapes of the tensors in a `.safetensors` file, in file order (reads only the
-/// header; see [`crate::model::checkpoint::read_header`]).
+/// header) and checks the file is complete.
 pub fn read_safetensors_shapes(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
-    Ok(crate::model::checkpoint::read_header(path)?
+    let header = crate::model::checkpoint::read_header(path)?;
+    header.check_complete()?;
+    Ok(header
+        .tensors
         .into_iter()
         .map(|tensor| (tensor.name, tensor.shape))
         .collect())

@@ -41,6 +41,163 @@ pub struct LayerTrace {
     pub output: Option<Tensor>,
 }
 
+/// One field of a [`LayerTrace`], by name: what a trace key points at inside a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerField {
+    Input,
+    LnAttention,
+    Q,
+    K,
+    V,
+    Scores,
+    ScaledScores,
+    Mask,
+    MaskedScores,
+    AttentionProbs,
+    Context,
+    AttentionOutput,
+    ResidualAfterAttention,
+    LnMlp,
+    MlpHidden,
+    MlpOutput,
+    Output,
+}
+
+impl LayerField {
+    /// Every field, in the order of the forward pass.
+    pub const ALL: [LayerField; 17] = [
+        LayerField::Input,
+        LayerField::LnAttention,
+        LayerField::Q,
+        LayerField::K,
+        LayerField::V,
+        LayerField::Scores,
+        LayerField::ScaledScores,
+        LayerField::Mask,
+        LayerField::MaskedScores,
+        LayerField::AttentionProbs,
+        LayerField::Context,
+        LayerField::AttentionOutput,
+        LayerField::ResidualAfterAttention,
+        LayerField::LnMlp,
+        LayerField::MlpHidden,
+        LayerField::MlpOutput,
+        LayerField::Output,
+    ];
+
+    /// The field's name in exports (`attention_probs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerField::Input => "input",
+            LayerField::LnAttention => "ln_attention",
+            LayerField::Q => "q",
+            LayerField::K => "k",
+            LayerField::V => "v",
+            LayerField::Scores => "scores",
+            LayerField::ScaledScores => "scaled_scores",
+            LayerField::Mask => "mask",
+            LayerField::MaskedScores => "masked_scores",
+            LayerField::AttentionProbs => "attention_probs",
+            LayerField::Context => "context",
+            LayerField::AttentionOutput => "attention_output",
+            LayerField::ResidualAfterAttention => "residual_after_attention",
+            LayerField::LnMlp => "ln_mlp",
+            LayerField::MlpHidden => "mlp_hidden",
+            LayerField::MlpOutput => "mlp_output",
+            LayerField::Output => "output",
+        }
+    }
+
+    /// This field of `layer`.
+    pub fn of(self, layer: &LayerTrace) -> &Option<Tensor> {
+        match self {
+            LayerField::Input => &layer.input,
+            LayerField::LnAttention => &layer.ln_attention,
+            LayerField::Q => &layer.q,
+            LayerField::K => &layer.k,
+            LayerField::V => &layer.v,
+            LayerField::Scores => &layer.scores,
+            LayerField::ScaledScores => &layer.scaled_scores,
+            LayerField::Mask => &layer.mask,
+            LayerField::MaskedScores => &layer.masked_scores,
+            LayerField::AttentionProbs => &layer.attention_probs,
+            LayerField::Context => &layer.context,
+            LayerField::AttentionOutput => &layer.attention_output,
+            LayerField::ResidualAfterAttention => &layer.residual_after_attention,
+            LayerField::LnMlp => &layer.ln_mlp,
+            LayerField::MlpHidden => &layer.mlp_hidden,
+            LayerField::MlpOutput => &layer.mlp_output,
+            LayerField::Output => &layer.output,
+        }
+    }
+}
+
+/// Where a recorded tensor sits in the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TraceSite {
+    TokenEmbeddings,
+    PositionEmbeddings,
+    SegmentEmbeddings,
+    EmbeddingSum,
+    /// A field of layer `layer` (an encoder–decoder's decoder self-attention layers too).
+    Layer(usize, LayerField),
+    /// A field of decoder layer `layer`'s cross-attention.
+    Cross(usize, LayerField),
+    FinalNorm,
+    Logits,
+}
+
+/// The name of one recorded tensor: the key views look a stage up by. Displayed as in exports:
+/// `token_embeddings`, `layers.2.attention_probs`, `cross.0.q`, `encoder.layers.1.output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceKey {
+    /// In an encoder–decoder's encoder stack (else the decoder, or the only stack).
+    pub encoder: bool,
+    pub site: TraceSite,
+}
+
+impl TraceKey {
+    pub fn new(site: TraceSite) -> Self {
+        Self {
+            encoder: false,
+            site,
+        }
+    }
+
+    /// The same site in an encoder–decoder's encoder.
+    pub fn in_encoder(self) -> Self {
+        Self {
+            encoder: true,
+            ..self
+        }
+    }
+}
+
+/// Exports write the key as its name.
+impl serde::Serialize for TraceKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for TraceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.encoder {
+            f.write_str("encoder.")?;
+        }
+        match self.site {
+            TraceSite::TokenEmbeddings => f.write_str("token_embeddings"),
+            TraceSite::PositionEmbeddings => f.write_str("position_embeddings"),
+            TraceSite::SegmentEmbeddings => f.write_str("segment_embeddings"),
+            TraceSite::EmbeddingSum => f.write_str("embedding_sum"),
+            TraceSite::Layer(layer, field) => write!(f, "layers.{layer}.{}", field.name()),
+            TraceSite::Cross(layer, field) => write!(f, "cross.{layer}.{}", field.name()),
+            TraceSite::FinalNorm => f.write_str("final_norm"),
+            TraceSite::Logits => f.write_str("logits"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
     /// Token embedding rows `[b, s, h]`.

@@ -141,17 +141,7 @@ fn read_recipe(path: Option<&PathBuf>, overrides: &[String]) -> Result<TrainConf
 }
 
 fn parse_objective(name: &str) -> Result<Objective> {
-    Ok(match name {
-        "causal-lm" | "causal_lm" | "clm" | "gpt" => Objective::CausalLm,
-        "masked-lm" | "masked_lm" | "mlm" | "bert" => Objective::MaskedLm,
-        "classification" | "classify" => Objective::Classification,
-        "qa" | "question-answering" => Objective::Qa,
-        "generation" | "generate" => Objective::Generation,
-        "seq2seq" | "translation" | "translate" => Objective::Seq2seq,
-        other => bail!(
-            "unknown objective {other:?}; use causal-lm, masked-lm, seq2seq, classification, qa or generation"
-        ),
-    })
+    name.parse().map_err(anyhow::Error::msg)
 }
 
 /// Where the run's result goes besides its `--out` folder.

@@ -132,6 +132,18 @@ impl Objective {
         }
     }
 
+    /// Other names `glassbox train --objective` and lesson files accept.
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Objective::CausalLm => &["causal", "clm", "gpt"],
+            Objective::MaskedLm => &["masked", "mlm", "bert"],
+            Objective::Classification => &["classify"],
+            Objective::Qa => &["question-answering"],
+            Objective::Generation => &["generate"],
+            Objective::Seq2seq => &["translation", "translate"],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Objective::CausalLm => "causal-lm",
@@ -154,6 +166,22 @@ impl Objective {
             self,
             Objective::Classification | Objective::Qa | Objective::Generation
         )
+    }
+}
+
+impl std::str::FromStr for Objective {
+    type Err = String;
+
+    /// Its name or an alias, in any case, `_` for `-` ("causal_lm", "gpt", "translate").
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let wanted = text.trim().to_ascii_lowercase().replace('_', "-");
+        Objective::ALL
+            .into_iter()
+            .find(|o| o.name() == wanted || o.aliases().contains(&wanted.as_str()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Objective::ALL.iter().map(|o| o.name()).collect();
+                format!("unknown objective {text:?}; use {}", names.join(", "))
+            })
     }
 }
 

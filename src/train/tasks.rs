@@ -99,138 +99,166 @@ impl TokenTargets {
     }
 }
 
-/// One batch, ready for the model, with whatever targets its objective has.
+/// One batch, ready for the model, with its objective's own targets `T`.
 #[derive(Debug, Clone)]
-pub(crate) struct Batch {
-    /// `[b, s]` u32.
+pub(crate) struct Batch<T> {
+    /// `[b, s]` u32 (an encoder–decoder's source).
     pub input_ids: Tensor,
     /// `[b, s]` u32 segment ids (BERT pairs).
     pub token_type_ids: Option<Tensor>,
     /// `[b][s]`: 1 for real tokens, 0 for padding; `None` when nothing is padded.
     pub padding: Option<Vec<Vec<u32>>>,
-    pub token_targets: Option<TokenTargets>,
-    /// `[b]`: 0 when the second sentence follows the first (BERT's convention), 1 when random.
-    pub nsp_labels: Option<Tensor>,
-    /// `[b]` class indices.
-    pub class_labels: Option<Tensor>,
-    /// `[b]` start and end token positions of the answer.
-    pub spans: Option<(Tensor, Tensor)>,
-    /// Encoder–decoders: the decoder's input `[b, t]` u32 (`input_ids` is then the source).
+    /// Encoder–decoders: the decoder's input `[b, t]` u32.
     pub decoder_input_ids: Option<Tensor>,
+    /// What the loss compares the model's output with; each objective has its own kind.
+    pub targets: T,
     /// Real (non-padding) tokens, for tokens per second.
     pub tokens: usize,
 }
 
-impl Batch {
-    fn new(input_ids: Tensor, tokens: usize) -> Self {
+impl<T> Batch<T> {
+    fn new(input_ids: Tensor, targets: T, tokens: usize) -> Self {
         Self {
             input_ids,
             token_type_ids: None,
             padding: None,
-            token_targets: None,
-            nsp_labels: None,
-            class_labels: None,
-            spans: None,
             decoder_input_ids: None,
+            targets,
             tokens,
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.input_ids.dims().first().copied().unwrap_or(0)
+    /// The same inputs with other targets (a padded batch gets its objective's targets).
+    fn with_targets<U>(self, targets: U) -> Batch<U> {
+        Batch {
+            input_ids: self.input_ids,
+            token_type_ids: self.token_type_ids,
+            padding: self.padding,
+            decoder_input_ids: self.decoder_input_ids,
+            targets,
+            tokens: self.tokens,
+        }
+    }
+
+    /// The model on this batch's inputs.
+    fn forward(&self, model: &Model) -> Result<ModelOutput> {
+        let input = ModelInput {
+            input_ids: &self.input_ids,
+            token_type_ids: self.token_type_ids.as_ref(),
+            padding: self.padding.as_deref(),
+            decoder_input_ids: self.decoder_input_ids.as_ref(),
+        };
+        Ok(model.forward(input, None)?)
     }
 }
 
 /// A loss and what went into it.
 pub(crate) struct LossBreakdown {
-    /// The differentiable scalar the optimizer minimises.
+    /// The differentiable scalar the optimizer minimises: the sum of the parts (as
+    /// `transformers`' `BertForPreTraining` adds its MLM and NSP losses).
     pub total: Tensor,
     /// Named parts (`token_loss`, `nsp_loss`, `class_loss`, `span_loss`), scalars.
     pub parts: Vec<(&'static str, Tensor)>,
-    pub output: ModelOutput,
 }
 
-/// Runs the model on `batch` and computes its loss: mean cross-entropy of each head that has
-/// targets, summed (as `transformers`' `BertForPreTraining` adds MLM and NSP losses).
-pub(crate) fn batch_loss(model: &Model, batch: &Batch) -> Result<LossBreakdown> {
-    let input = ModelInput {
-        input_ids: &batch.input_ids,
-        token_type_ids: batch.token_type_ids.as_ref(),
-        padding: batch.padding.as_deref(),
-        decoder_input_ids: batch.decoder_input_ids.as_ref(),
-    };
-    let output = model.forward(input, None)?;
-    let missing = |head: &str| {
-        GlassboxError::Training(format!("the model has no {head} head for this objective"))
-    };
-    let mut parts: Vec<(&'static str, Tensor)> = Vec::new();
-    if let Some(targets) = &batch.token_targets {
-        let logits = output
-            .logits
-            .as_ref()
-            .ok_or_else(|| missing("language-model"))?;
-        let (rows, targets) = targets.select(logits)?;
-        parts.push((
-            "token_loss",
-            candle_nn::loss::cross_entropy(&rows, &targets)?,
-        ));
+impl LossBreakdown {
+    fn of(parts: Vec<(&'static str, Tensor)>) -> Result<Self> {
+        let mut total: Option<Tensor> = None;
+        for (_, part) in &parts {
+            total = Some(match total {
+                None => part.clone(),
+                Some(sum) => (sum + part)?,
+            });
+        }
+        let total = total.ok_or_else(|| GlassboxError::Training("a loss without parts".into()))?;
+        Ok(Self { total, parts })
     }
-    if let Some(labels) = &batch.nsp_labels {
-        let logits = output
-            .nsp_logits
-            .as_ref()
-            .ok_or_else(|| missing("next-sentence"))?;
-        parts.push(("nsp_loss", candle_nn::loss::cross_entropy(logits, labels)?));
-    }
-    if let Some(labels) = &batch.class_labels {
-        let logits = output
-            .class_logits
-            .as_ref()
-            .ok_or_else(|| missing("classifier"))?;
-        parts.push((
-            "class_loss",
-            candle_nn::loss::cross_entropy(logits, labels)?,
-        ));
-    }
-    if let Some((start, end)) = &batch.spans {
-        let start_logits = output.start_logits.as_ref().ok_or_else(|| missing("QA"))?;
-        let end_logits = output.end_logits.as_ref().ok_or_else(|| missing("QA"))?;
-        // As BertForQuestionAnswering: the mean of the start and end losses.
-        let start_loss = candle_nn::loss::cross_entropy(start_logits, start)?;
-        let end_loss = candle_nn::loss::cross_entropy(end_logits, end)?;
-        parts.push(("span_loss", ((start_loss + end_loss)? * 0.5)?));
-    }
-    let mut total: Option<Tensor> = None;
-    for (_, part) in &parts {
-        total = Some(match total {
-            None => part.clone(),
-            Some(sum) => (sum + part)?,
+}
+
+fn missing_head(head: &str) -> GlassboxError {
+    GlassboxError::Training(format!("the model has no {head} head for this objective"))
+}
+
+/// Mean cross-entropy of the language-model logits at the target positions.
+fn token_loss(output: &ModelOutput, targets: &TokenTargets) -> Result<Tensor> {
+    let logits = output
+        .logits
+        .as_ref()
+        .ok_or_else(|| missing_head("language-model"))?;
+    let (rows, targets) = targets.select(logits)?;
+    Ok(candle_nn::loss::cross_entropy(&rows, &targets)?)
+}
+
+/// The loss of the objectives whose only targets are tokens (causal LM, generation, seq2seq).
+fn token_loss_only(output: &ModelOutput, targets: &TokenTargets) -> Result<LossBreakdown> {
+    LossBreakdown::of(vec![("token_loss", token_loss(output, targets)?)])
+}
+
+/// What one micro-batch of training gives the trainer.
+pub(crate) struct MicroBatch {
+    pub loss: TrainLoss,
+    /// Real tokens in the batch.
+    pub tokens: usize,
+    /// Time to draw the batch, and (graph losses) to run the forward pass and the loss.
+    pub data_seconds: f64,
+    pub forward_seconds: f64,
+}
+
+/// A micro-batch's loss, ready for the backward pass or already through it.
+pub(crate) enum TrainLoss {
+    /// A differentiable scalar: the trainer runs the graph's backward.
+    Graph(Tensor),
+    /// The loss and every gradient from a hand-written training step.
+    Fused(StepOutput),
+}
+
+/// Draws a batch and computes its loss, timing each: the body of every objective's
+/// [`Task::train_loss`]. `fused` may answer with a hand-written step instead of the graph.
+fn micro_batch<T>(
+    model: &Model,
+    draw_batch: impl FnOnce() -> Result<Batch<T>>,
+    fused: impl FnOnce(&Batch<T>) -> Result<Option<StepOutput>>,
+    loss: impl FnOnce(&ModelOutput, &T) -> Result<LossBreakdown>,
+) -> Result<MicroBatch> {
+    let started = std::time::Instant::now();
+    let batch = draw_batch()?;
+    let data_seconds = started.elapsed().as_secs_f64();
+    let tokens = batch.tokens;
+    if let Some(step) = fused(&batch)? {
+        return Ok(MicroBatch {
+            loss: TrainLoss::Fused(step),
+            tokens,
+            data_seconds,
+            forward_seconds: 0.0,
         });
     }
-    let total = total.ok_or_else(|| GlassboxError::Training("a batch without targets".into()))?;
-    Ok(LossBreakdown {
-        total,
-        parts,
-        output,
+    let started = std::time::Instant::now();
+    let output = batch.forward(model)?;
+    let total = loss(&output, &batch.targets)?.total;
+    Ok(MicroBatch {
+        loss: TrainLoss::Graph(total),
+        tokens,
+        data_seconds,
+        forward_seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// The loss and gradients of `batch` by the GPT's hand-written training step
-/// ([`crate::model::gpt::Gpt2::fused_training_step`]), when it applies: a GPT, every position
-/// with a target, nothing padded, no other heads. `None` means: use the graph ([`batch_loss`]).
-pub(crate) fn fused_step(model: &Model, batch: &Batch) -> Result<Option<StepOutput>> {
+/// No hand-written step: the graph computes the loss and its gradients.
+fn graph_only<T>(_: &Batch<T>) -> Result<Option<StepOutput>> {
+    Ok(None)
+}
+
+/// The GPT's hand-written training step ([`crate::model::gpt::Gpt2::fused_training_step`])
+/// for a token batch, when it applies: a GPT, every position with a target, nothing padded.
+/// `None` means: use the graph.
+fn fused_token_step(model: &Model, batch: &Batch<TokenTargets>) -> Result<Option<StepOutput>> {
     let Model::Gpt2(gpt) = model else {
         return Ok(None);
     };
-    let Some(TokenTargets::All(targets)) = &batch.token_targets else {
+    let TokenTargets::All(targets) = &batch.targets else {
         return Ok(None);
     };
-    if batch.padding.is_some()
-        || batch.token_type_ids.is_some()
-        || batch.nsp_labels.is_some()
-        || batch.class_labels.is_some()
-        || batch.spans.is_some()
-    {
+    if batch.padding.is_some() || batch.token_type_ids.is_some() {
         return Ok(None);
     }
     Ok(gpt.fused_training_step(&batch.input_ids, targets)?)
@@ -256,9 +284,13 @@ pub struct DataSummary {
 }
 
 /// One objective's data, batches and evaluation.
+///
+/// Each objective owns its batches' targets and its loss: [`Task::train_loss`] draws micro-batch
+/// `draw` and computes the loss its own way (see [`micro_batch`]).
 pub(crate) trait Task: Send {
-    /// Micro-batch number `draw` of the run (0, 1, 2, ... across steps and accumulation).
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch>;
+    /// The loss of micro-batch number `draw` of the run (0, 1, 2, ... across steps and
+    /// accumulation).
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch>;
     fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation>;
     /// The metric names `evaluate` reports (columns of metrics.csv).
     fn metric_names(&self) -> Vec<&'static str>;
@@ -416,7 +448,7 @@ fn load_split<T: Clone>(
 /// GPT pretraining on a corpus: random windows, each token predicts the next (nanoGPT).
 struct CausalLmTask {
     train: TokenStream,
-    val_batches: Vec<Batch>,
+    val_batches: Vec<Batch<TokenTargets>>,
     batch_size: usize,
     seq_len: usize,
     seed: u64,
@@ -481,36 +513,47 @@ fn lm_batch(
     seq_len: usize,
     rng: &mut StdRng,
     device: &Device,
-) -> Result<Batch> {
+) -> Result<Batch<TokenTargets>> {
     let (inputs, targets) = stream.random_batch(batch, seq_len, rng)?;
     let flat_targets: Vec<u32> = targets.into_iter().flatten().collect();
-    let mut out = Batch::new(ids_tensor(&inputs, device)?, batch * seq_len);
-    out.token_targets = Some(TokenTargets::All(Tensor::new(flat_targets, device)?));
-    Ok(out)
+    let targets = TokenTargets::All(Tensor::new(flat_targets, device)?);
+    Ok(Batch::new(
+        ids_tensor(&inputs, device)?,
+        targets,
+        batch * seq_len,
+    ))
 }
 
 /// Mean loss over fixed batches (each batch weighted by its target count).
-fn mean_token_loss(model: &Model, batches: &[Batch]) -> Result<(f64, usize)> {
+fn mean_token_loss(model: &Model, batches: &[Batch<TokenTargets>]) -> Result<(f64, usize)> {
     let mut loss_sum = 0f64;
     let mut count = 0usize;
     for batch in batches {
-        let loss = batch_loss(model, batch)?;
-        let n = match &batch.token_targets {
-            Some(t) => t.count()?,
-            None => batch.rows(),
-        };
-        loss_sum += f64::from(scalar(&loss.total)?) * n as f64;
+        let loss = token_loss(&batch.forward(model)?, &batch.targets)?;
+        let n = batch.targets.count()?;
+        loss_sum += f64::from(scalar(&loss)?) * n as f64;
         count += n;
     }
     Ok((loss_sum / count.max(1) as f64, count))
 }
 
-impl Task for CausalLmTask {
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+impl CausalLmTask {
+    /// Micro-batch number `draw` of the run.
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch<TokenTargets>> {
         let mut rng = rng_for(self.seed, TRAIN_STREAM, draw);
         lm_batch(&self.train, self.batch_size, self.seq_len, &mut rng, device)
     }
+}
 
+impl Task for CausalLmTask {
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch> {
+        micro_batch(
+            model,
+            || self.train_batch(draw, device),
+            |batch| fused_token_step(model, batch),
+            token_loss_only,
+        )
+    }
     fn evaluate(&self, model: &Model, _device: &Device) -> Result<Evaluation> {
         let (loss, _) = mean_token_loss(model, &self.val_batches)?;
         Ok(Evaluation {
@@ -546,7 +589,7 @@ struct MaskedLmTask {
     sentence_ids: HashMap<String, Vec<u32>>,
     /// All training sentences' tokens in order (MLM without NSP cuts windows from it).
     train_stream: TokenStream,
-    val_batches: Vec<Batch>,
+    val_batches: Vec<Batch<PretrainingTargets>>,
     next_sentence: bool,
     specials: BertSpecials,
     vocab_size: usize,
@@ -633,35 +676,37 @@ fn bert_row(
     (ids, types, special_mask)
 }
 
-/// Pads rows (ids, segment ids, labels) to the longest and builds the batch tensors.
+/// Pads rows (ids, segment ids) to the longest and builds the batch's input tensors; the
+/// objective adds its targets ([`Batch::with_targets`]).
 fn padded_batch(
     rows: Vec<(Vec<u32>, Vec<u32>)>,
-    labels: Option<Vec<Vec<i64>>>,
     pad_id: u32,
     device: &Device,
-) -> Result<Batch> {
+) -> Result<Batch<()>> {
     let (ids, types): (Vec<Vec<u32>>, Vec<Vec<u32>>) = rows.into_iter().unzip();
     let tokens = ids.iter().map(Vec::len).sum();
     let (ids, attention) = data::pad_batch(&ids, pad_id);
     let (types, _) = data::pad_batch(&types, 0);
     let any_padding = attention.iter().any(|row| row.contains(&0));
-    let mut batch = Batch::new(ids_tensor(&ids, device)?, tokens);
+    let mut batch = Batch::new(ids_tensor(&ids, device)?, (), tokens);
     batch.token_type_ids = Some(ids_tensor(&types, device)?);
-    if let Some(labels) = labels {
-        let width = ids.first().map_or(0, Vec::len);
-        let flat: Vec<i64> = labels
-            .into_iter()
-            .flat_map(|mut row| {
-                row.resize(width, IGNORE_INDEX);
-                row
-            })
-            .collect();
-        batch.token_targets = Some(TokenTargets::from_labels(&flat, device)?);
-    }
     if any_padding {
         batch.padding = Some(attention);
     }
     Ok(batch)
+}
+
+/// Token targets from per-row labels ([`IGNORE_INDEX`] where no loss is wanted), padded to the
+/// batch's `width`.
+fn padded_labels(labels: Vec<Vec<i64>>, width: usize, device: &Device) -> Result<TokenTargets> {
+    let flat: Vec<i64> = labels
+        .into_iter()
+        .flat_map(|mut row| {
+            row.resize(width, IGNORE_INDEX);
+            row
+        })
+        .collect();
+    TokenTargets::from_labels(&flat, device)
 }
 
 impl MaskedLmTask {
@@ -759,7 +804,7 @@ impl MaskedLmTask {
         stream: &TokenStream,
         rng: &mut StdRng,
         device: &Device,
-    ) -> Result<Batch> {
+    ) -> Result<Batch<PretrainingTargets>> {
         let mut rows = Vec::with_capacity(self.batch_size);
         let mut nsp_labels = Vec::new();
         if self.next_sentence {
@@ -803,38 +848,77 @@ impl MaskedLmTask {
             inputs.push((masked, types));
             labels.push(row_labels);
         }
-        let mut batch = padded_batch(inputs, Some(labels), self.specials.pad, device)?;
-        if self.next_sentence {
-            batch.nsp_labels = Some(Tensor::new(nsp_labels, device)?);
-        }
-        Ok(batch)
+        let batch = padded_batch(inputs, self.specials.pad, device)?;
+        let tokens = padded_labels(labels, batch.input_ids.dim(1)?, device)?;
+        let next_sentence = match self.next_sentence {
+            true => Some(Tensor::new(nsp_labels, device)?),
+            false => None,
+        };
+        Ok(batch.with_targets(PretrainingTargets {
+            tokens,
+            next_sentence,
+        }))
+    }
+}
+
+/// BERT pretraining's targets: the masked tokens and, with next-sentence prediction, `[b]`
+/// labels (0 when the second sentence follows the first, BERT's convention; 1 when random).
+#[derive(Debug, Clone)]
+struct PretrainingTargets {
+    tokens: TokenTargets,
+    next_sentence: Option<Tensor>,
+}
+
+/// Masked-LM loss, plus the next-sentence loss when there are pairs.
+fn pretraining_loss(output: &ModelOutput, targets: &PretrainingTargets) -> Result<LossBreakdown> {
+    let mut parts = vec![("token_loss", token_loss(output, &targets.tokens)?)];
+    if let Some(labels) = &targets.next_sentence {
+        let logits = output
+            .nsp_logits
+            .as_ref()
+            .ok_or_else(|| missing_head("next-sentence"))?;
+        parts.push(("nsp_loss", candle_nn::loss::cross_entropy(logits, labels)?));
+    }
+    LossBreakdown::of(parts)
+}
+
+impl MaskedLmTask {
+    /// Micro-batch number `draw` of the run.
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch<PretrainingTargets>> {
+        let mut rng = rng_for(self.seed, TRAIN_STREAM, draw);
+        self.make_batch(&self.train_documents, &self.train_stream, &mut rng, device)
     }
 }
 
 impl Task for MaskedLmTask {
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
-        let mut rng = rng_for(self.seed, TRAIN_STREAM, draw);
-        self.make_batch(&self.train_documents, &self.train_stream, &mut rng, device)
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch> {
+        micro_batch(
+            model,
+            || self.train_batch(draw, device),
+            graph_only,
+            pretraining_loss,
+        )
     }
-
     fn evaluate(&self, model: &Model, _device: &Device) -> Result<Evaluation> {
         let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
         let (mut masked_right, mut masked_total) = (0usize, 0usize);
         let (mut nsp_right, mut nsp_total) = (0usize, 0usize);
         for batch in &self.val_batches {
-            let loss = batch_loss(model, batch)?;
+            let output = batch.forward(model)?;
+            let loss = pretraining_loss(&output, &batch.targets)?;
             *sums.entry("val_loss").or_default() += f64::from(scalar(&loss.total)?);
             for (name, part) in &loss.parts {
                 *sums.entry(name).or_default() += f64::from(scalar(part)?);
             }
-            if let (Some(targets), Some(logits)) = (&batch.token_targets, &loss.output.logits) {
-                let (rows, targets) = targets.select(logits)?;
+            if let Some(logits) = &output.logits {
+                let (rows, targets) = batch.targets.tokens.select(logits)?;
                 let predicted = argmax_rows(&rows)?;
                 let truth = targets.to_vec1::<u32>()?;
                 masked_right += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
                 masked_total += truth.len();
             }
-            if let (Some(labels), Some(logits)) = (&batch.nsp_labels, &loss.output.nsp_logits) {
+            if let (Some(labels), Some(logits)) = (&batch.targets.next_sentence, &output.nsp_logits)
+            {
                 let predicted = argmax_rows(logits)?;
                 let truth = labels.to_vec1::<u32>()?;
                 nsp_right += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
@@ -968,20 +1052,33 @@ impl ClassificationTask {
         Ok((Box::new(task), tokenizer))
     }
 
-    fn batch_of(&self, examples: &[&(Vec<u32>, u32)], device: &Device) -> Result<Batch> {
+    /// Padded texts with their `[b]` class indices as targets.
+    fn batch_of(&self, examples: &[&(Vec<u32>, u32)], device: &Device) -> Result<Batch<Tensor>> {
         let rows = examples
             .iter()
             .map(|(ids, _)| (ids.clone(), vec![0; ids.len()]))
             .collect();
-        let mut batch = padded_batch(rows, None, self.specials.pad, device)?;
+        let batch = padded_batch(rows, self.specials.pad, device)?;
         let labels: Vec<u32> = examples.iter().map(|(_, l)| *l).collect();
-        batch.class_labels = Some(Tensor::new(labels, device)?);
-        Ok(batch)
+        Ok(batch.with_targets(Tensor::new(labels, device)?))
     }
 }
 
-impl Task for ClassificationTask {
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+/// Cross-entropy of the classifier's logits against the class indices.
+fn class_loss(output: &ModelOutput, labels: &Tensor) -> Result<LossBreakdown> {
+    let logits = output
+        .class_logits
+        .as_ref()
+        .ok_or_else(|| missing_head("classifier"))?;
+    LossBreakdown::of(vec![(
+        "class_loss",
+        candle_nn::loss::cross_entropy(logits, labels)?,
+    )])
+}
+
+impl ClassificationTask {
+    /// Micro-batch number `draw` of the run.
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch<Tensor>> {
         let picked: Vec<&(Vec<u32>, u32)> =
             epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
                 .into_iter()
@@ -989,7 +1086,17 @@ impl Task for ClassificationTask {
                 .collect();
         self.batch_of(&picked, device)
     }
+}
 
+impl Task for ClassificationTask {
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch> {
+        micro_batch(
+            model,
+            || self.train_batch(draw, device),
+            graph_only,
+            class_loss,
+        )
+    }
     fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
         let mut truth = Vec::new();
         let mut predicted = Vec::new();
@@ -997,11 +1104,13 @@ impl Task for ClassificationTask {
         for chunk in self.val.chunks(self.batch_size.max(1)) {
             let examples: Vec<&(Vec<u32>, u32)> = chunk.iter().collect();
             let batch = self.batch_of(&examples, device)?;
-            let loss = batch_loss(model, &batch)?;
+            let output = batch.forward(model)?;
+            let loss = class_loss(&output, &batch.targets)?;
             loss_sum += f64::from(scalar(&loss.total)?) * chunk.len() as f64;
-            let logits = loss.output.class_logits.as_ref().ok_or_else(|| {
-                GlassboxError::Training("the model has no classifier head".into())
-            })?;
+            let logits = output
+                .class_logits
+                .as_ref()
+                .ok_or_else(|| missing_head("classifier"))?;
             predicted.extend(argmax_rows(logits)?.into_iter().map(|p| p as usize));
             truth.extend(chunk.iter().map(|(_, l)| *l as usize));
         }
@@ -1183,21 +1292,47 @@ impl QaTask {
         Ok((Box::new(task), tokenizer))
     }
 
-    fn batch_of(&self, features: &[&QaFeature], device: &Device) -> Result<Batch> {
+    /// Padded question + context pairs with their answers' spans as targets.
+    fn batch_of(&self, features: &[&QaFeature], device: &Device) -> Result<Batch<Spans>> {
         let rows = features
             .iter()
             .map(|f| (f.ids.clone(), f.type_ids.clone()))
             .collect();
-        let mut batch = padded_batch(rows, None, self.specials.pad, device)?;
+        let batch = padded_batch(rows, self.specials.pad, device)?;
         let starts: Vec<u32> = features.iter().map(|f| f.start).collect();
         let ends: Vec<u32> = features.iter().map(|f| f.end).collect();
-        batch.spans = Some((Tensor::new(starts, device)?, Tensor::new(ends, device)?));
-        Ok(batch)
+        Ok(batch.with_targets(Spans {
+            start: Tensor::new(starts, device)?,
+            end: Tensor::new(ends, device)?,
+        }))
     }
 }
 
-impl Task for QaTask {
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+/// The answers' first and last token positions, `[b]` each.
+#[derive(Debug, Clone)]
+struct Spans {
+    start: Tensor,
+    end: Tensor,
+}
+
+/// As `BertForQuestionAnswering`: the mean of the start and end cross-entropies.
+fn span_loss(output: &ModelOutput, spans: &Spans) -> Result<LossBreakdown> {
+    let start_logits = output
+        .start_logits
+        .as_ref()
+        .ok_or_else(|| missing_head("QA"))?;
+    let end_logits = output
+        .end_logits
+        .as_ref()
+        .ok_or_else(|| missing_head("QA"))?;
+    let start_loss = candle_nn::loss::cross_entropy(start_logits, &spans.start)?;
+    let end_loss = candle_nn::loss::cross_entropy(end_logits, &spans.end)?;
+    LossBreakdown::of(vec![("span_loss", ((start_loss + end_loss)? * 0.5)?)])
+}
+
+impl QaTask {
+    /// Micro-batch number `draw` of the run.
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch<Spans>> {
         let picked: Vec<&QaFeature> =
             epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
                 .into_iter()
@@ -1205,16 +1340,26 @@ impl Task for QaTask {
                 .collect();
         self.batch_of(&picked, device)
     }
+}
 
+impl Task for QaTask {
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch> {
+        micro_batch(
+            model,
+            || self.train_batch(draw, device),
+            graph_only,
+            span_loss,
+        )
+    }
     fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
         let (mut em_sum, mut f1_sum, mut loss_sum) = (0f64, 0f64, 0f64);
         for chunk in self.val.chunks(self.batch_size.max(1)) {
             let features: Vec<&QaFeature> = chunk.iter().collect();
             let batch = self.batch_of(&features, device)?;
-            let loss = batch_loss(model, &batch)?;
+            let output = batch.forward(model)?;
+            let loss = span_loss(&output, &batch.targets)?;
             loss_sum += f64::from(scalar(&loss.total)?) * chunk.len() as f64;
-            let (Some(starts), Some(ends)) = (&loss.output.start_logits, &loss.output.end_logits)
-            else {
+            let (Some(starts), Some(ends)) = (&output.start_logits, &output.end_logits) else {
                 return Err(GlassboxError::Training("the model has no QA head".into()));
             };
             let starts = starts.to_vec2::<f32>()?;
@@ -1342,7 +1487,11 @@ impl GenerationTask {
 
     /// Inputs are all tokens but the last; position i predicts token i+1, counted only when that
     /// token belongs to the completion.
-    fn batch_of(&self, rows: &[&(Vec<u32>, usize)], device: &Device) -> Result<Batch> {
+    fn batch_of(
+        &self,
+        rows: &[&(Vec<u32>, usize)],
+        device: &Device,
+    ) -> Result<Batch<TokenTargets>> {
         let mut inputs = Vec::with_capacity(rows.len());
         let mut labels = Vec::with_capacity(rows.len());
         for (ids, prompt_len) in rows {
@@ -1359,14 +1508,16 @@ impl GenerationTask {
                     .collect(),
             );
         }
-        let mut batch = padded_batch(inputs, Some(labels), self.pad_id, device)?;
+        let mut batch = padded_batch(inputs, self.pad_id, device)?;
         batch.token_type_ids = None;
-        Ok(batch)
+        let targets = padded_labels(labels, batch.input_ids.dim(1)?, device)?;
+        Ok(batch.with_targets(targets))
     }
 }
 
-impl Task for GenerationTask {
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+impl GenerationTask {
+    /// Micro-batch number `draw` of the run.
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch<TokenTargets>> {
         let picked: Vec<&(Vec<u32>, usize)> =
             epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
                 .into_iter()
@@ -1374,7 +1525,17 @@ impl Task for GenerationTask {
                 .collect();
         self.batch_of(&picked, device)
     }
+}
 
+impl Task for GenerationTask {
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch> {
+        micro_batch(
+            model,
+            || self.train_batch(draw, device),
+            |batch| fused_token_step(model, batch),
+            token_loss_only,
+        )
+    }
     fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
         let batches = self
             .val

@@ -15,7 +15,7 @@ use super::config::{Objective, TrainConfig};
 use super::metrics::{ConfusionMatrix, MetricsLog, MetricsRecord};
 use super::optim::{AdamW, AdamWSettings, LrSchedule, Param};
 use super::params::{ParamStore, Pretrained};
-use super::tasks::{self, DataSummary, Task, TaskSetup};
+use super::tasks::{self, DataSummary, Task, TaskSetup, TrainLoss};
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::{
     CONFIG_FILE, CheckpointDir, TOKENIZER_FILE, WEIGHTS_FILE, open_dir, save_dir, write_safetensors,
@@ -456,15 +456,15 @@ impl Trainer {
         let mut timings = StepTimings::default();
         let ms_since = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
         for micro in 0..accumulation {
-            let phase = Instant::now();
             let draw = (self.step * accumulation + micro) as u64;
-            let batch = self.task.train_batch(draw, &self.device)?;
-            tokens += batch.tokens;
-            timings.data_ms += ms_since(phase);
+            let micro_batch = self.task.train_loss(&self.model, draw, &self.device)?;
+            tokens += micro_batch.tokens;
+            timings.data_ms += micro_batch.data_seconds * 1000.0;
+            timings.forward_ms += micro_batch.forward_seconds * 1000.0;
 
-            let (loss_value, micro_grads) = match tasks::fused_step(&self.model, &batch)? {
+            let (loss_value, micro_grads) = match micro_batch.loss {
                 // A plain next-token batch on a GPT: one hand-written pass, no graph.
-                Some(mut step) => {
+                TrainLoss::Fused(mut step) => {
                     timings.forward_ms += step.forward_seconds * 1000.0;
                     timings.backward_ms += step.backward_seconds * 1000.0;
                     if !step.loss.is_finite() {
@@ -473,11 +473,8 @@ impl Trainer {
                     let grads = step.gradients_for(params.iter().map(|p| p.var.as_tensor()));
                     (step.loss, grads)
                 }
-                None => {
-                    let phase = Instant::now();
-                    let loss = tasks::batch_loss(&self.model, &batch)?.total;
+                TrainLoss::Graph(loss) => {
                     let loss_value = loss.to_scalar::<f32>()?;
-                    timings.forward_ms += ms_since(phase);
                     if !loss_value.is_finite() {
                         return Err(self.diverged("loss", loss_value, lr));
                     }

@@ -47,7 +47,8 @@ fn snapshot_harness(dark: bool) -> Harness<'static, GlassboxApp> {
 }
 
 fn open(h: &mut Harness<'static, GlassboxApp>, id: &str) {
-    assert!(h.state_mut().open_view(id), "no view {id:?}");
+    let view = id.parse().unwrap_or_else(|e| panic!("{e}"));
+    h.state_mut().open_view(view);
     settle(h);
     // Let hover highlights and animations fade out.
     h.remove_cursor();

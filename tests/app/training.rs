@@ -135,7 +135,7 @@ fn train_view_pauses_steps_resumes_and_stops() {
     let out = temp_dir("train-run");
     let mut h = harness();
     click(&mut h, Role::Button, "Train");
-    assert_eq!(h.state().current_view(), "train");
+    assert_eq!(h.state().current_view().id(), "train");
     h.state_mut()
         .panel_mut::<TrainPanel>()
         .expect("train panel")
@@ -264,7 +264,7 @@ fn train_view_shows_the_trainers_error_for_a_non_utf8_corpus() {
 
 fn open_finetune(h: &mut Harness<'static, GlassboxApp>, settings: FinetuneSettings) {
     click(h, Role::Button, "Fine-tune");
-    assert_eq!(h.state().current_view(), "finetune");
+    assert_eq!(h.state().current_view().id(), "finetune");
     h.state_mut()
         .panel_mut::<FinetunePanel>()
         .expect("fine-tune panel")

@@ -19,6 +19,7 @@ use glassbox::generate::{SamplingSettings, generate, next_token_distribution, ne
 use glassbox::inspect::{Predictions, inspect};
 use glassbox::lessons::Stage;
 use glassbox::model::checkpoint::{LoadedModel, load_dir};
+use glassbox::model::trace::{LayerField, TraceKey, TraceSite};
 use glassbox::tokenizer::Encoded;
 
 use crate::app_support::no_error_notices;
@@ -68,7 +69,7 @@ fn predict_shows_the_next_token_distribution_of_the_library() {
     let mut h = harness();
     settle(&mut h);
     open_view(&mut h, "Predict");
-    assert_eq!(h.state().current_view(), "predict");
+    assert_eq!(h.state().current_view().id(), "predict");
 
     // Top-1 token and probability equal inspect()'s.
     let gpt = load("gpt2");
@@ -405,7 +406,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
     let mut h = harness();
     settle(&mut h);
     open_view(&mut h, "Step through");
-    assert_eq!(h.state().current_view(), "step-through");
+    assert_eq!(h.state().current_view().id(), "step-through");
     let gpt = load("gpt2");
     let inspection = inspect(&gpt, TEXT, None, 5).unwrap();
     let trace = &inspection.trace;
@@ -550,7 +551,7 @@ fn embeddings_view_matches_the_library() {
     let mut h = harness();
     settle(&mut h);
     open_view(&mut h, "Embeddings");
-    assert_eq!(h.state().current_view(), "embeddings");
+    assert_eq!(h.state().current_view().id(), "embeddings");
 
     // The summed parts, as heatmaps.
     for part in ["token", "position", "sum"] {
@@ -737,7 +738,7 @@ fn translate_steps_the_decoder_and_shows_where_each_step_looks() {
         .apply(Action::SetText("the black cat chased the mouse .".into()));
     settle(&mut h);
     open_view(&mut h, "Translate");
-    assert_eq!(h.state().current_view(), "translate");
+    assert_eq!(h.state().current_view().id(), "translate");
     assert!(has_label(&h, "le chat noir a chassé la souris ."));
     assert!(has_label(
         &h,
@@ -943,7 +944,12 @@ fn step_through_walks_the_encoder_then_the_decoder() {
         .inspection_full(Slot::Translator)
         .data()
         .expect("the view's trace");
-    let shown = data.stage("cross.0.attention_probs").expect("recorded");
+    let shown = data
+        .stage(TraceKey::new(TraceSite::Cross(
+            0,
+            LayerField::AttentionProbs,
+        )))
+        .expect("recorded");
     let head0 = shown.matrix(&[0]).unwrap();
     assert_eq!((head0.rows, head0.cols), (9, 8));
     for (r, row) in probs.iter().enumerate() {
@@ -986,7 +992,7 @@ fn model_map_opens_a_block_in_step_through() {
     let mut h = harness();
     settle(&mut h);
     open_view(&mut h, "Model");
-    assert_eq!(h.state().current_view(), "model");
+    assert_eq!(h.state().current_view().id(), "model");
 
     // The map's numbers are the library's: the breakdown of the loaded config, every box
     // placed, the current text's token count in the shapes.
@@ -1011,7 +1017,7 @@ fn model_map_opens_a_block_in_step_through() {
     // Click GPT's MLP block: Step through opens at the MLP of layer 0.
     h.get_by_label("GPT map: feed-forward (MLP)").click();
     settle(&mut h);
-    assert_eq!(h.state().current_view(), "step-through");
+    assert_eq!(h.state().current_view().id(), "step-through");
     let panel = h.state().panel::<StepThroughPanel>().unwrap();
     assert_eq!(panel.slot, Slot::Gpt);
     assert_eq!(panel.current, StageRef::new(Stage::MlpHidden, Some(0)));

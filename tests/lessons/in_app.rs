@@ -130,7 +130,7 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
     no_error_notices(h);
     let target = glassbox::app::panels::lessons::runner::target_view(action);
     if let Some(view) = target {
-        assert_eq!(h.state().current_view(), view.id(), "{what}: view");
+        assert_eq!(h.state().current_view(), view, "{what}: view");
     }
     let masks = action
         .commands
@@ -180,7 +180,7 @@ fn check_action(h: &mut Harness<'static, GlassboxApp>, lesson: &Lesson, action: 
                     let text = app.shared.text.clone();
                     let panel = app.panel::<PredictPanel>().expect("predict");
                     assert_eq!((&panel.nsp_a, &panel.nsp_b), (&text, pair), "{what}: NSP");
-                    if h.state().current_view() == "predict" {
+                    if h.state().current_view().id() == "predict" {
                         assert!(has_text(h, "B follows A (IsNext)"), "{what}: NSP shown");
                     }
                 }
@@ -448,7 +448,7 @@ fn walk_lesson(id: &str) {
     let mut h = harness(app_in(&dir, &course_dir(), true));
     crate::app_support::settle(&mut h);
     click(&mut h, "Lessons");
-    assert_eq!(h.state().current_view(), "lessons");
+    assert_eq!(h.state().current_view().id(), "lessons");
     click(&mut h, &format!("Open lesson: {}", lesson.title));
     assert_eq!(
         lessons(&h).open_lesson().map(|l| l.id.as_str()),
@@ -944,7 +944,7 @@ fn keys_move_between_steps_and_large_text_grows_the_lesson() {
     // Closing the lesson returns to the list.
     click(&mut h, "◀ Lesson list");
     assert!(!lessons(&h).is_open());
-    assert_eq!(h.state().current_view(), "lessons");
+    assert_eq!(h.state().current_view().id(), "lessons");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,6 +22,7 @@ use crate::app::widgets::{
     ColorScale, Heatmap, HoverReadout, Selection, attention_lines, fetch_status, format_value,
     token_chips,
 };
+use crate::lessons::ViewName;
 use crate::model::family::StackRole;
 
 /// Which models the view shows.
@@ -131,12 +132,8 @@ impl AttentionPanel {
 }
 
 impl Panel for AttentionPanel {
-    fn id(&self) -> &'static str {
-        "attention"
-    }
-
-    fn title(&self) -> &'static str {
-        "Attention"
+    fn view(&self) -> ViewName {
+        ViewName::Attention
     }
 
     fn hint(&self) -> &'static str {

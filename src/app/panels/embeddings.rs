@@ -24,6 +24,8 @@ use crate::app::state::{Cached, Fetch, Shared};
 use crate::app::widgets::export::{ExportFormat, encode_png, export_buttons, table_csv};
 use crate::app::widgets::{ColorScale, error_label, fetch_status, format_value};
 use crate::app::worker::{Command, Output};
+use crate::lessons::ViewName;
+use crate::model::trace::{TraceKey, TraceSite};
 
 /// The default sentences of the comparison: "bank" by the money and by the river.
 pub const DEFAULT_SENTENCE_A: &str = "He went to the bank to deposit money.";
@@ -116,12 +118,8 @@ impl EmbeddingsPanel {
 }
 
 impl Panel for EmbeddingsPanel {
-    fn id(&self) -> &'static str {
-        "embeddings"
-    }
-
-    fn title(&self) -> &'static str {
-        "Embeddings"
+    fn view(&self) -> ViewName {
+        ViewName::Embeddings
     }
 
     fn hint(&self) -> &'static str {
@@ -200,32 +198,30 @@ impl EmbeddingsPanel {
         let Some(data) = fetch_status(ui, slot, &fetch) else {
             return;
         };
-        let parts: Vec<(&str, &str, &str)> = if data.stage("segment_embeddings").is_some() {
-            vec![
-                ("token_embeddings", "token embeddings E_tok[ids]", "token"),
-                (
-                    "position_embeddings",
-                    "+ position embeddings E_pos[0..s]",
-                    "position",
-                ),
-                (
-                    "segment_embeddings",
-                    "+ segment embeddings E_seg[type_ids]",
-                    "segment",
-                ),
-                ("embedding_sum", "= the sum X", "sum"),
-            ]
-        } else {
-            vec![
-                ("token_embeddings", "token embeddings E_tok[ids]", "token"),
-                (
-                    "position_embeddings",
-                    "+ position embeddings E_pos[0..s]",
-                    "position",
-                ),
-                ("embedding_sum", "= the sum X", "sum"),
-            ]
-        };
+        let has_segments = data
+            .stage(TraceKey::new(TraceSite::SegmentEmbeddings))
+            .is_some();
+        let parts: Vec<(TraceSite, &str, &str)> = [
+            (
+                TraceSite::TokenEmbeddings,
+                "token embeddings E_tok[ids]",
+                "token",
+            ),
+            (
+                TraceSite::PositionEmbeddings,
+                "+ position embeddings E_pos[0..s]",
+                "position",
+            ),
+            (
+                TraceSite::SegmentEmbeddings,
+                "+ segment embeddings E_seg[type_ids]",
+                "segment",
+            ),
+            (TraceSite::EmbeddingSum, "= the sum X", "sum"),
+        ]
+        .into_iter()
+        .filter(|(site, _, _)| has_segments || *site != TraceSite::SegmentEmbeddings)
+        .collect();
         let formula = if parts.len() == 4 {
             "X = E_tok[ids] + E_pos[0..s] + E_seg[type_ids]"
         } else {
@@ -236,8 +232,8 @@ impl EmbeddingsPanel {
         });
         let matrices: Vec<(&str, &str, Matrix)> = parts
             .iter()
-            .filter_map(|(key, caption, name)| {
-                let a = data.stage(key)?;
+            .filter_map(|(site, caption, name)| {
+                let a = data.stage(TraceKey::new(*site))?;
                 let lead = vec![0; a.shape.len().saturating_sub(2)];
                 Some((*caption, *name, a.matrix(&lead)?))
             })

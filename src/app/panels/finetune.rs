@@ -26,6 +26,7 @@ use crate::app::widgets::export::{
     ExportFormat, bars_png, export_buttons, heatmap_png, matrix_csv, matrix_json, table_csv,
 };
 use crate::app::widgets::{ColorScale, FileBrowser, Heatmap, error_label, format_size};
+use crate::lessons::ViewName;
 use crate::model::params::group_thousands;
 use crate::train::config::Objective;
 use crate::train::{EvalReport, TrainConfig};
@@ -1366,7 +1367,7 @@ impl FinetunePanel {
                     .clicked()
             {
                 shared.load_model(ModelSource::Folder(folder));
-                shared.requested_view = Some("model".into());
+                shared.requested_view = Some(ViewName::Model);
             }
         }
         ui.separator();
@@ -1398,12 +1399,8 @@ impl FinetunePanel {
 }
 
 impl Panel for FinetunePanel {
-    fn id(&self) -> &'static str {
-        "finetune"
-    }
-
-    fn title(&self) -> &'static str {
-        "Fine-tune"
+    fn view(&self) -> ViewName {
+        ViewName::Finetune
     }
 
     fn hint(&self) -> &'static str {

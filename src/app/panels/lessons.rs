@@ -19,6 +19,7 @@ use egui::{Color32, FontId, Key, Modifiers, RichText, Role, TextStyle, Ui, Widge
 use super::{Action, Panel};
 use crate::app::state::{Notice, Shared};
 use crate::app::widgets::markdown;
+use crate::lessons::ViewName;
 use crate::lessons::{
     Answer, Block, Lesson, LessonError, Progress, Question, QuestionKind, find_lessons_dir,
     load_lessons,
@@ -436,12 +437,8 @@ impl LessonsPanel {
 // ---- the lesson list (the view) -----------------------------------------------------------------
 
 impl Panel for LessonsPanel {
-    fn id(&self) -> &'static str {
-        "lessons"
-    }
-
-    fn title(&self) -> &'static str {
-        "Lessons"
+    fn view(&self) -> ViewName {
+        ViewName::Lessons
     }
 
     fn hint(&self) -> &'static str {
@@ -590,7 +587,7 @@ impl LessonsPanel {
         ui: &mut Ui,
         shared: &mut Shared,
         large_text: bool,
-        current_view: &str,
+        current_view: ViewName,
     ) {
         let Some(lesson) = self.open_lesson().cloned() else {
             return;
@@ -600,7 +597,7 @@ impl LessonsPanel {
         self.step = self.step.min(steps.saturating_sub(1));
 
         // Keyboard: only when no text field has the focus.
-        let arrows = current_view != "step-through";
+        let arrows = current_view != ViewName::StepThrough;
         if !ui.ctx().egui_wants_keyboard_input() {
             let (next, back) = ui.input_mut(|i| {
                 let next = i.consume_key(Modifiers::NONE, Key::PageDown)
@@ -631,7 +628,7 @@ impl LessonsPanel {
                         .clicked()
                     {
                         self.close();
-                        shared.requested_view = Some("lessons".into());
+                        shared.requested_view = Some(ViewName::Lessons);
                     }
                     ui.weak(format!("Lesson {}", lesson.order));
                 });
@@ -685,7 +682,7 @@ impl LessonsPanel {
                         if finish.clicked() {
                             self.complete_step();
                             self.close();
-                            shared.requested_view = Some("lessons".into());
+                            shared.requested_view = Some(ViewName::Lessons);
                         }
                     }
                 });

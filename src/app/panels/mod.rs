@@ -22,8 +22,8 @@ use egui::Ui;
 
 use super::data::{ModelSource, Slot};
 use super::state::Shared;
-use crate::lessons::Stage;
 use crate::lessons::{ComputeInputs, FinetuneSettings, FinetuneStep, Sampling, TrainingSettings};
+use crate::lessons::{Stage, ViewName};
 use crate::model::params::{ArchSpec, Preset};
 
 /// Something a lesson, a test or another panel asks the app to do. The shell handles the
@@ -35,8 +35,8 @@ pub enum Action {
     SetText(String),
     /// Set (or clear) BERT's second segment.
     SetPair(Option<String>),
-    /// Open a view by its id ("model", "tokens", "attention", "params", ...).
-    OpenView(String),
+    /// Open a view.
+    OpenView(ViewName),
     /// Load a model (it goes to the slot of its family).
     LoadModel(ModelSource),
     /// Load the shipped tiny model of a slot.
@@ -106,22 +106,22 @@ pub enum Action {
 
 impl Action {
     /// The view an action shows its result in (the shell opens it).
-    pub fn view(&self) -> Option<&'static str> {
+    pub fn view(&self) -> Option<ViewName> {
         Some(match self {
-            Action::SelectLayerHead { .. } => "attention",
+            Action::SelectLayerHead { .. } => ViewName::Attention,
             Action::SelectPreset(_)
             | Action::SelectLoadedParams(_)
-            | Action::SetCustomConfig(_) => "params",
-            Action::CompareWord { .. } => "embeddings",
+            | Action::SetCustomConfig(_) => ViewName::Parameters,
+            Action::CompareWord { .. } => ViewName::Embeddings,
             Action::MaskToken { .. }
             | Action::SetSampling(_)
             | Action::Generate(_)
-            | Action::AskQuestion(_) => "predict",
-            Action::StepThrough { .. } => "step-through",
-            Action::ShowTranslationStep(_) => "translate",
-            Action::StartTraining(_) => "train",
-            Action::StartFinetune { .. } | Action::ShowFinetuneStep(_) => "finetune",
-            Action::ShowCalculator(_) => "lessons",
+            | Action::AskQuestion(_) => ViewName::Predict,
+            Action::StepThrough { .. } => ViewName::StepThrough,
+            Action::ShowTranslationStep(_) => ViewName::Translate,
+            Action::StartTraining(_) => ViewName::Train,
+            Action::StartFinetune { .. } | Action::ShowFinetuneStep(_) => ViewName::Finetune,
+            Action::ShowCalculator(_) => ViewName::Lessons,
             Action::SetText(_)
             | Action::SetPair(_)
             | Action::OpenView(_)
@@ -139,10 +139,15 @@ impl Action {
 ///
 /// `Any` lets the shell hand out typed access (`GlassboxApp::panel_mut::<AttentionPanel>()`).
 pub trait Panel: Any {
-    /// Stable id: persisted as the last view, used by `GLASSBOX_VIEW` and [`Action::OpenView`].
-    fn id(&self) -> &'static str;
-    /// The side bar label (also the accessible name of its button).
-    fn title(&self) -> &'static str;
+    /// Which view this is: its id (persisted as the last view, `GLASSBOX_VIEW`) and its side
+    /// bar label (also the accessible name of its button) come from [`ViewName`].
+    fn view(&self) -> ViewName;
+    fn id(&self) -> &'static str {
+        self.view().id()
+    }
+    fn title(&self) -> &'static str {
+        self.view().title()
+    }
     /// One line shown when hovering the side bar button.
     fn hint(&self) -> &'static str {
         ""

@@ -12,6 +12,7 @@ use crate::app::assets;
 use crate::app::data::{ModelSource, ModelSummary, Slot};
 use crate::app::state::Shared;
 use crate::app::widgets::{self, FileBrowser};
+use crate::lessons::ViewName;
 use crate::model::map::{TokenCounts, model_map};
 use crate::model::params::{format_bytes, group_thousands};
 
@@ -64,12 +65,8 @@ pub struct ModelPanel {
 }
 
 impl Panel for ModelPanel {
-    fn id(&self) -> &'static str {
-        "model"
-    }
-
-    fn title(&self) -> &'static str {
-        "Model"
+    fn view(&self) -> ViewName {
+        ViewName::Model
     }
 
     fn hint(&self) -> &'static str {

@@ -12,6 +12,7 @@ use super::{Action, Panel};
 use crate::app::data::Slot;
 use crate::app::state::Shared;
 use crate::app::widgets::export::{ExportFormat, bars_png, export_buttons, table_csv};
+use crate::lessons::ViewName;
 use crate::model::params::{
     self, ArchSpec, Heads, ParamBreakdown, Preset, format_bytes, group_thousands,
 };
@@ -205,12 +206,8 @@ impl ParamsPanel {
 }
 
 impl Panel for ParamsPanel {
-    fn id(&self) -> &'static str {
-        "params"
-    }
-
-    fn title(&self) -> &'static str {
-        "Parameters"
+    fn view(&self) -> ViewName {
+        ViewName::Parameters
     }
 
     fn hint(&self) -> &'static str {

@@ -26,6 +26,7 @@ use crate::app::widgets::{error_label, fetch_status, format_value, token_chips, 
 use crate::app::worker::{Command, Output};
 use crate::generate::{MIN_TOP_P, SamplingSettings, next_token_distribution, sample};
 use crate::inspect::Predictions;
+use crate::lessons::ViewName;
 use crate::model::config::Architecture;
 
 /// How many bars the next-token chart shows.
@@ -220,12 +221,8 @@ impl PredictPanel {
 }
 
 impl Panel for PredictPanel {
-    fn id(&self) -> &'static str {
-        "predict"
-    }
-
-    fn title(&self) -> &'static str {
-        "Predict"
+    fn view(&self) -> ViewName {
+        ViewName::Predict
     }
 
     fn hint(&self) -> &'static str {

@@ -30,9 +30,11 @@ use crate::app::widgets::{
 use crate::app::worker::{Command, Output};
 use crate::inspect::Predictions;
 use crate::lessons::Stage;
+use crate::lessons::ViewName;
 use crate::model::config::{FamilyConfig, ModelConfig};
 use crate::model::family::{Family, NormPlacement, PositionScheme, StackRole};
 use crate::model::layers::Activation;
+use crate::model::trace::{LayerField, TraceKey, TraceSite};
 
 /// The stages inside every layer, in order.
 fn layer_stages() -> impl Iterator<Item = Stage> {
@@ -62,36 +64,37 @@ pub fn family_stage_label(family: &Family, stage: Stage) -> &'static str {
 }
 
 /// The trace entry a stage shows in `layer` (see [`InspectionData::stage`]).
-pub fn trace_key(stage: Stage, layer: usize) -> String {
-    let field = match stage {
-        Stage::Embed => return "token_embeddings".into(),
-        Stage::AddPositions => return "position_embeddings".into(),
-        Stage::AddSegments => return "segment_embeddings".into(),
-        Stage::EmbeddingNorm => return "layers.0.input".into(),
-        Stage::FinalNorm => return "final_norm".into(),
-        Stage::Logits | Stage::Probabilities => return "logits".into(),
-        Stage::NormAttention => "ln_attention",
-        Stage::Qkv => "q",
-        Stage::Scores => "scores",
-        Stage::Scale => "scaled_scores",
-        Stage::Mask => "masked_scores",
-        Stage::Softmax => "attention_probs",
-        Stage::WeightedSum => "context",
-        Stage::OutputProjection => "attention_output",
-        Stage::ResidualAttention => "residual_after_attention",
-        Stage::NormMlp => "ln_mlp",
-        Stage::MlpHidden => "mlp_hidden",
-        Stage::MlpOutput => "mlp_output",
-        Stage::ResidualMlp => "output",
+pub fn trace_key(stage: Stage, layer: usize) -> TraceKey {
+    let in_layer = |field| TraceSite::Layer(layer, field);
+    let cross = |field| TraceSite::Cross(layer, field);
+    TraceKey::new(match stage {
+        Stage::Embed => TraceSite::TokenEmbeddings,
+        Stage::AddPositions => TraceSite::PositionEmbeddings,
+        Stage::AddSegments => TraceSite::SegmentEmbeddings,
+        Stage::EmbeddingNorm => TraceSite::Layer(0, LayerField::Input),
+        Stage::FinalNorm => TraceSite::FinalNorm,
+        Stage::Logits | Stage::Probabilities => TraceSite::Logits,
+        Stage::NormAttention => in_layer(LayerField::LnAttention),
+        Stage::Qkv => in_layer(LayerField::Q),
+        Stage::Scores => in_layer(LayerField::Scores),
+        Stage::Scale => in_layer(LayerField::ScaledScores),
+        Stage::Mask => in_layer(LayerField::MaskedScores),
+        Stage::Softmax => in_layer(LayerField::AttentionProbs),
+        Stage::WeightedSum => in_layer(LayerField::Context),
+        Stage::OutputProjection => in_layer(LayerField::AttentionOutput),
+        Stage::ResidualAttention => in_layer(LayerField::ResidualAfterAttention),
+        Stage::NormMlp => in_layer(LayerField::LnMlp),
+        Stage::MlpHidden => in_layer(LayerField::MlpHidden),
+        Stage::MlpOutput => in_layer(LayerField::MlpOutput),
+        Stage::ResidualMlp => in_layer(LayerField::Output),
         // Encoder–decoder: the decoder layer's cross-attention record.
-        Stage::CrossQkv => return format!("cross.{layer}.q"),
-        Stage::CrossScores => return format!("cross.{layer}.scores"),
-        Stage::CrossSoftmax => return format!("cross.{layer}.attention_probs"),
-        Stage::CrossWeightedSum => return format!("cross.{layer}.context"),
-        Stage::CrossOutputProjection => return format!("cross.{layer}.attention_output"),
-        Stage::ResidualCross => return format!("cross.{layer}.residual_after_attention"),
-    };
-    format!("layers.{layer}.{field}")
+        Stage::CrossQkv => cross(LayerField::Q),
+        Stage::CrossScores => cross(LayerField::Scores),
+        Stage::CrossSoftmax => cross(LayerField::AttentionProbs),
+        Stage::CrossWeightedSum => cross(LayerField::Context),
+        Stage::CrossOutputProjection => cross(LayerField::AttentionOutput),
+        Stage::ResidualCross => cross(LayerField::ResidualAfterAttention),
+    })
 }
 
 /// A stage of one forward pass: its kind and, inside the layers, which layer.
@@ -123,17 +126,10 @@ impl StageRef {
         }
     }
 
-    /// The trace entry's name prefix: `encoder.` in an encoder–decoder's encoder.
-    pub fn prefix(&self) -> &'static str {
-        if self.encoder { "encoder." } else { "" }
-    }
-
-    pub fn key(&self) -> String {
-        format!(
-            "{}{}",
-            self.prefix(),
-            trace_key(self.kind, self.layer.unwrap_or(0))
-        )
+    /// The trace entry this stage shows.
+    pub fn key(&self) -> TraceKey {
+        let key = trace_key(self.kind, self.layer.unwrap_or(0));
+        if self.encoder { key.in_encoder() } else { key }
     }
 }
 
@@ -170,7 +166,7 @@ fn stack_stages(
         layer,
         encoder,
     };
-    let has = |stage: StageRef| data.stage(&stage.key()).is_some();
+    let has = |stage: StageRef| data.stage(stage.key()).is_some();
     let first_layer_stage = stages
         .iter()
         .position(|s| s.is_layer_stage())
@@ -276,12 +272,8 @@ fn position_in(list: &[StageRef], current: StageRef) -> usize {
 }
 
 impl Panel for StepThroughPanel {
-    fn id(&self) -> &'static str {
-        "step-through"
-    }
-
-    fn title(&self) -> &'static str {
-        "Step through"
+    fn view(&self) -> ViewName {
+        ViewName::StepThrough
     }
 
     fn hint(&self) -> &'static str {
@@ -615,7 +607,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
     let generates = data.family.generates();
     let l = stage.layer.unwrap_or(0);
     let d = data
-        .stage(&trace_key(Stage::Qkv, l))
+        .stage(trace_key(Stage::Qkv, l))
         .and_then(|a| a.shape.last().copied())
         .unwrap_or(0);
     let nh = data.num_heads;
@@ -779,7 +771,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
         Stage::MlpHidden => {
             let act = activation(cx.config);
             let f = data
-                .stage(&stage.key())
+                .stage(stage.key())
                 .and_then(|a| a.shape.last().copied())
                 .unwrap_or(0);
             let input = if causal { "M" } else { "X'" };
@@ -903,7 +895,7 @@ fn describe(stage: StageRef, cx: &StageContext) -> Description {
 fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
     let data = cx.data;
     let key = stage.key();
-    let Some(array) = data.stage(&key) else {
+    let Some(array) = data.stage(key) else {
         ui.label(format!("The trace has no {key:?}."));
         return StageOutcome::default();
     };
@@ -936,7 +928,11 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
     } else {
         (data.token_labels(), &data.tokens)
     };
-    let p = stage.prefix();
+    // A site of this stage's stack (an encoder–decoder's encoder or the decoder).
+    let at = |site: TraceSite| {
+        let key = TraceKey::new(site);
+        if stage.encoder { key.in_encoder() } else { key }
+    };
     let layer = stage.layer.unwrap_or(0);
     let head = cx.head;
     let stem = |name: &str| {
@@ -950,14 +946,14 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             name
         )
     };
-    let head_matrix = |key: &str| -> Option<Matrix> { data.stage(key)?.matrix(&[head]) };
-    let plain_matrix = |key: &str| -> Option<Matrix> {
+    let head_matrix = |key: TraceKey| -> Option<Matrix> { data.stage(key)?.matrix(&[head]) };
+    let plain_matrix = |key: TraceKey| -> Option<Matrix> {
         let a = data.stage(key)?;
         let lead = vec![0; a.shape.len().saturating_sub(2)];
         a.matrix(&lead)
     };
     let mut clicked = None;
-    let mut token_matrix = |ui: &mut Ui, key: &str, caption: &str, name: &str| {
+    let mut token_matrix = |ui: &mut Ui, key: TraceKey, caption: &str, name: &str| {
         if let Some(m) = plain_matrix(key) {
             ui.label(RichText::new(caption).strong());
             let r = matrix_view(
@@ -983,14 +979,14 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         Stage::Embed => {
             ui.label("The tokens and their ids (click a row of the heatmap to follow a token):");
             token_chips(ui, tokens, cx.token);
-            token_matrix(ui, &key, "token embeddings X_tok", "token-embeddings");
+            token_matrix(ui, key, "token embeddings X_tok", "token-embeddings");
         }
         Stage::AddPositions => {
-            token_matrix(ui, &key, "position embeddings E_pos", "position-embeddings");
+            token_matrix(ui, key, "position embeddings E_pos", "position-embeddings");
             if data.is_causal {
                 token_matrix(
                     ui,
-                    &format!("{p}embedding_sum"),
+                    at(TraceSite::EmbeddingSum),
                     "sum X = X_tok + E_pos",
                     "embedding-sum",
                 );
@@ -999,8 +995,8 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         Stage::AddSegments => {
             let types: Vec<String> = data.tokens.iter().map(|t| t.type_id.to_string()).collect();
             ui.label(format!("Segment (type) ids: [{}]", types.join(", ")));
-            token_matrix(ui, &key, "segment embeddings E_seg", "segment-embeddings");
-            token_matrix(ui, "embedding_sum", "sum X", "embedding-sum");
+            token_matrix(ui, key, "segment embeddings E_seg", "segment-embeddings");
+            token_matrix(ui, at(TraceSite::EmbeddingSum), "sum X", "embedding-sum");
         }
         Stage::EmbeddingNorm
         | Stage::OutputProjection
@@ -1015,7 +1011,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         | Stage::ResidualCross => {
             token_matrix(
                 ui,
-                &key,
+                key,
                 family_stage_label(data.family, stage.kind),
                 "values",
             );
@@ -1024,19 +1020,19 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             // Rows are the decoder's tokens (queries); K and V have a row per source token, and
             // the scores' columns are the source tokens.
             let source = data.source_labels();
-            let keys: Vec<(String, String)> = if stage.kind == Stage::CrossQkv {
-                ["q", "k", "v"]
-                    .iter()
-                    .map(|f| (f.to_uppercase(), format!("cross.{layer}.{f}")))
+            let keys: Vec<(String, TraceKey)> = if stage.kind == Stage::CrossQkv {
+                [LayerField::Q, LayerField::K, LayerField::V]
+                    .into_iter()
+                    .map(|field| {
+                        let key = TraceKey::new(TraceSite::Cross(layer, field));
+                        (field.name().to_uppercase(), key)
+                    })
                     .collect()
             } else {
-                vec![(
-                    family_stage_label(data.family, stage.kind).to_string(),
-                    key.clone(),
-                )]
+                vec![(family_stage_label(data.family, stage.kind).to_string(), key)]
             };
             for (name, key) in keys {
-                let Some(m) = head_matrix(&key) else {
+                let Some(m) = head_matrix(key) else {
                     continue;
                 };
                 ui.label(RichText::new(format!("{name} (head {head})")).strong());
@@ -1079,17 +1075,17 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         Stage::NormAttention => {
             token_matrix(
                 ui,
-                &format!("{p}layers.{layer}.input"),
+                at(TraceSite::Layer(layer, LayerField::Input)),
                 "input X (residual stream)",
                 "input",
             );
-            token_matrix(ui, &key, "A = LN₁(X)", "ln1");
+            token_matrix(ui, key, "A = LN₁(X)", "ln1");
         }
         Stage::WeightedSum => {
-            token_matrix(ui, &key, "context (all heads)", "context");
+            token_matrix(ui, key, "context (all heads)", "context");
             if let (Some(m), Some(d)) = (
-                plain_matrix(&key),
-                data.stage(&trace_key(Stage::Qkv, layer))
+                plain_matrix(key),
+                data.stage(trace_key(Stage::Qkv, layer))
                     .and_then(|a| a.shape.last().copied()),
             ) {
                 let cols: Vec<f32> = (0..m.rows)
@@ -1119,9 +1115,10 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
         }
         Stage::Qkv => {
             let names = ["Q", "K", "V"];
-            let keys = ["q", "k", "v"].map(|f| format!("{p}layers.{layer}.{f}"));
+            let keys = [LayerField::Q, LayerField::K, LayerField::V]
+                .map(|f| at(TraceSite::Layer(layer, f)));
             ui.columns(3, |columns| {
-                for ((ui, name), key) in columns.iter_mut().zip(names).zip(&keys) {
+                for ((ui, name), key) in columns.iter_mut().zip(names).zip(keys) {
                     if let Some(m) = head_matrix(key) {
                         ui.label(RichText::new(format!("{name} (head {head})")).strong());
                         let r = matrix_view(
@@ -1144,7 +1141,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 }
             });
             if let Some(t) = cx.token {
-                for (name, key) in names.iter().zip(&keys) {
+                for (name, key) in names.iter().zip(keys) {
                     if let Some(m) = head_matrix(key) {
                         numbers_line(ui, &format!("{name}[{t}]"), m.row(t));
                     }
@@ -1159,7 +1156,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             } else {
                 attention_mask(data, layer)
             };
-            let Some(m) = head_matrix(&key) else {
+            let Some(m) = head_matrix(key) else {
                 ui.label("No values for this head.");
                 return outcome;
             };
@@ -1237,8 +1234,8 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 match stage.kind {
                     Stage::Scores => {
                         if let (Some(q), Some(k)) = (
-                            head_matrix(&format!("{p}layers.{layer}.q")),
-                            head_matrix(&format!("{p}layers.{layer}.k")),
+                            head_matrix(at(TraceSite::Layer(layer, LayerField::Q))),
+                            head_matrix(at(TraceSite::Layer(layer, LayerField::K))),
                         ) {
                             let dot: f32 = q.row(t).iter().zip(k.row(0)).map(|(a, b)| a * b).sum();
                             ui.monospace(format!(
@@ -1249,9 +1246,11 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                         }
                     }
                     Stage::Scale => {
-                        if let Some(scores) = head_matrix(&format!("{p}layers.{layer}.scores")) {
+                        if let Some(scores) =
+                            head_matrix(at(TraceSite::Layer(layer, LayerField::Scores)))
+                        {
                             let d = data
-                                .stage(&trace_key(Stage::Qkv, layer))
+                                .stage(trace_key(Stage::Qkv, layer))
                                 .and_then(|a| a.shape.last().copied())
                                 .unwrap_or(1);
                             let raw = scores.get(t, 0).unwrap_or(0.0);
@@ -1275,7 +1274,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
             }
         }
         Stage::Logits => {
-            let Some(m) = plain_matrix(&key) else {
+            let Some(m) = plain_matrix(key) else {
                 return outcome;
             };
             let position = cx
@@ -1316,7 +1315,7 @@ fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> StageOutcome {
                 &vocab_labels,
             );
         }
-        Stage::Probabilities => probabilities(ui, cx, &key),
+        Stage::Probabilities => probabilities(ui, cx, key),
     }
     outcome.clicked_token = clicked;
     outcome
@@ -1345,7 +1344,7 @@ fn vocab_name(vocab: Option<&[VocabEntry]>, id: usize) -> String {
         .unwrap_or_else(|| format!("id {id}"))
 }
 
-fn probabilities(ui: &mut Ui, cx: &StageContext, key: &str) {
+fn probabilities(ui: &mut Ui, cx: &StageContext, key: TraceKey) {
     let data = cx.data;
     match &data.predictions {
         Predictions::NextToken { top } => {

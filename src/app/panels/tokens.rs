@@ -15,6 +15,7 @@ use crate::app::state::{Cached, Fetch, Shared};
 use crate::app::widgets::export::{ExportFormat, export_buttons, table_csv};
 use crate::app::widgets::{fetch_status, token_chips};
 use crate::app::worker::{Command, Output};
+use crate::lessons::ViewName;
 use crate::tokenizer::SplitStep;
 
 /// Vocabulary sizes offered for the trained BPE and WordPiece tokenizers.
@@ -61,12 +62,8 @@ impl TokensPanel {
 }
 
 impl Panel for TokensPanel {
-    fn id(&self) -> &'static str {
-        "tokens"
-    }
-
-    fn title(&self) -> &'static str {
-        "Tokens"
+    fn view(&self) -> ViewName {
+        ViewName::Tokens
     }
 
     fn hint(&self) -> &'static str {

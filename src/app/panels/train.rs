@@ -17,6 +17,7 @@ use super::{Action, Panel};
 use crate::app::state::Shared;
 use crate::app::widgets::FileBrowser;
 use crate::app::widgets::error_label;
+use crate::lessons::ViewName;
 use crate::lessons::{DataSource, TrainingSettings};
 use crate::model::config::Architecture;
 use crate::model::params::{self, ArchSpec, Heads, group_thousands};
@@ -775,12 +776,8 @@ impl TrainPanel {
 }
 
 impl Panel for TrainPanel {
-    fn id(&self) -> &'static str {
-        "train"
-    }
-
-    fn title(&self) -> &'static str {
-        "Train"
+    fn view(&self) -> ViewName {
+        ViewName::Train
     }
 
     fn hint(&self) -> &'static str {

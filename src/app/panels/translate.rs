@@ -19,6 +19,7 @@ use crate::app::widgets::{
     ColorScale, Heatmap, attention_lines, error_label, fetch_status, format_value, value_bars,
 };
 use crate::generate::SamplingSettings;
+use crate::lessons::ViewName;
 use crate::translate::{Strategy, TranslationSteps};
 
 /// A sentence of the built-in grammar whose translation moves an adjective.
@@ -393,12 +394,8 @@ pub fn source_weights(ui: &mut Ui, tokens: &[String], weights: &[f32]) {
 }
 
 impl Panel for TranslatePanel {
-    fn id(&self) -> &'static str {
-        "translate"
-    }
-
-    fn title(&self) -> &'static str {
-        "Translate"
+    fn view(&self) -> ViewName {
+        ViewName::Translate
     }
 
     fn hint(&self) -> &'static str {

@@ -155,7 +155,7 @@ impl Seq2SeqTask {
 
     /// Sources padded `[b, s]` with their padding; decoder inputs `[b, t]`; labels with the
     /// padding ignored.
-    fn batch_of(&self, pairs: &[&EncodedPair], device: &Device) -> Result<Batch> {
+    fn batch_of(&self, pairs: &[&EncodedPair], device: &Device) -> Result<Batch<TokenTargets>> {
         let sources: Vec<Vec<u32>> = pairs.iter().map(|p| p.source.clone()).collect();
         let (source_ids, source_padding) = data::pad_batch(&sources, self.pad_id);
         let decoder_inputs: Vec<Vec<u32>> = pairs
@@ -175,12 +175,12 @@ impl Seq2SeqTask {
             })
             .collect();
         let tokens = pairs.iter().map(|p| p.source.len() + p.target.len()).sum();
-        let mut batch = Batch::new(ids_tensor(&source_ids, device)?, tokens);
+        let targets = TokenTargets::from_labels(&labels, device)?;
+        let mut batch = Batch::new(ids_tensor(&source_ids, device)?, targets, tokens);
         batch.decoder_input_ids = Some(ids_tensor(&decoder_input_ids, device)?);
         if source_padding.iter().any(|row| row.contains(&0)) {
             batch.padding = Some(source_padding);
         }
-        batch.token_targets = Some(TokenTargets::from_labels(&labels, device)?);
         Ok(batch)
     }
 }
@@ -196,8 +196,9 @@ pub(crate) fn greedy_settings(
     }
 }
 
-impl Task for Seq2SeqTask {
-    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch> {
+impl Seq2SeqTask {
+    /// Micro-batch number `draw` of the run.
+    fn train_batch(&self, draw: u64, device: &Device) -> Result<Batch<TokenTargets>> {
         let picked: Vec<&EncodedPair> =
             epoch_indices(self.train.len(), self.batch_size, draw, self.seed)
                 .into_iter()
@@ -205,7 +206,17 @@ impl Task for Seq2SeqTask {
                 .collect();
         self.batch_of(&picked, device)
     }
+}
 
+impl Task for Seq2SeqTask {
+    fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch> {
+        micro_batch(
+            model,
+            || self.train_batch(draw, device),
+            graph_only,
+            token_loss_only,
+        )
+    }
     fn evaluate(&self, model: &Model, device: &Device) -> Result<Evaluation> {
         let Model::Marian(marian) = model else {
             return Err(GlassboxError::Training(
@@ -306,7 +317,7 @@ mod tests {
             Some(vec![vec![1, 1, 1], vec![1, 1, 0]]),
             "the short source is padded"
         );
-        let targets = batch.token_targets.expect("targets");
+        let targets = batch.targets;
         // Labels: the first row's 4 tokens and the second row's 2; its padding is ignored.
         assert_eq!(targets.count().expect("count"), 6);
     }

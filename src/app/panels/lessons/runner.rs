@@ -270,7 +270,7 @@ impl Runner {
             }
         }
         if let Some(view) = target_view(action) {
-            steps.push_back(Step::Act(Action::OpenView(view.id().to_string())));
+            steps.push_back(Step::Act(Action::OpenView(view)));
         }
         Self {
             steps,
