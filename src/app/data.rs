@@ -290,6 +290,20 @@ impl Array {
         let slice = self.data.get(start..start + rows * cols)?;
         Some(Matrix::new(rows, cols, slice.to_vec()))
     }
+
+    /// Each head's matrix of a `[nh, s, s]` array (the batch squeezed).
+    pub fn head_matrices(&self) -> Vec<Matrix> {
+        let heads = self.shape.first().copied().unwrap_or(0);
+        (0..heads)
+            .map(|h| self.matrix(&[h]).unwrap_or_default())
+            .collect()
+    }
+
+    /// The first matrix of the trailing two dimensions (all leading indices 0): a `[1, s, h]`
+    /// stage's `[s, h]`.
+    pub fn first_matrix(&self) -> Option<Matrix> {
+        self.matrix(&vec![0; self.shape.len().saturating_sub(2)])
+    }
 }
 
 /// One recorded tensor of the forward pass, by where it sits ([`TraceKey`]).
@@ -410,21 +424,16 @@ impl InspectionData {
         let mut attention = Vec::new();
         let mut masks = Vec::new();
         for layer in &inspection.trace.layers {
-            let mut heads = Vec::new();
-            if let Some(probs) = &layer.attention_probs {
-                let probs = Array::from_tensor(probs)?; // [nh, s, s]
-                let nh = probs.shape.first().copied().unwrap_or(0);
-                for h in 0..nh {
-                    heads.push(probs.matrix(&[h]).unwrap_or_default());
-                }
-            }
+            let heads = match &layer.attention_probs {
+                Some(probs) => Array::from_tensor(probs)?.head_matrices(), // nh × [s, s]
+                None => Vec::new(),
+            };
             attention.push(heads);
             let mask = match &layer.mask {
                 Some(mask) => {
                     let mask = Array::from_tensor(mask)?;
                     // [1, s, s] or [s, s] after the batch squeeze.
-                    let lead = vec![0; mask.shape.len().saturating_sub(2)];
-                    mask.matrix(&lead)
+                    mask.first_matrix()
                         .unwrap_or_else(|| Matrix::filled(s, s, 1.0))
                 }
                 None => Matrix::filled(s, s, 1.0),
@@ -499,14 +508,10 @@ impl InspectionData {
         let mut attention = Vec::new();
         let mut masks = Vec::new();
         for layer in &trace.decoder.layers {
-            let mut heads = Vec::new();
-            if let Some(probs) = &layer.attention_probs {
-                let probs = Array::from_tensor(probs)?; // [nh, t, t] (batch squeezed)
-                let nh = probs.shape.first().copied().unwrap_or(0);
-                for h in 0..nh {
-                    heads.push(probs.matrix(&[h]).unwrap_or_default());
-                }
-            }
+            let heads = match &layer.attention_probs {
+                Some(probs) => Array::from_tensor(probs)?.head_matrices(), // nh × [t, t]
+                None => Vec::new(),
+            };
             attention.push(heads);
             masks.push(Matrix::causal(t));
         }

@@ -233,9 +233,8 @@ impl EmbeddingsPanel {
         let matrices: Vec<(&str, &str, Matrix)> = parts
             .iter()
             .filter_map(|(site, caption, name)| {
-                let a = data.stage(TraceKey::new(*site))?;
-                let lead = vec![0; a.shape.len().saturating_sub(2)];
-                Some((*caption, *name, a.matrix(&lead)?))
+                let matrix = data.stage(TraceKey::new(*site))?.first_matrix()?;
+                Some((*caption, *name, matrix))
             })
             .collect();
         if matrices.is_empty() {
