@@ -140,15 +140,7 @@ impl Panel for AttentionPanel {
         "Who attends to whom, per layer and head; causal next to bidirectional"
     }
 
-    fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-
-    fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Self>(state) {
-            *self = saved;
-        }
-    }
+    crate::app::panels::saved_as_itself!();
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
         match action {

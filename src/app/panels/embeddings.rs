@@ -22,7 +22,7 @@ use crate::analysis::embeddings::{PcaResult, WordComparison};
 use crate::app::data::{Matrix, Slot};
 use crate::app::state::{Cached, Fetch, Shared};
 use crate::app::widgets::export::{ExportFormat, encode_png, export_buttons, table_csv};
-use crate::app::widgets::{ColorScale, error_label, fetch_status, format_value};
+use crate::app::widgets::{ColorScale, error_label, fetch_status, format_value, model_picker};
 use crate::app::worker::{Command, Output};
 use crate::lessons::ViewName;
 use crate::model::trace::{TraceKey, TraceSite};
@@ -126,15 +126,7 @@ impl Panel for EmbeddingsPanel {
         "Token + position (+ segment) embeddings, a PCA map, static vs contextual vectors"
     }
 
-    fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-
-    fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Self>(state) {
-            *self = saved.checked();
-        }
-    }
+    crate::app::panels::saved_as_itself!(Self::checked);
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
         match action {
@@ -167,19 +159,9 @@ impl Panel for EmbeddingsPanel {
             "Before the first layer every token becomes a vector: its row of the token \
              embedding table, plus a vector for its position (and, in BERT, for its segment).",
         );
-        ui.horizontal_wrapped(|ui| {
-            ui.label("Model:");
-            for slot in Slot::ALL {
-                let name = match shared.model(slot) {
-                    Some(m) => format!("{} ({})", slot.short(), m.name),
-                    None => slot.short().to_string(),
-                };
-                if ui.selectable_label(self.slot == slot, name).clicked() && self.slot != slot {
-                    self.slot = slot;
-                    self.token = None;
-                }
-            }
-        });
+        if model_picker(ui, shared, Slot::ALL, &mut self.slot) {
+            self.token = None;
+        }
         ui.separator();
         self.sum_section(ui, shared);
         ui.separator();

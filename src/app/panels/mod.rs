@@ -135,6 +135,27 @@ impl Action {
     }
 }
 
+/// [`Panel::save_state`] and [`Panel::load_state`] for a view that serializes itself: its
+/// settings are its fields, its runtime state is `#[serde(skip)]`. Given a function, a loaded
+/// state passes through it (to bound what a hand-edited file may hold).
+macro_rules! saved_as_itself {
+    () => {
+        $crate::app::panels::saved_as_itself!(std::convert::identity);
+    };
+    ($checked:expr) => {
+        fn save_state(&self) -> Option<serde_json::Value> {
+            serde_json::to_value(self).ok()
+        }
+
+        fn load_state(&mut self, state: serde_json::Value) {
+            if let Ok(saved) = serde_json::from_value::<Self>(state) {
+                *self = ($checked)(saved);
+            }
+        }
+    };
+}
+pub(crate) use saved_as_itself;
+
 /// A view of the app.
 ///
 /// `Any` lets the shell hand out typed access (`GlassboxApp::panel_mut::<AttentionPanel>()`).

@@ -73,15 +73,7 @@ impl Panel for ModelPanel {
         "Pick the GPT and BERT models and the device"
     }
 
-    fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-
-    fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Self>(state) {
-            *self = saved;
-        }
-    }
+    crate::app::panels::saved_as_itself!();
 
     fn apply(&mut self, action: &Action, shared: &mut Shared) {
         if let Action::LoadShipped(slot) = action {

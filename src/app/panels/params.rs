@@ -214,15 +214,7 @@ impl Panel for ParamsPanel {
         "Where the parameters are: textbook formula and exact count"
     }
 
-    fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-
-    fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Self>(state) {
-            *self = saved;
-        }
-    }
+    crate::app::panels::saved_as_itself!();
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
         match action {

@@ -229,15 +229,7 @@ impl Panel for PredictPanel {
         "Next-token probabilities and sampling (GPT); fill-mask, NSP and QA (BERT)"
     }
 
-    fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-
-    fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Self>(state) {
-            *self = saved.checked();
-        }
-    }
+    crate::app::panels::saved_as_itself!(Self::checked);
 
     fn apply(&mut self, action: &Action, shared: &mut Shared) {
         match action {

@@ -27,7 +27,32 @@ use eframe::egui;
 use egui::Ui;
 
 use super::data::Slot;
-use super::state::Fetch;
+use super::state::{Fetch, Shared};
+
+/// "Model: GPT (tiny-gpt) · BERT (…) · …": chooses one of `slots`, each labelled with the model
+/// loaded there; true when the choice changed.
+pub fn model_picker(
+    ui: &mut Ui,
+    shared: &Shared,
+    slots: impl IntoIterator<Item = Slot>,
+    chosen: &mut Slot,
+) -> bool {
+    let mut changed = false;
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Model:");
+        for slot in slots {
+            let name = match shared.model(slot) {
+                Some(m) => format!("{} ({})", slot.short(), m.name),
+                None => slot.short().to_string(),
+            };
+            if ui.selectable_label(*chosen == slot, name).clicked() && *chosen != slot {
+                *chosen = slot;
+                changed = true;
+            }
+        }
+    });
+    changed
+}
 
 /// Shows what to say while data is not ready: a spinner while computing, the error when it
 /// failed, a hint when no model is loaded. Returns the data to show (possibly stale while a new

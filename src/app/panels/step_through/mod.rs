@@ -24,8 +24,8 @@ use crate::app::widgets::export::{
     ExportFormat, export_buttons, heatmap_png, matrix_csv, matrix_json,
 };
 use crate::app::widgets::{
-    ColorScale, Heatmap, HeatmapResponse, Selection, fetch_status, format_value, token_chips,
-    value_bars,
+    ColorScale, Heatmap, HeatmapResponse, Selection, fetch_status, format_value, model_picker,
+    token_chips, value_bars,
 };
 use crate::app::worker::{Command, Output};
 use crate::inspect::Predictions;
@@ -115,15 +115,7 @@ impl Panel for StepThroughPanel {
         "One forward pass, stage by stage, with formulas, shapes and values"
     }
 
-    fn save_state(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-
-    fn load_state(&mut self, state: serde_json::Value) {
-        if let Ok(saved) = serde_json::from_value::<Self>(state) {
-            *self = saved;
-        }
-    }
+    crate::app::panels::saved_as_itself!();
 
     fn apply(&mut self, action: &Action, _shared: &mut Shared) {
         match action {
@@ -160,19 +152,9 @@ impl Panel for StepThroughPanel {
             "One forward pass of the current text, stage by stage. Every number is recorded from \
              the model's real forward pass (the worker runs it with the trace on).",
         );
-        ui.horizontal_wrapped(|ui| {
-            ui.label("Model:");
-            for slot in shared.slots_to_show() {
-                let name = match shared.model(slot) {
-                    Some(m) => format!("{} ({})", slot.short(), m.name),
-                    None => slot.short().to_string(),
-                };
-                if ui.selectable_label(self.slot == slot, name).clicked() && self.slot != slot {
-                    self.slot = slot;
-                    self.token = None;
-                }
-            }
-        });
+        if model_picker(ui, shared, shared.slots_to_show(), &mut self.slot) {
+            self.token = None;
+        }
         let slot = self.slot;
         let fetch = shared.inspection_full(slot);
         let Some(data) = fetch_status(ui, slot, &fetch) else {
