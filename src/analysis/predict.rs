@@ -144,8 +144,7 @@ pub fn answer(loaded: &LoadedModel, question: &str, context: &str) -> Result<QaR
             return Ok(vec![0.0; logits.len()]);
         }
         let device = Device::Cpu;
-        let probs = softmax_last_dim(&Tensor::new(kept.as_slice(), &device)?)?
-            .to_vec1::<f32>()?;
+        let probs = softmax_last_dim(&Tensor::new(kept.as_slice(), &device)?)?.to_vec1::<f32>()?;
         let mut it = probs.into_iter();
         Ok(context_mask
             .iter()

@@ -232,7 +232,9 @@ impl Models {
 
     /// The display name of the model in `slot` ("" when none).
     fn name(&self, slot: Slot) -> String {
-        self.summary(slot).map(|s| s.name.clone()).unwrap_or_default()
+        self.summary(slot)
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
     }
 
     fn require(&self, slot: Slot) -> Result<&LoadedModel> {
@@ -470,7 +472,8 @@ impl Worker {
                 prompt_len,
             } => self.models.require(slot).and_then(|m| {
                 let name = self.models.name(slot);
-                next_data(m, &name, &prompt, ids, prompt_len).map(|d| Output::NextToken(Arc::new(d)))
+                next_data(m, &name, &prompt, ids, prompt_len)
+                    .map(|d| Output::NextToken(Arc::new(d)))
             }),
             Command::MaskToken { slot } => self
                 .models
@@ -495,13 +498,10 @@ impl Worker {
                 let name = self.models.name(slot);
                 pca_of_embeddings(m, &name, &text, sample).map(|r| Output::Pca(Arc::new(r)))
             }),
-            Command::CompareWord { slot, word, a, b } => {
-                self.models.require(slot).and_then(|m| {
-                    let name = self.models.name(slot);
-                    compare_word(m, &name, &word, &a, &b)
-                        .map(|r| Output::WordComparison(Arc::new(r)))
-                })
-            }
+            Command::CompareWord { slot, word, a, b } => self.models.require(slot).and_then(|m| {
+                let name = self.models.name(slot);
+                compare_word(m, &name, &word, &a, &b).map(|r| Output::WordComparison(Arc::new(r)))
+            }),
             Command::Tokenize { slot, text, pair } => self.tokenize(slot, &text, pair.as_deref()),
             Command::Vocabulary { slot } => self
                 .models

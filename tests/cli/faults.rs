@@ -37,8 +37,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
 use crate::common::{copy_fixture, fixture, temp_dir};
+use candle_core::{DType, Device, Tensor};
 use glassbox::model::checkpoint::load_dir;
 
 fn glassbox() -> Command {

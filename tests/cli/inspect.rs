@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use candle_core::Device;
 use crate::common::{fixture, max_abs_diff, reference_tensors, temp_dir};
+use candle_core::Device;
 
 fn glassbox(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_glassbox"))

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
 use crate::common::{copy_fixture, fixture, max_abs_diff, temp_dir};
+use candle_core::Device;
 use glassbox::GlassboxError;
 use glassbox::inspect::{inspect, reference_tensors};
 use glassbox::model::checkpoint::{load_dir, save_dir};

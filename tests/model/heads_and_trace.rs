@@ -1,9 +1,9 @@
 //! The model families beyond parity: every head builds, the trace records every stage, and the
 //! trace changes nothing.
 
+use crate::common::{fixture, max_abs_diff};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use crate::common::{fixture, max_abs_diff};
 use glassbox::model::checkpoint::load_dir;
 use glassbox::model::config::{Architecture, ModelConfig};
 use glassbox::model::trace::Trace;

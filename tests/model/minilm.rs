@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use candle_core::{D, Device, Tensor};
 use crate::common::{max_abs_diff, reference_json, reference_tensors};
+use candle_core::{D, Device, Tensor};
 use glassbox::inspect::inspect;
 use glassbox::model::checkpoint::load_dir;
 

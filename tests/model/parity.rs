@@ -1,7 +1,7 @@
 //! Parity with `transformers`: every reference tensor in tests/fixtures reproduced within 1e-4.
 
-use candle_core::Device;
 use crate::common::{fixture, max_abs_diff, reference_json, reference_tensors};
+use candle_core::Device;
 use glassbox::inspect::{inspect, reference_tensors as our_tensors};
 use glassbox::model::checkpoint::load_dir;
 

@@ -24,9 +24,7 @@ use crate::app::state::{Cached, Fetch, Shared};
 use crate::app::widgets::export::{ExportFormat, bars_png, export_buttons, table_csv};
 use crate::app::widgets::{error_label, fetch_status, format_value, token_chips, value_bars};
 use crate::app::worker::{Command, Output};
-use crate::generate::{
-    MIN_TOP_P, SamplingSettings, next_token_distribution, sample,
-};
+use crate::generate::{MIN_TOP_P, SamplingSettings, next_token_distribution, sample};
 use crate::inspect::Predictions;
 use crate::model::config::Architecture;
 
