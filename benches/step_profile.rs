@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use glassbox::kernels::WeightLayout;
 use glassbox::model::config::{Architecture, FamilyConfig, GptConfig, ModelConfig};
 use glassbox::model::{Model, ModelInput, Prefix};
 use glassbox::train::optim::{AdamW, AdamWSettings, Param};
@@ -91,7 +92,8 @@ fn gemm_profile() -> anyhow::Result<()> {
         let mut bwd = Vec::new();
         for _ in 0..reps {
             let t0 = Instant::now();
-            let y = glassbox::model::fused::linear(x.as_tensor(), w.as_tensor(), None, true)?;
+            let y =
+                glassbox::kernels::linear(x.as_tensor(), w.as_tensor(), None, WeightLayout::InOut)?;
             let t1 = Instant::now();
             let _g = (y * &dy)?.sum_all()?.backward()?;
             let t2 = Instant::now();
@@ -115,8 +117,6 @@ fn gemm_profile() -> anyhow::Result<()> {
 /// Time of the step's causal attention (one layer: 4 heads of 32 over `[12, 64, 128]`) through
 /// the fused kernel, forward and backward.
 fn attention_profile() -> anyhow::Result<()> {
-    // As the first fused op of a training step would (keeps the buffers off fresh mmaps).
-    glassbox::model::fused::tune_allocator();
     let device = Device::Cpu;
     let (heads, width) = (4, 128);
     let shape = (BATCH, CONTEXT, width);
@@ -141,7 +141,7 @@ fn attention_profile() -> anyhow::Result<()> {
     let mut bwd = Vec::new();
     for _ in 0..200 {
         let t0 = Instant::now();
-        let y = glassbox::model::fused::attention(
+        let y = glassbox::kernels::attention(
             q.as_tensor(),
             k.as_tensor(),
             v.as_tensor(),
@@ -197,7 +197,7 @@ fn inference_profile() -> anyhow::Result<()> {
             .collect();
         let ids = Tensor::from_vec(ids, (batch, CONTEXT), &Device::Cpu)?;
         let time = |fused: bool| -> anyhow::Result<f64> {
-            glassbox::model::fused::set_enabled(fused);
+            glassbox::kernels::set_enabled(fused);
             let input = ModelInput::new(&ids);
             let mut ms = Vec::new();
             for i in 0..120 {
@@ -208,7 +208,7 @@ fn inference_profile() -> anyhow::Result<()> {
                     ms.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
-            glassbox::model::fused::set_enabled(true);
+            glassbox::kernels::set_enabled(true);
             Ok(median(&mut ms))
         };
         let fused = time(true)?;
@@ -241,6 +241,8 @@ fn benchmark_config() -> ModelConfig {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    // As the app and the trainer do: the step's buffers stay in the heap, off fresh mmaps.
+    glassbox::kernels::tune_allocator();
     if args.gemm {
         return gemm_profile();
     }
@@ -250,7 +252,7 @@ fn main() -> anyhow::Result<()> {
     if args.inference {
         return inference_profile();
     }
-    glassbox::model::fused::set_enabled(args.path != Path::Stock);
+    glassbox::kernels::set_enabled(args.path != Path::Stock);
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let config = benchmark_config();
@@ -322,7 +324,7 @@ fn main() -> anyhow::Result<()> {
         let loss = if args.path == Path::Stock {
             candle_nn::loss::cross_entropy(&logits, &targets)?
         } else {
-            glassbox::model::fused::cross_entropy(&logits, &targets)?
+            glassbox::kernels::cross_entropy(&logits, &targets)?
         };
         last_loss = loss.to_scalar::<f32>()?;
         let t1 = Instant::now();

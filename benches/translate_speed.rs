@@ -69,6 +69,8 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let options = parse_options();
+    // As the app does: the kernels' buffers stay in the heap, off fresh mmaps.
+    glassbox::kernels::tune_allocator();
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let model = if options.size == "fixture" {

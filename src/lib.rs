@@ -12,6 +12,7 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod inspect;
+pub mod kernels;
 pub mod lessons;
 pub mod model;
 pub mod tokenizer;

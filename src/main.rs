@@ -146,6 +146,10 @@ enum Command {
 
 fn main() {
     restore_default_sigpipe();
+    // Every command (and the window) runs forwards or training steps whose large buffers are
+    // freed and allocated again and again: keep them in the heap, warm, rather than in fresh
+    // mmaps (glibc only).
+    glassbox::kernels::tune_allocator();
     let args = Args::parse();
     let result = match args.command {
         None => cli::open_window(),

@@ -152,7 +152,8 @@ impl Bert {
     }
 
     /// `[b, s]` ids (and segment ids, default all 0) -> last hidden state `[b, s, h]`.
-    /// `padding`: per batch row, 1 for real tokens and 0 for padding.
+    /// `padding`: per batch row, 1 for real tokens and 0 for padding. The encoder's part of
+    /// [`super::Model::forward`], the one entry point (which adds the heads).
     pub fn forward(
         &self,
         input_ids: &Tensor,

@@ -114,7 +114,8 @@ impl DistilBert {
         })
     }
 
-    /// `[b, s]` ids -> last hidden state `[b, s, h]`.
+    /// `[b, s]` ids -> last hidden state `[b, s, h]`: the encoder's part of
+    /// [`super::Model::forward`], the one entry point (which adds the MLM head).
     pub fn forward(
         &self,
         input_ids: &Tensor,

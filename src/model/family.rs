@@ -10,12 +10,14 @@
 //! ## Adding a family
 //!
 //! 1. Write its model module next to `gpt.rs` / `bert.rs` / `marian.rs`: a `new(vb, config)` that
-//!    reads `transformers`' tensor names, and a forward that fills a [`super::trace::Trace`] (and,
-//!    with cross-attention, [`super::marian::Seq2SeqTrace`]).
+//!    reads `transformers`' tensor names, and the stack's pass to the last hidden state that fills
+//!    a [`super::trace::Trace`] (and, with cross-attention, [`super::marian::Seq2SeqTrace`]). It is
+//!    not an entry point of its own: callers run every family through `Model::forward`.
 //! 2. Add its config to [`super::config::FamilyConfig`] (parsed in `ModelConfig::from_hf_json`,
 //!    written back in `to_hf_json`) and its architectures to [`super::config::Architecture`].
 //! 3. Declare a [`Family`] below and list it in [`FAMILIES`]; `FamilyConfig::family` returns it.
-//! 4. Build it in `Model::new` and run it in `Model::forward` (`model/mod.rs`), and give it a
+//! 4. Build it in `Model::new` and call its pass (and heads) from `Model::forward`, the one
+//!    forward for training, inference and inspection (`model/mod.rs`), and give it a
 //!    breakdown in `params.rs`. The checkpoint opener (`checkpoint::load_dir`), the CLI and the
 //!    views then work from the declaration.
 //! 5. A parity test against a `transformers` fixture in `tests/model/parity.rs`.

@@ -8,12 +8,15 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::GptConfig;
-use super::fused::{self, gpt_step};
 use super::layers::{
     Activation, AttentionMask, Embedding, INIT_STD, LayerNorm, Linear, attention_from_qkv,
     position_ids,
 };
 use super::trace::{Trace, begin_layer};
+
+mod step;
+
+pub use step::StepOutput;
 
 #[derive(Debug, Clone)]
 struct CausalSelfAttention {
@@ -134,7 +137,8 @@ impl Gpt2 {
         })
     }
 
-    /// `[b, s]` token ids -> final hidden states after `ln_f`, `[b, s, h]`.
+    /// `[b, s]` token ids -> final hidden states after `ln_f`, `[b, s, h]`: the stack's part of
+    /// [`super::Model::forward`], the one entry point (which adds [`Self::lm_head`]).
     pub fn hidden_states(
         &self,
         input_ids: &Tensor,
@@ -177,70 +181,18 @@ impl Gpt2 {
         Ok(final_norm)
     }
 
-    /// The parameters as the fused training step takes them ([`fused::gpt_step`]), when it
-    /// applies: fused kernels on, float32 parameters on the CPU, a GELU activation throughout.
-    fn fused_weights(&self) -> Option<gpt_step::GptWeights<'_>> {
-        if !fused::applies(&self.wte.weight) {
-            return None;
-        }
-        let mut gelu_erf = None;
-        for block in &self.blocks {
-            let erf = match block.mlp.activation {
-                Activation::GeluTanh => false,
-                Activation::GeluErf => true,
-                Activation::Relu | Activation::Silu => return None,
-            };
-            if gelu_erf.is_some_and(|e| e != erf) {
-                return None;
-            }
-            gelu_erf = Some(erf);
-        }
-        fn projection(l: &Linear) -> gpt_step::ProjectionWeights<'_> {
-            gpt_step::ProjectionWeights {
-                weight: &l.weight,
-                bias: l.bias.as_ref(),
-            }
-        }
-        fn norm(l: &LayerNorm) -> gpt_step::NormWeights<'_> {
-            gpt_step::NormWeights {
-                weight: &l.weight,
-                bias: l.bias.as_ref(),
-            }
-        }
-        Some(gpt_step::GptWeights {
-            wte: &self.wte.weight,
-            wpe: &self.wpe.weight,
-            blocks: self
-                .blocks
-                .iter()
-                .map(|b| gpt_step::BlockWeights {
-                    ln_1: norm(&b.ln_1),
-                    c_attn: projection(&b.attn.c_attn),
-                    attn_proj: projection(&b.attn.c_proj),
-                    ln_2: norm(&b.ln_2),
-                    c_fc: projection(&b.mlp.c_fc),
-                    mlp_proj: projection(&b.mlp.c_proj),
-                })
-                .collect(),
-            ln_f: norm(&self.ln_f),
-            n_head: self.config.n_head,
-            layer_norm_eps: self.config.layer_norm_epsilon as f32,
-            gelu_erf: gelu_erf.unwrap_or(false),
-        })
-    }
-
     /// Loss and gradients of next-token prediction on `input_ids [b, s]` against `targets`
-    /// (`b·s` token ids) in one hand-written pass ([`fused::gpt_step`]), when it applies (see
-    /// `fused_weights`). `None` means it does not; then [`super::Model::forward`] and autograd
-    /// compute the same.
+    /// (`b·s` token ids) in one hand-written pass over the fused kernels (`gpt/step.rs`), when it
+    /// applies: fused kernels on, float32 weights on the CPU, a GELU in every block. `None` means
+    /// it does not; then [`super::Model::forward`] and autograd compute the same.
     pub fn fused_training_step(
         &self,
         input_ids: &Tensor,
         targets: &Tensor,
-    ) -> Result<Option<gpt_step::StepOutput>> {
-        let Some(weights) = self.fused_weights() else {
+    ) -> Result<Option<StepOutput>> {
+        if !step::applies(self) {
             return Ok(None);
-        };
+        }
         let (batch, seq) = input_ids.dims2()?;
         let ids = input_ids
             .flatten_all()?
@@ -250,7 +202,7 @@ impl Gpt2 {
             .flatten_all()?
             .to_dtype(DType::U32)?
             .to_vec1::<u32>()?;
-        gpt_step::gpt_step(&weights, &ids, &targets, (batch, seq)).map(Some)
+        step::training_step(self, &ids, &targets, (batch, seq)).map(Some)
     }
 
     /// The LM head, tied to the token embeddings: `[b, s, h] -> [b, s, vocab]`.

@@ -3,15 +3,15 @@
 //! same code trains: `candle_nn::ops::layer_norm` and `softmax_last_dim` have no backward pass.
 //!
 //! On the CPU in float32 each block takes a fused kernel with a hand-written backward instead
-//! ([`super::fused`]): same values within float32 rounding, a fraction of the time. Attention takes
+//! ([`crate::kernels`]): same values within float32 rounding, a fraction of the time. Attention takes
 //! its fused path only when no trace is being recorded, since the trace keeps the per-head
 //! intermediates the fused kernel never materialises.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::fused;
 use super::trace::LayerTrace;
+use crate::kernels::{self, Gelu, WeightLayout};
 
 /// Standard deviation of the normal initialisation used by GPT-2 and BERT.
 pub const INIT_STD: f64 = 0.02;
@@ -23,13 +23,13 @@ pub(crate) fn normal_init(std: f64) -> Init {
     }
 }
 
-/// A fully connected layer. `transposed` weights are stored `[in, out]` (GPT-2's Conv1D);
-/// ordinary ones `[out, in]` (PyTorch's nn.Linear).
+/// A fully connected layer. Its weight is stored `[in, out]` (GPT-2's Conv1D) or `[out, in]`
+/// (PyTorch's nn.Linear), as `layout` says.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
-    transposed: bool,
+    pub(crate) layout: WeightLayout,
 }
 
 impl Linear {
@@ -54,7 +54,7 @@ impl Linear {
         Ok(Self {
             weight,
             bias,
-            transposed: false,
+            layout: WeightLayout::OutIn,
         })
     }
 
@@ -75,23 +75,22 @@ impl Linear {
         Ok(Self {
             weight,
             bias,
-            transposed: true,
+            layout: WeightLayout::InOut,
         })
     }
 
     /// `[..., in] -> [..., out]`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if fused::applies(x) && fused::applies(&self.weight) {
-            return fused::linear(x, &self.weight, self.bias.as_ref(), self.transposed);
+        if kernels::applies(x) && kernels::applies(&self.weight) {
+            return kernels::linear(x, &self.weight, self.bias.as_ref(), self.layout);
         }
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
         let x2 = x.reshape((rows, in_dim))?; // [rows, in]
-        let y = if self.transposed {
-            x2.matmul(&self.weight)?
-        } else {
-            x2.matmul(&self.weight.t()?)?
+        let y = match self.layout {
+            WeightLayout::InOut => x2.matmul(&self.weight)?,
+            WeightLayout::OutIn => x2.matmul(&self.weight.t()?)?,
         }; // [rows, out]
         let y = match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
@@ -109,7 +108,7 @@ impl Linear {
 pub struct LayerNorm {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
-    eps: f64,
+    pub(crate) eps: f64,
 }
 
 impl LayerNorm {
@@ -124,8 +123,8 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if fused::applies(x) && fused::applies(&self.weight) {
-            return fused::layer_norm(x, &self.weight, self.bias.as_ref(), self.eps);
+        if kernels::applies(x) && kernels::applies(&self.weight) {
+            return kernels::layer_norm(x, &self.weight, self.bias.as_ref(), self.eps);
         }
         let mean = x.mean_keepdim(D::Minus1)?; // [..., 1]
         let centered = x.broadcast_sub(&mean)?;
@@ -185,13 +184,20 @@ impl Activation {
         }
     }
 
+    /// The fused kernel's GELU for this activation, if it is one.
+    pub(crate) fn gelu(self) -> Option<Gelu> {
+        match self {
+            Activation::GeluTanh => Some(Gelu::Tanh),
+            Activation::GeluErf => Some(Gelu::Erf),
+            Activation::Relu | Activation::Silu => None,
+        }
+    }
+
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
-        if fused::applies(x) {
-            match self {
-                Activation::GeluTanh => return fused::gelu(x, false),
-                Activation::GeluErf => return fused::gelu(x, true),
-                Activation::Relu | Activation::Silu => {}
-            }
+        if kernels::applies(x)
+            && let Some(kind) = self.gelu()
+        {
+            return kernels::gelu(x, kind);
         }
         match self {
             Activation::GeluTanh => x.gelu(),
@@ -213,8 +219,8 @@ impl Activation {
 
 /// Softmax over the last dimension with differentiable ops (the max is a constant shift).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if fused::applies(x) {
-        return fused::softmax_last_dim(x);
+    if kernels::applies(x) {
+        return kernels::softmax_last_dim(x);
     }
     let max = x.max_keepdim(D::Minus1)?.detach(); // [..., 1]
     let exp = x.broadcast_sub(&max)?.exp()?;
@@ -318,8 +324,8 @@ pub fn attention_from_qkv(
     mask: Option<&AttentionMask>,
     trace: Option<&mut LayerTrace>,
 ) -> Result<Tensor> {
-    if trace.is_none() && fused::applies(qkv) && mask.is_none_or(|m| fused::applies(&m.bias)) {
-        return fused::attention_qkv(qkv, heads, mask.map(|m| &m.bias));
+    if trace.is_none() && kernels::applies(qkv) && mask.is_none_or(|m| kernels::applies(&m.bias)) {
+        return kernels::attention_qkv(qkv, heads, mask.map(|m| &m.bias));
     }
     let h = qkv.dim(2)? / 3;
     let query = qkv.narrow(2, 0, h)?; // [b, s, h] each
@@ -339,12 +345,12 @@ pub fn scaled_dot_product_attention(
     trace: Option<&mut LayerTrace>,
 ) -> Result<Tensor> {
     if trace.is_none()
-        && fused::applies(query)
-        && fused::applies(key)
-        && fused::applies(value)
-        && mask.is_none_or(|m| fused::applies(&m.bias))
+        && kernels::applies(query)
+        && kernels::applies(key)
+        && kernels::applies(value)
+        && mask.is_none_or(|m| kernels::applies(&m.bias))
     {
-        return fused::attention(query, key, value, heads, mask.map(|m| &m.bias));
+        return kernels::attention(query, key, value, heads, mask.map(|m| &m.bias));
     }
     let q = split_heads(query, heads)?; // [b, nh, s, d]
     let k = split_heads(key, heads)?;

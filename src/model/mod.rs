@@ -35,7 +35,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
 pub mod family;
-pub mod fused;
 pub mod gpt;
 pub mod heads;
 pub mod layers;

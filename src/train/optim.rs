@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{Tensor, Var};
 
 use crate::error::{GlassboxError, Result};
-use crate::model::fused;
+use crate::kernels;
 
 /// Linear warm-up to `max_lr`, then a cosine decay to `min_lr` at `decay_steps`, flat after.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,7 +157,7 @@ impl AdamW {
     /// float32, plain tensor ops elsewhere.
     pub fn grad_norm(&self, grads: &[Option<Tensor>]) -> Result<f32> {
         if self.fused_applies(grads) {
-            return Ok(fused::grad_norm(grads)? as f32);
+            return Ok(kernels::grad_norm(grads)? as f32);
         }
         global_grad_norm(grads)
     }
@@ -187,7 +187,7 @@ impl AdamW {
         } = self.settings;
         for (i, param) in self.params.iter().enumerate() {
             let Some(grad) = &grads[i] else { continue };
-            let update = fused::AdamWStep {
+            let update = kernels::AdamWStep {
                 lr,
                 beta1,
                 beta2,
@@ -196,7 +196,7 @@ impl AdamW {
                 step: self.steps_taken,
                 grad_scale,
             };
-            fused::adamw_step(
+            kernels::adamw_step(
                 &param.var,
                 grad,
                 &self.first_moments[i],
@@ -212,7 +212,7 @@ impl AdamW {
     fn fused_applies(&self, grads: &[Option<Tensor>]) -> bool {
         grads.len() == self.params.len()
             && self.params.iter().enumerate().all(|(i, p)| {
-                let contiguous = |t: &Tensor| fused::applies(t) && t.is_contiguous();
+                let contiguous = |t: &Tensor| kernels::applies(t) && t.is_contiguous();
                 contiguous(p.var.as_tensor())
                     && contiguous(&self.first_moments[i])
                     && contiguous(&self.second_moments[i])

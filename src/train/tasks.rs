@@ -20,7 +20,7 @@ use crate::data::{
     TokenStream,
 };
 use crate::error::{GlassboxError, Result};
-use crate::model::fused::StepOutput;
+use crate::model::gpt::StepOutput;
 use crate::model::{Model, ModelInput, ModelOutput};
 use crate::tokenizer::Tokenizer;
 

@@ -235,6 +235,9 @@ impl Trainer {
         source: WeightsSource,
         state: Option<TrainerState>,
     ) -> Result<Self> {
+        // A run allocates and frees the same large buffers every step: keep them in the heap
+        // instead of fresh mmaps that page-fault in again (a no-op after the first call).
+        crate::kernels::tune_allocator();
         let device = crate::device::parse_device(&config.device)?;
 
         // The starting checkpoint, if any: its config, tokenizer and tensors.

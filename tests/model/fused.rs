@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use crate::common::fixture;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use glassbox::kernels;
 use glassbox::model::checkpoint::load_dir;
-use glassbox::model::fused;
 use glassbox::model::layers::{
     Activation, AttentionMask, LayerNorm, Linear, attention_from_qkv, scaled_dot_product_attention,
     softmax_last_dim,
@@ -24,9 +24,9 @@ static SWITCH: Mutex<()> = Mutex::new(());
 
 /// Runs `f` with the fused paths on or off, holding the switch lock.
 fn with_fused<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    fused::set_enabled(on);
+    kernels::set_enabled(on);
     let r = f();
-    fused::set_enabled(true);
+    kernels::set_enabled(true);
     r
 }
 
@@ -397,7 +397,7 @@ fn cross_entropy_matches_candle_nn() {
         let logits = var(&[rows, classes], 41, 4.0);
         let ids: Vec<u32> = (0..rows).map(|i| ((i * 7 + 3) % classes) as u32).collect();
         let targets = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap();
-        let fused_loss = fused::cross_entropy(logits.as_tensor(), &targets).unwrap();
+        let fused_loss = kernels::cross_entropy(logits.as_tensor(), &targets).unwrap();
         let ref_loss = candle_nn::loss::cross_entropy(logits.as_tensor(), &targets).unwrap();
         assert_close("cross_entropy value", &fused_loss, &ref_loss, 1e-5);
         let g1 = (fused_loss * 3.0).unwrap().backward().unwrap();
@@ -410,7 +410,7 @@ fn cross_entropy_matches_candle_nn() {
         );
         // i64 targets give the same.
         let t64 = targets.to_dtype(DType::I64).unwrap();
-        let l64 = fused::cross_entropy(logits.as_tensor(), &t64).unwrap();
+        let l64 = kernels::cross_entropy(logits.as_tensor(), &t64).unwrap();
         assert_close(
             "cross_entropy i64",
             &l64,
@@ -421,7 +421,7 @@ fn cross_entropy_matches_candle_nn() {
     // Out-of-range targets are an error, not a panic.
     let logits = tensor(&[2, 3], 1, 1.0);
     let bad = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
-    assert!(fused::cross_entropy(&logits, &bad).is_err());
+    assert!(kernels::cross_entropy(&logits, &bad).is_err());
 }
 
 fn ref_loss_of(logits: &Var, targets: &Tensor) -> Tensor {
@@ -653,7 +653,7 @@ fn fused_grad_norm_matches_plain_sum() {
         })
         .sum::<f64>()
         .sqrt();
-    let norm = fused::grad_norm(&grads).unwrap();
+    let norm = kernels::grad_norm(&grads).unwrap();
     assert!((norm - expected).abs() < 1e-5 * expected);
 }
 

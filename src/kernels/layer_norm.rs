@@ -1,12 +1,12 @@
 //! LayerNorm over the last dimension as one graph node. The forward keeps each row's mean and
 //! 1/σ for the backward, which produces dx, dγ and dβ in one pass over the rows.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{Result, Shape, Tensor, bail};
 
 use super::par::{self, rows_per_task};
-use super::{cpu_tensor, f32_data, lock, simd, with_f32};
+use super::{Accumulate, Input, Kernel, apply, cpu_tensor, lock, simd, with_f32s};
 
 /// `(x - mean) / √(var + eps) · weight (+ bias)` over the last dimension (biased variance, as
 /// PyTorch). Differentiable in `x`, `weight` and `bias`.
@@ -25,8 +25,8 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) 
         saved: Mutex::new(None),
     };
     match bias {
-        Some(b) => x.apply_op3_arc(weight, b, Arc::new(Box::new(op))),
-        None => x.apply_op2_arc(weight, Arc::new(Box::new(op))),
+        Some(b) => apply(op, [x, weight, b]),
+        None => apply(op, [x, weight]),
     }
 }
 
@@ -76,7 +76,7 @@ crate::simd_fn! {
 }
 
 crate::simd_fn! {
-    /// dx for the rows (written, or added when `accumulate`), and this block's partial dγ, dβ
+    /// dx for the rows (written or added, as `dx_write` says), and this block's partial dγ, dβ
     /// (added into `dw`, `db`).
     fn backward_rows(
         x: &[f32],
@@ -89,7 +89,7 @@ crate::simd_fn! {
         db: &mut [f32],
         xhat: &mut [f32],
         g: &mut [f32],
-        accumulate: bool,
+        dx_write: Accumulate,
     ) {
         let h = w.len();
         let inv_h = 1.0 / h as f32;
@@ -108,13 +108,16 @@ crate::simd_fn! {
             }
             let a = simd::sum(g) * inv_h;
             let c = simd::dot(g, xhat) * inv_h;
-            if accumulate {
-                for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
-                    *dx += rs * (g - a - xh * c);
+            match dx_write {
+                Accumulate::Add => {
+                    for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
+                        *dx += rs * (g - a - xh * c);
+                    }
                 }
-            } else {
-                for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
-                    *dx = rs * (g - a - xh * c);
+                Accumulate::Overwrite => {
+                    for ((dx, g), xh) in dxr.iter_mut().zip(g.iter()).zip(xhat.iter()) {
+                        *dx = rs * (g - a - xh * c);
+                    }
                 }
             }
             for ((dw, dy), xh) in dw.iter_mut().zip(dyr).zip(xhat.iter()) {
@@ -127,7 +130,7 @@ crate::simd_fn! {
 
 /// LayerNorm of the rows of `x` (row width `w.len()`; `b` empty for no bias) into `y`, with each
 /// row's mean and 1/σ, shared over the threads.
-pub(super) fn forward(
+pub(crate) fn forward(
     x: &[f32],
     w: &[f32],
     b: &[f32],
@@ -150,15 +153,16 @@ pub(super) fn forward(
     });
 }
 
-/// The backward of [`forward`]: dx written (or added, when `accumulate`) and `(dγ, dβ)` returned.
-pub(super) fn backward(
+/// The backward of [`forward`]: dx written or added (as `dx_write` says), `(dγ, dβ)` returned.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
     x: &[f32],
     w: &[f32],
     mean: &[f32],
     rstd: &[f32],
     dy: &[f32],
     dx: &mut [f32],
-    accumulate: bool,
+    dx_write: Accumulate,
 ) -> (Vec<f32>, Vec<f32>) {
     let h = w.len().max(1);
     let rows = mean.len();
@@ -178,7 +182,7 @@ pub(super) fn backward(
         let (dw, rest) = part.split_at_mut(h);
         let (db, rest) = rest.split_at_mut(h);
         let (xhat, g) = rest.split_at_mut(h);
-        backward_rows(x, w, m, r, dy, dx, dw, db, xhat, g, accumulate);
+        backward_rows(x, w, m, r, dy, dx, dw, db, xhat, g, dx_write);
     });
     let mut dw = vec![0f32; h];
     let mut db = vec![0f32; h];
@@ -190,18 +194,18 @@ pub(super) fn backward(
 }
 
 impl LayerNormOp {
-    fn fwd(
+    /// The normalised rows and their shape; keeps each row's mean and 1/σ for the backward.
+    fn forward_inputs(
         &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_data(x, xl)?;
-        let w = f32_data(w, wl)?;
+        x: Input<'_>,
+        w: Input<'_>,
+        b: Option<Input<'_>>,
+    ) -> Result<(Vec<f32>, Shape)> {
+        let shape = x.layout.shape().clone();
+        let x = x.f32()?;
+        let w = w.f32()?;
         let b = match b {
-            Some((s, l)) => f32_data(s, l)?,
+            Some(b) => b.f32()?,
             None => std::borrow::Cow::Borrowed(&[][..]),
         };
         let h = w.len();
@@ -214,82 +218,65 @@ impl LayerNormOp {
         let mut rstd = vec![0f32; rows];
         forward(&x, &w, &b, self.eps, &mut y, &mut mean, &mut rstd);
         *lock(&self.saved) = Some((mean, rstd));
-        Ok((CpuStorage::F32(y), xl.shape().clone()))
+        Ok((y, shape))
     }
 
-    fn bwd_all(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Vec<f32>)> {
+    /// `(dx, dγ, dβ)`.
+    fn backward_tensors(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
         let saved = lock(&self.saved).clone();
         let Some((mean, rstd)) = saved else {
             bail!("layer_norm backward before forward");
         };
-        let h = w.elem_count();
-        let rows = mean.len();
-        let (dx, dw, db) = with_f32(x, |x| {
-            with_f32(w, |wd| {
-                with_f32(dy, |dy| {
-                    let mut dx = vec![0f32; rows * h];
-                    let (dw, db) = backward(x, wd, &mean, &rstd, dy, &mut dx, false);
-                    Ok((dx, dw, db))
-                })
-            })
+        let (dx, dw, db) = with_f32s([x, w, dy], |[x, wd, dy]| {
+            let mut dx = vec![0f32; x.len()];
+            let (dw, db) = backward(x, wd, &mean, &rstd, dy, &mut dx, Accumulate::Overwrite);
+            Ok((dx, dw, db))
         })?;
         Ok((cpu_tensor(dx, x)?, cpu_tensor(dw, w)?, db))
     }
 }
 
-impl CustomOp2 for LayerNormOp {
+impl Kernel<2> for LayerNormOp {
     fn name(&self) -> &'static str {
         "fused-layer-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.fwd(s1, l1, s2, l2, None)
+    fn forward(&self, [x, w]: [Input<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        self.forward_inputs(x, w, None)
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
+        [x, w]: [&Tensor; 2],
+        _y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.bwd_all(x, w, dy)?;
-        Ok((Some(dx), Some(dw)))
+    ) -> Result<[Option<Tensor>; 2]> {
+        let (dx, dw, _) = self.backward_tensors(x, w, dy)?;
+        Ok([Some(dx), Some(dw)])
     }
 }
 
-impl CustomOp3 for LayerNormOp {
+impl Kernel<3> for LayerNormOp {
     fn name(&self) -> &'static str {
         "fused-layer-norm-bias"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.fwd(s1, l1, s2, l2, Some((s3, l3)))
+    fn forward(&self, [x, w, b]: [Input<'_>; 3]) -> Result<(Vec<f32>, Shape)> {
+        self.forward_inputs(x, w, Some(b))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
+        [x, w, b]: [&Tensor; 3],
+        _y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = self.bwd_all(x, w, dy)?;
-        Ok((Some(dx), Some(dw), Some(cpu_tensor(db, b)?)))
+    ) -> Result<[Option<Tensor>; 3]> {
+        let (dx, dw, db) = self.backward_tensors(x, w, dy)?;
+        Ok([Some(dx), Some(dw), Some(cpu_tensor(db, b)?)])
     }
 }

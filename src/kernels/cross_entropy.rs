@@ -2,12 +2,12 @@
 //! the loss, one for the gradient `(softmax − onehot) / rows`. Replaces `log_softmax` +
 //! `gather` + `mean` (and their backward, which scatters through a zero tensor).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, bail};
 
 use super::par::{self, rows_per_task};
-use super::{cpu_tensor, f32_data, lock, simd, with_f32};
+use super::{Input, Kernel, apply, cpu_tensor, lock, simd, with_f32};
 
 /// `mean_r( logsumexp(logits[r]) − logits[r, targets[r]] )` for `logits [rows, classes]` (or any
 /// shape ending in the classes) and `targets [rows]` (u8, u32 or i64), as
@@ -27,12 +27,10 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
     // Targets are a few hundred integers: a copy when strided costs nothing.
     let targets = targets.contiguous()?;
-    logits.apply_op2_arc(
-        &targets,
-        Arc::new(Box::new(CrossEntropyOp {
-            saved: Mutex::new(None),
-        })),
-    )
+    let op = CrossEntropyOp {
+        saved: Mutex::new(None),
+    };
+    apply(op, [logits, &targets])
 }
 
 struct CrossEntropyOp {
@@ -110,7 +108,7 @@ crate::simd_fn! {
 
 /// Mean cross-entropy of the rows of `x` (`classes` wide) against `targets`, shared over the
 /// threads: `(mean loss, per-row log-sum-exp)`. NaN for no rows.
-pub(super) fn forward(x: &[f32], targets: &[usize], classes: usize) -> (f32, Vec<f32>) {
+pub(crate) fn forward(x: &[f32], targets: &[usize], classes: usize) -> (f32, Vec<f32>) {
     let rows = targets.len();
     let mut lse = vec![0f32; rows];
     let mut loss = vec![0f32; rows];
@@ -135,7 +133,7 @@ pub(super) fn forward(x: &[f32], targets: &[usize], classes: usize) -> (f32, Vec
 }
 
 /// `dx = scale · (softmax(x) − onehot(targets))` per row, shared over the threads.
-pub(super) fn backward(
+pub(crate) fn backward(
     x: &[f32],
     targets: &[usize],
     lse: &[f32],
@@ -155,33 +153,26 @@ pub(super) fn backward(
     });
 }
 
-impl CustomOp2 for CrossEntropyOp {
+impl Kernel<2> for CrossEntropyOp {
     fn name(&self) -> &'static str {
         "fused-cross-entropy"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let classes = l1.dims().last().copied().unwrap_or(1).max(1);
-        let x = f32_data(s1, l1)?;
-        let targets = targets_of(s2, l2, classes)?;
+    fn forward(&self, [logits, targets]: [Input<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        let classes = logits.dims().last().copied().unwrap_or(1).max(1);
+        let x = logits.f32()?;
+        let targets = targets_of(targets.storage, targets.layout, classes)?;
         let (mean, lse) = forward(&x, &targets, classes);
         *lock(&self.saved) = Some((targets, lse));
-        Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
+        Ok((vec![mean], Shape::from(())))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        logits: &Tensor,
-        _targets: &Tensor,
-        _res: &Tensor,
+        [logits, _targets]: [&Tensor; 2],
+        _loss: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 2]> {
         let saved = lock(&self.saved).clone();
         let Some((targets, lse)) = saved else {
             bail!("cross_entropy backward before forward");
@@ -195,6 +186,6 @@ impl CustomOp2 for CrossEntropyOp {
             backward(x, &targets, &lse, &mut dx, scale, classes);
             Ok(dx)
         })?;
-        Ok((Some(cpu_tensor(dx, logits)?), None))
+        Ok([Some(cpu_tensor(dx, logits)?), None])
     }
 }

@@ -3,19 +3,46 @@
 //! reshape, transpose or broadcast nodes, and a backward that runs `dx = dy·Wᵀ` and `dW = xᵀ·dy`
 //! side by side on two threads. gemm runs single-threaded on row blocks, shared out by `par`.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{Result, Shape, Tensor, bail};
 
-use super::{cpu_tensor, f32_data, par, simd, with_f32};
+use super::{Accumulate, Input, Kernel, apply, cpu_tensor, par, simd, with_f32s};
 
-/// `x [.., in]` times `weight` (`[in, out]` when `transposed`, else `[out, in]`) plus `bias [out]`:
-/// `[.., out]`. Differentiable in all three.
+/// How a weight matrix is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `[in, out]`: GPT-2's Conv1D.
+    InOut,
+    /// `[out, in]`: PyTorch's nn.Linear, and an embedding table used as the LM head.
+    OutIn,
+}
+
+impl WeightLayout {
+    /// `(in, out)` of a weight of shape `dims`.
+    pub fn in_out(self, dims: &[usize]) -> Result<(usize, usize)> {
+        match (dims, self) {
+            ([i, o], WeightLayout::InOut) | ([o, i], WeightLayout::OutIn) => Ok((*i, *o)),
+            _ => bail!("linear: weight must be a matrix, got {dims:?}"),
+        }
+    }
+
+    /// Strides `(row, col)` of the logical `[in, out]` matrix inside the stored weight.
+    fn strides(self, in_dim: usize, out_dim: usize) -> (usize, usize) {
+        match self {
+            WeightLayout::InOut => (out_dim, 1),
+            WeightLayout::OutIn => (1, in_dim),
+        }
+    }
+}
+
+/// `x [.., in]` times `weight` (stored as `layout` says) plus `bias [out]`: `[.., out]`.
+/// Differentiable in all three.
 pub fn linear(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    transposed: bool,
+    layout: WeightLayout,
 ) -> Result<Tensor> {
-    let (in_dim, out_dim) = dims(weight.dims(), transposed)?;
+    let (in_dim, out_dim) = layout.in_out(weight.dims())?;
     let x_in = x.dims().last().copied().unwrap_or(0);
     if x_in != in_dim || x.rank() == 0 {
         bail!(
@@ -23,135 +50,121 @@ pub fn linear(
             x.dims()
         );
     }
-    let op = LinearOp { transposed };
+    let op = LinearOp { layout };
     match bias {
         Some(b) => {
             if b.dims() != [out_dim] {
                 bail!("linear: bias {:?} for {out_dim} outputs", b.dims());
             }
-            x.apply_op3_arc(weight, b, std::sync::Arc::new(Box::new(op)))
+            apply(op, [x, weight, b])
         }
-        None => x.apply_op2_arc(weight, std::sync::Arc::new(Box::new(op))),
-    }
-}
-
-/// `(in, out)` of a weight.
-fn dims(w: &[usize], transposed: bool) -> Result<(usize, usize)> {
-    match (w, transposed) {
-        ([i, o], true) | ([o, i], false) => Ok((*i, *o)),
-        _ => bail!("linear: weight must be a matrix, got {w:?}"),
+        None => apply(op, [x, weight]),
     }
 }
 
 struct LinearOp {
-    transposed: bool,
-}
-
-/// Strides `(row, col)` of the logical `[in, out]` matrix inside the stored weight.
-fn weight_strides(in_dim: usize, out_dim: usize, transposed: bool) -> (usize, usize) {
-    if transposed {
-        (out_dim, 1)
-    } else {
-        (1, in_dim)
-    }
+    layout: WeightLayout,
 }
 
 impl LinearOp {
-    fn fwd(
+    /// `y = x·W (+ b)` and its shape.
+    fn forward_inputs(
         &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        bias: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (in_dim, out_dim) = dims(wl.dims(), self.transposed)?;
-        let x = f32_data(x, xl)?;
-        let w = f32_data(w, wl)?;
-        let rows = x.len() / in_dim.max(1);
+        x: Input<'_>,
+        w: Input<'_>,
+        bias: Option<Input<'_>>,
+    ) -> Result<(Vec<f32>, Shape)> {
+        let (in_dim, out_dim) = self.layout.in_out(w.dims())?;
+        let x_data = x.f32()?;
+        let w = w.f32()?;
+        let bias = bias.map(|b| b.f32()).transpose()?;
+        let rows = x_data.len() / in_dim.max(1);
         let mut y = vec![0f32; rows * out_dim];
-        let bias = match bias {
-            Some((b, bl)) => Some(f32_data(b, bl)?),
-            None => None,
-        };
+        let dims = (in_dim, out_dim);
         forward(
-            &x,
+            &x_data,
             &w,
             bias.as_deref(),
             &mut y,
-            (in_dim, out_dim),
-            self.transposed,
-            false,
+            dims,
+            self.layout,
+            Accumulate::Overwrite,
         )?;
-        let mut shape = xl.dims().to_vec();
+        let mut shape = x.dims().to_vec();
         if let Some(last) = shape.last_mut() {
             *last = out_dim;
         }
-        Ok((CpuStorage::F32(y), Shape::from(shape)))
+        Ok((y, Shape::from(shape)))
     }
 
-    /// `(dx, dW, db)`.
-    fn bwd_all(
+    /// `(dx, dW, db)`; db only for a `bias`.
+    fn backward_tensors(
         &self,
         x: &Tensor,
         w: &Tensor,
+        bias: Option<&Tensor>,
         dy: &Tensor,
-        with_bias: bool,
-    ) -> Result<(Tensor, Tensor, Option<Vec<f32>>)> {
-        let (in_dim, out_dim) = dims(w.dims(), self.transposed)?;
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let (in_dim, out_dim) = self.layout.in_out(w.dims())?;
         let rows = x.elem_count() / in_dim.max(1);
-        let transposed = self.transposed;
-        let (dx, dw, db) = with_f32(x, |x| {
-            with_f32(w, |w| {
-                with_f32(dy, |dy| {
-                    let mut dx = vec![0f32; rows * in_dim];
-                    let mut dw = vec![0f32; in_dim * out_dim];
-                    let mut db = with_bias.then(|| vec![0f32; out_dim]);
-                    let dims = (in_dim, out_dim);
-                    backward(
-                        x,
-                        w,
-                        dy,
-                        (&mut dx, false),
-                        &mut dw,
-                        db.as_deref_mut(),
-                        dims,
-                        transposed,
-                    )?;
-                    Ok((dx, dw, db))
-                })
-            })
+        let (dx, dw, db) = with_f32s([x, w, dy], |[x, w, dy]| {
+            let mut dx = vec![0f32; rows * in_dim];
+            let mut dw = vec![0f32; in_dim * out_dim];
+            let mut db = bias.map(|_| vec![0f32; out_dim]);
+            let dims = (in_dim, out_dim);
+            let dx_write = Accumulate::Overwrite;
+            backward(
+                x,
+                w,
+                dy,
+                &mut dx,
+                dx_write,
+                &mut dw,
+                db.as_deref_mut(),
+                dims,
+                self.layout,
+            )?;
+            Ok((dx, dw, db))
         })?;
+        let db = match (db, bias) {
+            (Some(db), Some(b)) => Some(cpu_tensor(db, b)?),
+            _ => None,
+        };
         Ok((cpu_tensor(dx, x)?, cpu_tensor(dw, w)?, db))
     }
 }
 
-/// `y [rows, out] (+)= x [rows, in] · W (+ b)`, W stored `[in, out]` when `transposed`, else
-/// `[out, in]`; shared over the threads. With `accumulate`, the product is added to `y`.
-pub(super) fn forward(
+/// `y [rows, out] (+)= x [rows, in] · W (+ b)`, W stored as `layout` says; shared over the
+/// threads. `write` says whether the product replaces `y` or is added to it.
+pub(crate) fn forward(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
     (in_dim, out_dim): (usize, usize),
-    transposed: bool,
-    accumulate: bool,
+    layout: WeightLayout,
+    write: Accumulate,
 ) -> Result<()> {
     let rows = x.len() / in_dim.max(1);
     if let Some(b) = bias {
         for row in y.chunks_exact_mut(out_dim) {
-            if accumulate {
-                simd::axpy(row, 1.0, b);
-            } else {
-                row.copy_from_slice(b);
+            match write {
+                Accumulate::Add => simd::axpy(row, 1.0, b),
+                Accumulate::Overwrite => row.copy_from_slice(b),
             }
         }
     }
-    let (w_rs, w_cs) = weight_strides(in_dim, out_dim, transposed);
+    // With a bias, the product goes on top of the bias rows just written.
+    let product_write = if bias.is_some() {
+        Accumulate::Add
+    } else {
+        write
+    };
+    let (w_rs, w_cs) = layout.strides(in_dim, out_dim);
     let job = Gemm::new(
         (rows, out_dim, in_dim),
         (y, out_dim, 1),
-        accumulate || bias.is_some(),
+        product_write,
         (x, in_dim, 1),
         (w, w_rs, w_cs),
     )?;
@@ -159,47 +172,47 @@ pub(super) fn forward(
     Ok(())
 }
 
-/// The backward of [`forward`] for the output gradient `dy`: `dx (+)= dy·Wᵀ` (added when the flag
-/// is set), `dW = xᵀ·dy` and `db = Σ_rows dy`. The two products run side by side.
+/// The backward of [`forward`] for the output gradient `dy`: `dx (+)= dy·Wᵀ` (as `dx_write`
+/// says), `dW = xᵀ·dy` and `db = Σ_rows dy`. The two products run side by side.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn backward(
+pub(crate) fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    (dx, accumulate_dx): (&mut [f32], bool),
+    dx: &mut [f32],
+    dx_write: Accumulate,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
     (in_dim, out_dim): (usize, usize),
-    transposed: bool,
+    layout: WeightLayout,
 ) -> Result<()> {
     let rows = x.len() / in_dim.max(1);
-    let (w_rs, w_cs) = weight_strides(in_dim, out_dim, transposed);
+    let (w_rs, w_cs) = layout.strides(in_dim, out_dim);
     // dx [rows, in] = dy [rows, out] · W_effᵀ [out, in]
     let dx_job = Gemm::new(
         (rows, in_dim, out_dim),
         (dx, in_dim, 1),
-        accumulate_dx,
+        dx_write,
         (dy, out_dim, 1),
         (w, w_cs, w_rs),
     )?;
-    let dw_job = if transposed {
+    let dw_job = match layout {
         // dW [in, out] = xᵀ · dy
-        Gemm::new(
+        WeightLayout::InOut => Gemm::new(
             (in_dim, out_dim, rows),
             (dw, out_dim, 1),
-            false,
+            Accumulate::Overwrite,
             (x, 1, in_dim),
             (dy, out_dim, 1),
-        )?
-    } else {
+        )?,
         // dW [out, in] = dyᵀ · x
-        Gemm::new(
+        WeightLayout::OutIn => Gemm::new(
             (out_dim, in_dim, rows),
             (dw, in_dim, 1),
-            false,
+            Accumulate::Overwrite,
             (dy, 1, out_dim),
             (x, in_dim, 1),
-        )?
+        )?,
     };
     // The two products cost the same: half the threads each, side by side.
     let parts = (par::threads() / 2).max(1);
@@ -226,64 +239,43 @@ crate::simd_fn! {
     }
 }
 
-impl CustomOp2 for LinearOp {
+impl Kernel<2> for LinearOp {
     fn name(&self) -> &'static str {
         "fused-linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.fwd(s1, l1, s2, l2, None)
+    fn forward(&self, [x, w]: [Input<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        self.forward_inputs(x, w, None)
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
+        [x, w]: [&Tensor; 2],
+        _y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.bwd_all(x, w, dy, false)?;
-        Ok((Some(dx), Some(dw)))
+    ) -> Result<[Option<Tensor>; 2]> {
+        let (dx, dw, _) = self.backward_tensors(x, w, None, dy)?;
+        Ok([Some(dx), Some(dw)])
     }
 }
 
-impl CustomOp3 for LinearOp {
+impl Kernel<3> for LinearOp {
     fn name(&self) -> &'static str {
         "fused-linear-bias"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.fwd(s1, l1, s2, l2, Some((s3, l3)))
+    fn forward(&self, [x, w, b]: [Input<'_>; 3]) -> Result<(Vec<f32>, Shape)> {
+        self.forward_inputs(x, w, Some(b))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
+        [x, w, b]: [&Tensor; 3],
+        _y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = self.bwd_all(x, w, dy, true)?;
-        let db = match db {
-            Some(db) => Some(cpu_tensor(db, b)?),
-            None => None,
-        };
-        Ok((Some(dx), Some(dw), db))
+    ) -> Result<[Option<Tensor>; 3]> {
+        let (dx, dw, db) = self.backward_tensors(x, w, Some(b), dy)?;
+        Ok([Some(dx), Some(dw), db])
     }
 }
 
@@ -297,6 +289,7 @@ pub(crate) struct Gemm<'a> {
     dst: &'a mut [f32],
     dst_rs: usize,
     dst_cs: usize,
+    /// Add the product to dst (gemm's `read_dst` flag) rather than overwrite it.
     accumulate: bool,
     lhs: &'a [f32],
     lhs_rs: usize,
@@ -310,7 +303,7 @@ impl<'a> Gemm<'a> {
     pub(crate) fn new(
         (m, n, k): (usize, usize, usize),
         (dst, dst_rs, dst_cs): (&'a mut [f32], usize, usize),
-        accumulate: bool,
+        dst_write: Accumulate,
         (lhs, lhs_rs, lhs_cs): (&'a [f32], usize, usize),
         (rhs, rhs_rs, rhs_cs): (&'a [f32], usize, usize),
     ) -> Result<Self> {
@@ -334,7 +327,7 @@ impl<'a> Gemm<'a> {
             dst,
             dst_rs,
             dst_cs,
-            accumulate,
+            accumulate: dst_write == Accumulate::Add,
             lhs,
             lhs_rs,
             lhs_cs,

@@ -2,23 +2,26 @@
 //! candle's own `gelu` has a backward of about ten tensor ops, and `f32::tanh`/`erf` are libm
 //! calls that keep its loops scalar.
 
-use std::sync::Arc;
+use candle_core::{Result, Shape, Tensor};
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-
-use super::par;
 use super::simd::{self, INV_SQRT_2PI, SQRT_2_OVER_PI};
-use super::{cpu_tensor, f32_data, with_f32};
+use super::{Input, Kernel, apply, cpu_tensor, par, with_f32s};
 
-/// GELU: `erf = false` is `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (GPT-2's `gelu_new`),
-/// `erf = true` is `0.5·x·(1 + erf(x/√2))` (BERT's `gelu`). Differentiable.
-pub fn gelu(x: &Tensor, erf: bool) -> Result<Tensor> {
-    x.apply_op1_arc(Arc::new(Box::new(GeluOp { erf })))
+/// Which GELU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gelu {
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`: GPT-2's `gelu_new`.
+    Tanh,
+    /// `0.5·x·(1 + erf(x/√2))`: BERT's `gelu`.
+    Erf,
 }
 
-struct GeluOp {
-    erf: bool,
+/// GELU of `x`, element-wise. Differentiable.
+pub fn gelu(x: &Tensor, kind: Gelu) -> Result<Tensor> {
+    apply(GeluOp(kind), [x])
 }
+
+struct GeluOp(Gelu);
 
 const COEF: f32 = 0.044_715;
 
@@ -62,59 +65,52 @@ crate::simd_fn! {
 }
 
 /// `y = gelu(x)` element-wise, shared over the threads.
-pub(super) fn forward(x: &[f32], y: &mut [f32], erf: bool) {
+pub(crate) fn forward(x: &[f32], y: &mut [f32], kind: Gelu) {
     let c = par::elements_per_task(x.len());
-    par::run(y.chunks_mut(c).zip(x.chunks(c)).collect(), |(y, x)| {
-        if erf {
-            gelu_erf_fwd(x, y)
-        } else {
-            gelu_tanh_fwd(x, y)
-        }
-    });
+    par::run(
+        y.chunks_mut(c).zip(x.chunks(c)).collect(),
+        |(y, x)| match kind {
+            Gelu::Erf => gelu_erf_fwd(x, y),
+            Gelu::Tanh => gelu_tanh_fwd(x, y),
+        },
+    );
 }
 
 /// `dx = dy · gelu'(x)` element-wise, shared over the threads.
-pub(super) fn backward(x: &[f32], dy: &[f32], dx: &mut [f32], erf: bool) {
+pub(crate) fn backward(x: &[f32], dy: &[f32], dx: &mut [f32], kind: Gelu) {
     let c = par::elements_per_task(x.len());
     let tasks = dx
         .chunks_mut(c)
         .zip(x.chunks(c))
         .zip(dy.chunks(c))
         .collect();
-    par::run(tasks, |((dx, x), dy)| {
-        if erf {
-            gelu_erf_bwd(x, dy, dx)
-        } else {
-            gelu_tanh_bwd(x, dy, dx)
-        }
+    par::run(tasks, |((dx, x), dy)| match kind {
+        Gelu::Erf => gelu_erf_bwd(x, dy, dx),
+        Gelu::Tanh => gelu_tanh_bwd(x, dy, dx),
     });
 }
 
-impl CustomOp1 for GeluOp {
+impl Kernel<1> for GeluOp {
     fn name(&self) -> &'static str {
-        if self.erf {
-            "fused-gelu-erf"
-        } else {
-            "fused-gelu-tanh"
+        match self.0 {
+            Gelu::Erf => "fused-gelu-erf",
+            Gelu::Tanh => "fused-gelu-tanh",
         }
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_data(s, l)?;
-        let mut y = vec![0f32; x.len()];
-        forward(&x, &mut y, self.erf);
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+    fn forward(&self, [x]: [Input<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
+        let data = x.f32()?;
+        let mut y = vec![0f32; data.len()];
+        forward(&data, &mut y, self.0);
+        Ok((y, x.layout.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        let erf = self.erf;
-        let dx = with_f32(arg, |x| {
-            with_f32(dy, |dy| {
-                let mut dx = vec![0f32; x.len()];
-                backward(x, dy, &mut dx, erf);
-                Ok(dx)
-            })
+    fn backward(&self, [x]: [&Tensor; 1], _y: &Tensor, dy: &Tensor) -> Result<[Option<Tensor>; 1]> {
+        let dx = with_f32s([x, dy], |[x, dy]| {
+            let mut dx = vec![0f32; x.len()];
+            backward(x, dy, &mut dx, self.0);
+            Ok(dx)
         })?;
-        Ok(Some(cpu_tensor(dx, arg)?))
+        Ok([Some(cpu_tensor(dx, x)?)])
     }
 }

@@ -9,11 +9,11 @@
 //! causal mask halves the work without changing a bit of the result.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
+use candle_core::{CpuStorage, Result, Shape, Storage, Tensor, bail};
 
-use super::{gather, lock, par, simd, with_f32};
+use super::{Input, Kernel, apply, gather, lock, par, simd, with_f32};
 
 /// Mask entries at or below this count as blocked.
 const BLOCKED: f32 = -1e30;
@@ -40,7 +40,7 @@ pub fn attention(
         );
     }
     let op = AttentionOp::new(heads, h, sq, sk, b, mask_bias)?;
-    q.apply_op3_arc(k, v, Arc::new(Box::new(op)))
+    apply(op, [q, k, v])
 }
 
 /// Attention straight on a fused QKV projection `qkv [b, s, 3h]` (Q, K, V side by side, as GPT-2's
@@ -53,7 +53,7 @@ pub fn attention_qkv(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> 
         bail!("attention: qkv {:?} with {heads} heads", qkv.dims());
     }
     let op = AttentionOp::new(heads, h3 / 3, s, s, b, mask_bias)?;
-    qkv.apply_op1_arc(Arc::new(Box::new(QkvAttentionOp(op))))
+    apply(QkvAttentionOp(op), [qkv])
 }
 
 impl AttentionOp {
@@ -128,13 +128,14 @@ impl View<'_> {
     }
 }
 
-fn view<'a>(s: &'a CpuStorage, l: &Layout) -> Result<View<'a>> {
+fn view<'a>(input: Input<'a>) -> Result<View<'a>> {
+    let Input { storage, layout: l } = input;
     let dims = l.dims();
     let stride = l.stride();
     if dims.len() != 3 {
         bail!("attention: expected [b, s, h], got {dims:?}");
     }
-    let CpuStorage::F32(data) = s else {
+    let CpuStorage::F32(data) = storage else {
         bail!("attention takes float32");
     };
     if stride[2] == 1 {
@@ -152,12 +153,20 @@ fn view<'a>(s: &'a CpuStorage, l: &Layout) -> Result<View<'a>> {
     }
 }
 
-fn with_view<R>(t: &Tensor, f: impl FnOnce(&View<'_>) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => f(&view(s, layout)?),
-        _ => bail!("fused attention runs on the CPU"),
+/// Runs `f` on views of several `[b, s, h]` CPU tensors at once (read-locked meanwhile).
+fn with_views<const N: usize, R>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&View<'_>; N]) -> Result<R>,
+) -> Result<R> {
+    let guards = tensors.map(|t| t.storage_and_layout());
+    let mut views = Vec::with_capacity(N);
+    for (storage, layout) in &guards {
+        match &**storage {
+            Storage::Cpu(storage) => views.push(view(Input { storage, layout })?),
+            _ => bail!("fused attention runs on the CPU"),
+        }
     }
+    f(std::array::from_fn(|i| &views[i]))
 }
 
 /// How many leading keys of a row can carry weight: up to the last unblocked one (all keys when
@@ -342,6 +351,14 @@ struct Scratch {
 }
 
 impl Scratch {
+    fn for_forward(g: &Geometry) -> Self {
+        Self::new(g, false)
+    }
+
+    fn for_backward(g: &Geometry) -> Self {
+        Self::new(g, true)
+    }
+
     fn new(g: &Geometry, backward: bool) -> Self {
         let (skp, dp) = (g.sk.next_multiple_of(TILE), g.d.next_multiple_of(TILE));
         let rows = if backward { g.sq } else { ROWS };
@@ -489,52 +506,38 @@ impl AttentionOp {
     }
 }
 
-impl CustomOp3 for AttentionOp {
+impl Kernel<3> for AttentionOp {
     fn name(&self) -> &'static str {
         "fused-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (view(s1, l1)?, view(s2, l2)?, view(s3, l3)?);
-        let (b, sq, h) = (l1.dims()[0], l1.dims()[1], l1.dims()[2]);
-        let sk = l2.dims()[1];
+    fn forward(&self, [q, k, v]: [Input<'_>; 3]) -> Result<(Vec<f32>, Shape)> {
+        let (b, sq, h) = (q.dims()[0], q.dims()[1], q.dims()[2]);
+        let sk = k.dims()[1];
+        let (q, k, v) = (view(q)?, view(k)?, view(v)?);
         let mut out = vec![0f32; b * sq * h];
         self.forward_views(&q, &k, &v, (b, sq, sk, h), &mut out);
-        Ok((CpuStorage::F32(out), Shape::from((b, sq, h))))
+        Ok((out, Shape::from((b, sq, h))))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        _res: &Tensor,
+        [q, k, v]: [&Tensor; 3],
+        _out: &Tensor,
         dout: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 3]> {
         let (b, sq, h) = q.dims3()?;
         let sk = k.dim(1)?;
-        let (dq, dk, dv) = with_view(q, |qv| {
-            with_view(k, |kv| {
-                with_view(v, |vv| {
-                    with_f32(dout, |dout| {
-                        self.backward_views(qv, kv, vv, dout, (b, sq, sk, h))
-                    })
-                })
+        let (dq, dk, dv) = with_views([q, k, v], |[qv, kv, vv]| {
+            with_f32(dout, |dout| {
+                self.backward_views(qv, kv, vv, dout, (b, sq, sk, h))
             })
         })?;
-        Ok((
+        Ok([
             Some(Tensor::from_vec(dq, (b, sq, h), q.device())?),
             Some(Tensor::from_vec(dk, (b, sk, h), k.device())?),
             Some(Tensor::from_vec(dv, (b, sk, h), v.device())?),
-        ))
+        ])
     }
 }
 
@@ -571,7 +574,7 @@ impl AttentionOp {
                 .enumerate()
                 .collect();
             par::run(tasks, |(bi, (o, p))| {
-                let mut scratch = Scratch::new(&g, false);
+                let mut scratch = Scratch::for_forward(&g);
                 forward_batch(
                     &g,
                     q.batch(bi),
@@ -625,7 +628,7 @@ impl AttentionOp {
                 .enumerate()
                 .collect();
             par::run(tasks, |(bi, ((dq, dk), dv))| {
-                let mut scratch = Scratch::new(&g, true);
+                let mut scratch = Scratch::for_backward(&g);
                 backward_batch(
                     &g,
                     qv.batch(bi),
@@ -656,16 +659,16 @@ fn side_by_side(dq: &[f32], dk: &[f32], dv: &[f32], h: usize) -> Vec<f32> {
     dqkv
 }
 
-/// Causal self-attention on row-major `[b, s, 3h]` QKV data, for the whole-model training step
-/// ([`super::gpt_step`]): the forward keeps its probabilities in the value for the backward.
-pub(super) struct CausalQkv {
+/// Causal self-attention on row-major `[b, s, 3h]` QKV data, for a hand-written whole-model step
+/// (the GPT's): the forward keeps its probabilities in the value for the backward.
+pub(crate) struct CausalQkv {
     op: AttentionOp,
     shape: (usize, usize, usize),
 }
 
 impl CausalQkv {
     /// `b` sequences of `s` positions, width `h` in `heads` heads; no padding.
-    pub(super) fn new(heads: usize, (b, s, h): (usize, usize, usize)) -> Self {
+    pub(crate) fn new(heads: usize, (b, s, h): (usize, usize, usize)) -> Self {
         let mask = (0..s)
             .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::MIN }))
             .collect();
@@ -683,14 +686,14 @@ impl CausalQkv {
     }
 
     /// The context `[b, s, h]` of `qkv [b, s, 3h]`, written over all of `out`.
-    pub(super) fn forward(&self, qkv: &[f32], out: &mut [f32]) {
+    pub(crate) fn forward(&self, qkv: &[f32], out: &mut [f32]) {
         let (b, s, h) = self.shape;
         let [q, k, v] = qkv_views(qkv, s * 3 * h, 3 * h, h);
         self.op.forward_views(&q, &k, &v, (b, s, s, h), out);
     }
 
     /// The gradient `[b, s, 3h]` of `qkv` for the context gradient `dout [b, s, h]`.
-    pub(super) fn backward(&self, qkv: &[f32], dout: &[f32]) -> Result<Vec<f32>> {
+    pub(crate) fn backward(&self, qkv: &[f32], dout: &[f32]) -> Result<Vec<f32>> {
         let (b, s, h) = self.shape;
         let [q, k, v] = qkv_views(qkv, s * 3 * h, 3 * h, h);
         let (dq, dk, dv) = self.op.backward_views(&q, &k, &v, dout, (b, s, s, h))?;
@@ -713,7 +716,8 @@ fn qkv_views<'a>(data: &'a [f32], batch: usize, row: usize, h: usize) -> [View<'
 
 /// Row-major data of a `[b, s, 3h]` CPU tensor with unit column stride: (data from the first
 /// element, batch stride, row stride).
-fn qkv_data<'a>(storage: &'a CpuStorage, l: &Layout) -> Result<(Cow<'a, [f32]>, usize, usize)> {
+fn qkv_data<'a>(input: Input<'a>) -> Result<(Cow<'a, [f32]>, usize, usize)> {
+    let Input { storage, layout: l } = input;
     let CpuStorage::F32(data) = storage else {
         bail!("attention takes float32");
     };
@@ -732,34 +736,39 @@ fn qkv_data<'a>(storage: &'a CpuStorage, l: &Layout) -> Result<(Cow<'a, [f32]>, 
     })
 }
 
-impl CustomOp1 for QkvAttentionOp {
+impl Kernel<1> for QkvAttentionOp {
     fn name(&self) -> &'static str {
         "fused-attention-qkv"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, s, h3) = (layout.dims()[0], layout.dims()[1], layout.dims()[2]);
+    fn forward(&self, [qkv]: [Input<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
+        let (b, s, h3) = (qkv.dims()[0], qkv.dims()[1], qkv.dims()[2]);
         let h = h3 / 3;
-        let (data, batch, row) = qkv_data(storage, layout)?;
+        let (data, batch, row) = qkv_data(qkv)?;
         let [q, k, v] = qkv_views(&data, batch, row, h);
         let mut out = vec![0f32; b * s * h];
         self.0.forward_views(&q, &k, &v, (b, s, s, h), &mut out);
-        Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
+        Ok((out, Shape::from((b, s, h))))
     }
 
-    fn bwd(&self, qkv: &Tensor, _res: &Tensor, dout: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(
+        &self,
+        [qkv]: [&Tensor; 1],
+        _out: &Tensor,
+        dout: &Tensor,
+    ) -> Result<[Option<Tensor>; 1]> {
         let (b, s, h3) = qkv.dims3()?;
         let h = h3 / 3;
         let (storage, layout) = qkv.storage_and_layout();
         let Storage::Cpu(storage) = &*storage else {
             bail!("fused attention runs on the CPU");
         };
-        let (data, batch, row) = qkv_data(storage, layout)?;
+        let (data, batch, row) = qkv_data(Input { storage, layout })?;
         let [q, k, v] = qkv_views(&data, batch, row, h);
         let (dq, dk, dv) = with_f32(dout, |dout| {
             self.0.backward_views(&q, &k, &v, dout, (b, s, s, h))
         })?;
         let dqkv = side_by_side(&dq, &dk, &dv, h);
-        Ok(Some(Tensor::from_vec(dqkv, (b, s, h3), qkv.device())?))
+        Ok([Some(Tensor::from_vec(dqkv, (b, s, h3), qkv.device())?)])
     }
 }

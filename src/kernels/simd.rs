@@ -61,11 +61,11 @@ macro_rules! simd_fn {
                 fn v3($($arg: $ty),*) $(-> $ret)? {
                     generic($($arg),*)
                 }
-                if $crate::model::fused::simd::has_avx512() {
+                if $crate::kernels::simd::has_avx512() {
                     // SAFETY: the CPU supports every feature `v4` is compiled for.
                     return unsafe { v4($($arg),*) };
                 }
-                if $crate::model::fused::simd::has_avx2() {
+                if $crate::kernels::simd::has_avx2() {
                     // SAFETY: the CPU supports every feature `v3` is compiled for.
                     return unsafe { v3($($arg),*) };
                 }
