@@ -414,6 +414,8 @@ fn step_through_shows_the_trace_stage_by_stage() {
     // The first stage: the token embeddings, with the trace's shape.
     let dims = trace.token_embeddings.as_ref().unwrap().dims().to_vec();
     assert!(has_label(&h, &format!("shape {dims:?}")), "{dims:?}");
+    // The trace entry is named as in exports, not as a Rust value.
+    assert!(has_label(&h, "(trace entry \"token_embeddings\")"));
 
     // Jump to "scores" by its button: the shape label is the trace's.
     h.get_by_label("scores").click();

@@ -6,7 +6,7 @@ pub(super) fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> Sta
     let data = cx.data;
     let key = stage.key();
     let Some(array) = data.stage(key) else {
-        ui.label(format!("The trace has no {key:?}."));
+        ui.label(format!("The trace has no {:?}.", key.to_string()));
         return StageOutcome::default();
     };
     let desc = describe(stage, cx);
@@ -20,7 +20,7 @@ pub(super) fn show_stage(ui: &mut Ui, cx: &StageContext, stage: StageRef) -> Sta
     ui.horizontal(|ui| {
         ui.strong(&shape_label);
         ui.weak(format!("= {}", desc.axes));
-        ui.weak(format!("(trace entry {key:?})"));
+        ui.weak(format!("(trace entry {:?})", key.to_string()));
     });
     let mut outcome = StageOutcome {
         shown: Some(ShownStage {
