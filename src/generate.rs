@@ -7,7 +7,9 @@ use rand::distr::{Distribution, weighted::WeightedIndex};
 use rand::rngs::StdRng;
 
 use crate::error::{GlassboxError, Result};
+use crate::kernels::{threads_for_flops, with_threads};
 use crate::model::checkpoint::LoadedModel;
+use crate::model::params::forward_flops;
 use crate::model::{Model, ModelInput};
 
 /// How to pick the next token.
@@ -167,7 +169,18 @@ pub fn next_token_logits(model: &Model, ids: &[u32], device: &Device) -> Result<
         return Err(GlassboxError::InvalidInput("empty prompt".into()));
     }
     let input_ids = Tensor::new(window, device)?.unsqueeze(0)?; // [1, s]
-    let output = model.forward(ModelInput::new(&input_ids), None)?;
+    let c = &gpt.config;
+    let flops = forward_flops(
+        c.n_embd,
+        c.n_layer,
+        c.inner_dim(),
+        c.vocab_size,
+        window.len(),
+    );
+    // A small model's forward pass is quicker on one thread than handed around.
+    let output = with_threads(threads_for_flops(flops), || {
+        model.forward(ModelInput::new(&input_ids), None)
+    })?;
     let logits = output
         .logits
         .ok_or_else(|| GlassboxError::InvalidInput("model has no LM head".into()))?;

@@ -8,9 +8,11 @@ use serde::Serialize;
 
 use crate::error::{GlassboxError, Result};
 use crate::generate::top_k;
+use crate::kernels::{threads_for_flops, with_threads};
 use crate::model::checkpoint::LoadedModel;
 use crate::model::config::FamilyConfig;
 use crate::model::layers::softmax_last_dim;
+use crate::model::params::ArchSpec;
 use crate::model::trace::Trace;
 use crate::model::{ModelInput, ModelOutput};
 use crate::tokenizer::Encoded;
@@ -111,7 +113,11 @@ pub fn inspect(
         decoder_input_ids: None,
     };
     let mut trace = Trace::default();
-    let output = loaded.model.forward(input, Some(&mut trace))?;
+    let flops = ArchSpec::from(&loaded.config).forward_flops(encoded.ids.len());
+    // A small model's pass is quicker on one thread than handed around.
+    let output = with_threads(threads_for_flops(flops), || {
+        loaded.model.forward(input, Some(&mut trace))
+    })?;
     let predictions = read_predictions(loaded, &encoded, &output, k)?;
     Ok(Inspection {
         encoded,

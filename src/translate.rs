@@ -3,8 +3,10 @@
 //! `generation_config.json` settings unless overridden), then the target tokenizer back to text.
 
 use crate::error::{GlassboxError, Result};
+use crate::kernels::{threads_for_flops, with_threads};
 use crate::model::checkpoint::LoadedTranslator;
 use crate::model::marian::GenerationConfig;
+use crate::model::params::forward_flops;
 use crate::model::trace::maps_per_head;
 use crate::tokenizer::translation::{Side, SideEncoding};
 
@@ -95,10 +97,32 @@ pub fn translate(
 ) -> Result<Translation> {
     let source = encode_source(loaded, text)?;
     let settings = decoding.settings(loaded)?;
+    // One decoding step reads the source and the translation so far: a small model's steps
+    // are quicker on one thread than handed around.
+    let c = &loaded.config;
+    let step_flops = settings.num_beams.max(1) as f64
+        * forward_flops(
+            c.d_model,
+            c.encoder_layers + c.decoder_layers,
+            c.encoder_ffn_dim,
+            c.vocab_size,
+            source.ids.len() + settings.max_length,
+        );
+    with_threads(threads_for_flops(step_flops), || {
+        decode(loaded, &source.ids, &settings)
+    })
+}
+
+/// Greedy decoding for one beam, beam search for more.
+fn decode(
+    loaded: &LoadedTranslator,
+    source: &[u32],
+    settings: &GenerationConfig,
+) -> Result<Translation> {
     if settings.num_beams <= 1 {
-        return greedy_translation(loaded, &source.ids, &settings);
+        return greedy_translation(loaded, source, settings);
     }
-    let hypotheses = loaded.model.beam_search(&source.ids, &settings)?;
+    let hypotheses = loaded.model.beam_search(source, settings)?;
     let beams: Vec<Beam> = hypotheses
         .into_iter()
         .map(|h| {

@@ -94,3 +94,16 @@ fn address_space_headroom() -> Option<u64> {
     #[cfg(not(unix))]
     None
 }
+
+/// Lowers the calling thread's scheduling priority (Linux: nice +10, this thread only; threads
+/// it starts inherit it). A training run's thread does this in the app, so the window's thread
+/// gets a core whenever it has a frame to draw and training takes the rest. Elsewhere a no-op.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls with no pointers; on Linux the nice value is per thread, and
+    // `gettid` names this one.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+    }
+}

@@ -5,6 +5,7 @@
 //! that touch tensors are only called by [`super::worker`].
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use crate::inspect::{Inspection, Predictions};
 use crate::model::checkpoint::{LoadedModel, LoadedTranslator};
 use crate::model::config::ModelConfig;
 use crate::model::params::{self, ParamBreakdown};
-use crate::model::trace::{LayerField, Trace, TraceKey, TraceSite};
+use crate::model::trace::{LayerField, LayerTrace, Trace, TraceKey, TraceSite};
 
 pub use crate::analysis::tokens::TokenInfo;
 use crate::tokenizer::{Tokenizer, TokenizerKind, WordSplit};
@@ -306,11 +307,61 @@ impl Array {
     }
 }
 
-/// One recorded tensor of the forward pass, by where it sits ([`TraceKey`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One recorded tensor of the forward pass, by where it sits ([`TraceKey`]). Its numbers are read
+/// out of the trace the first time a view asks for them ([`Stage::values`]): a full trace of a
+/// long text holds hundreds of tensors (gigabytes at 1,024 tokens of a GPT-2-small-size model),
+/// and a view shows one at a time.
+#[derive(Debug, Clone)]
 pub struct Stage {
     pub key: TraceKey,
-    pub values: Array,
+    source: StageSource,
+    values: OnceLock<Option<Array>>,
+}
+
+#[derive(Debug, Clone)]
+enum StageSource {
+    Recorded(Tensor),
+    /// A layer's scores, which the trace computes from its `q` and `k` when asked.
+    Recomputed(Box<LayerTrace>, LayerField),
+}
+
+impl Stage {
+    fn recorded(key: TraceKey, tensor: Tensor) -> Self {
+        Self {
+            key,
+            source: StageSource::Recorded(tensor),
+            values: OnceLock::new(),
+        }
+    }
+
+    /// `field` of `layer` under `key`, if the layer has it.
+    fn in_layer(key: TraceKey, layer: &LayerTrace, field: LayerField) -> Option<Self> {
+        let source = if field.is_recomputed() {
+            (layer.q.is_some() && layer.k.is_some())
+                .then(|| StageSource::Recomputed(Box::new(layer.clone()), field))?
+        } else {
+            StageSource::Recorded(field.of(layer).ok().flatten()?)
+        };
+        Some(Self {
+            key,
+            source,
+            values: OnceLock::new(),
+        })
+    }
+
+    /// The tensor's numbers, read (and for the scores, computed) on first use; `None` when they
+    /// cannot be.
+    pub fn values(&self) -> Option<&Array> {
+        self.values
+            .get_or_init(|| {
+                let tensor = match &self.source {
+                    StageSource::Recorded(tensor) => tensor.clone(),
+                    StageSource::Recomputed(layer, field) => field.of(layer).ok().flatten()?,
+                };
+                Array::from_tensor(&tensor).ok()
+            })
+            .as_ref()
+    }
 }
 
 /// What a loaded model is, for display: no weights, only descriptions.
@@ -441,7 +492,7 @@ impl InspectionData {
             masks.push(mask);
         }
         let stages = if full_trace {
-            trace_stages(&inspection.trace)?
+            trace_stages(&inspection.trace)
         } else {
             Vec::new()
         };
@@ -516,21 +567,17 @@ impl InspectionData {
             masks.push(Matrix::causal(t));
         }
         let stages = if full_trace {
-            let mut stages = trace_stages(&trace.decoder)?;
+            let mut stages = trace_stages(&trace.decoder);
             for (i, layer) in trace.cross.iter().enumerate() {
                 for field in LayerField::ALL {
-                    if let Some(tensor) = field.of(layer) {
-                        stages.push(Stage {
-                            key: TraceKey::new(TraceSite::Cross(i, field)),
-                            values: Array::from_tensor(tensor)?,
-                        });
-                    }
+                    let key = TraceKey::new(TraceSite::Cross(i, field));
+                    stages.extend(Stage::in_layer(key, layer, field));
                 }
             }
-            for stage in trace_stages(&trace.encoder)? {
+            for stage in trace_stages(&trace.encoder) {
                 stages.push(Stage {
                     key: stage.key.in_encoder(),
-                    values: stage.values,
+                    ..stage
                 });
             }
             stages
@@ -601,34 +648,39 @@ impl InspectionData {
     }
 
     pub fn stage(&self, key: TraceKey) -> Option<&Array> {
-        self.stages.iter().find(|s| s.key == key).map(|s| &s.values)
+        self.stages
+            .iter()
+            .find(|s| s.key == key)
+            .and_then(Stage::values)
     }
 }
 
 /// Every tensor a trace recorded, under its [`TraceKey`].
-fn trace_stages(trace: &Trace) -> Result<Vec<Stage>> {
+fn trace_stages(trace: &Trace) -> Vec<Stage> {
     let mut out = Vec::new();
-    let mut push = |site: TraceSite, tensor: &Option<Tensor>| -> Result<()> {
-        if let Some(t) = tensor {
-            out.push(Stage {
-                key: TraceKey::new(site),
-                values: Array::from_tensor(t)?,
-            });
+    let mut push = |site: TraceSite, tensor: &Option<Tensor>| {
+        if let Some(tensor) = tensor {
+            out.push(Stage::recorded(TraceKey::new(site), tensor.clone()));
         }
-        Ok(())
     };
-    push(TraceSite::TokenEmbeddings, &trace.token_embeddings)?;
-    push(TraceSite::PositionEmbeddings, &trace.position_embeddings)?;
-    push(TraceSite::SegmentEmbeddings, &trace.segment_embeddings)?;
-    push(TraceSite::EmbeddingSum, &trace.embedding_sum)?;
+    push(TraceSite::TokenEmbeddings, &trace.token_embeddings);
+    push(TraceSite::PositionEmbeddings, &trace.position_embeddings);
+    push(TraceSite::SegmentEmbeddings, &trace.segment_embeddings);
+    push(TraceSite::EmbeddingSum, &trace.embedding_sum);
     for (i, layer) in trace.layers.iter().enumerate() {
         for field in LayerField::ALL {
-            push(TraceSite::Layer(i, field), field.of(layer))?;
+            let key = TraceKey::new(TraceSite::Layer(i, field));
+            out.extend(Stage::in_layer(key, layer, field));
         }
     }
-    push(TraceSite::FinalNorm, &trace.final_norm)?;
-    push(TraceSite::Logits, &trace.logits)?;
-    Ok(out)
+    let mut push = |site: TraceSite, tensor: &Option<Tensor>| {
+        if let Some(tensor) = tensor {
+            out.push(Stage::recorded(TraceKey::new(site), tensor.clone()));
+        }
+    };
+    push(TraceSite::FinalNorm, &trace.final_norm);
+    push(TraceSite::Logits, &trace.logits);
+    out
 }
 
 /// A text through one tokenizer, with the explanation of every word's split.

@@ -58,6 +58,7 @@ pub use attention::{attention, attention_qkv};
 pub use cross_entropy::cross_entropy;
 pub use layer_norm::layer_norm;
 pub use linear::{WeightLayout, linear};
+pub use par::{SINGLE_THREAD_BELOW_FLOPS, set_threads_override, threads_for_flops, with_threads};
 pub use softmax::softmax_last_dim;
 
 /// Whether a kernel writes its result over its output buffer or adds it to what is there.

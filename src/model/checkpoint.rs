@@ -4,7 +4,6 @@
 //! problem is reported with the file it was found in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +13,8 @@ use candle_nn::var_builder::SimpleBackend;
 
 use super::config::{Architecture, FamilyConfig, ModelConfig};
 use super::family::StackRole;
+use super::weights_file::TensorFile;
+pub use super::weights_file::{HeaderTensor, SafetensorsHeader, read_header};
 use super::{Model, Prefix};
 use crate::error::{GlassboxError, Result};
 use crate::tokenizer::Tokenizer;
@@ -222,128 +223,6 @@ pub fn check_tokenizer_fits(
     Ok(())
 }
 
-/// Bytes per element of a safetensors dtype.
-fn dtype_bytes(dtype: &str) -> u64 {
-    match dtype {
-        "F64" | "I64" | "U64" => 8,
-        "F32" | "I32" | "U32" => 4,
-        "F16" | "BF16" | "I16" | "U16" => 2,
-        _ => 1,
-    }
-}
-
-/// Peak memory of loading a weights file: the file is read whole, its tensors are built in
-/// their stored type, and those not stored as float32 are converted (a second copy).
-fn load_peak_bytes(file_len: u64, header: &BTreeMap<String, (String, Vec<usize>)>) -> u64 {
-    let mut stored = 0u64;
-    let mut converted = 0u64;
-    for (dtype, shape) in header.values() {
-        let elements = shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
-        stored = stored.saturating_add(elements.saturating_mul(dtype_bytes(dtype)));
-        if dtype != "F32" {
-            converted = converted.saturating_add(elements.saturating_mul(4));
-        }
-    }
-    stored.saturating_add(file_len.max(converted))
-}
-
-/// The largest header the safetensors format allows (the crate's own limit).
-const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
-
-/// One tensor as a safetensors header describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeaderTensor {
-    pub name: String,
-    /// The stored type as safetensors names it: `F32`, `F16`, `BF16`, `I64`, ...
-    pub dtype: String,
-    pub shape: Vec<usize>,
-}
-
-/// A `.safetensors` file's header: its tensors in file order, and how much data it promises.
-#[derive(Debug, Clone)]
-pub struct SafetensorsHeader {
-    pub tensors: Vec<HeaderTensor>,
-    /// Bytes of tensor data the header describes.
-    pub data_len: u64,
-    /// Bytes the file holds after the header.
-    pub data_in_file: u64,
-    path: PathBuf,
-}
-
-impl SafetensorsHeader {
-    /// Checks that the file is as long as the header says (a truncated download is not).
-    pub fn check_complete(&self) -> Result<()> {
-        if self.data_len != self.data_in_file {
-            return Err(GlassboxError::CorruptSafetensors {
-                path: self.path.clone(),
-                message: format!(
-                    "the header describes {} bytes of tensor data, but the file holds {}",
-                    self.data_len, self.data_in_file
-                ),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// Reads only the header of a `.safetensors` file, so it is quick even for multi-GB files (see
-/// [`SafetensorsHeader::check_complete`] for the file's length).
-pub fn read_header(path: &Path) -> Result<SafetensorsHeader> {
-    let corrupt = |message: String| GlassboxError::CorruptSafetensors {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut file = std::fs::File::open(path).map_err(|e| GlassboxError::io(path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| GlassboxError::io(path, e))?
-        .len();
-
-    let mut length_bytes = [0u8; 8];
-    file.read_exact(&mut length_bytes).map_err(|_| {
-        corrupt(format!(
-            "only {file_len} bytes, shorter than the 8-byte header length"
-        ))
-    })?;
-    let header_len = u64::from_le_bytes(length_bytes);
-    if header_len > MAX_SAFETENSORS_HEADER {
-        return Err(corrupt(format!(
-            "header length {header_len} is more than the {MAX_SAFETENSORS_HEADER} bytes safetensors allows"
-        )));
-    }
-    let header_end = 8 + header_len;
-    if header_end > file_len {
-        return Err(corrupt(format!(
-            "header claims {header_len} bytes, but the file has only {file_len}"
-        )));
-    }
-    // Bounded by the checks above, so the allocation is at most 100 MB and no larger than the file.
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| GlassboxError::io(path, e))?;
-    let metadata: safetensors::tensor::Metadata =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("unreadable header: {e}")))?;
-
-    let tensors = metadata
-        .offset_keys()
-        .into_iter()
-        .filter_map(|name| {
-            let info = metadata.info(&name)?;
-            Some(HeaderTensor {
-                dtype: format!("{:?}", info.dtype),
-                shape: info.shape.clone(),
-                name,
-            })
-        })
-        .collect();
-    Ok(SafetensorsHeader {
-        tensors,
-        data_len: metadata.data_len() as u64,
-        data_in_file: file_len - header_end,
-        path: path.to_path_buf(),
-    })
-}
-
 /// Refuses to load what would not fit: `bytes` needed against the memory the OS has available.
 pub fn check_fits_in_memory(bytes: u64) -> Result<()> {
     if let Some(available) = available_memory_bytes()
@@ -357,7 +236,7 @@ pub fn check_fits_in_memory(bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// A weights file read into memory, to build a model from through [`CheckedTensors`].
+/// A weights file open for reading, to build a model from through [`CheckedTensors`].
 struct WeightsFile {
     backend: CheckedTensors,
     first_error: Arc<Mutex<Option<GlassboxError>>>,
@@ -365,30 +244,21 @@ struct WeightsFile {
 }
 
 impl WeightsFile {
-    /// Reads the header, checks the memory loading needs, then reads the tensors.
+    /// Reads the header and checks the memory loading needs; the tensors are read one by one
+    /// as the model asks for them.
     fn open(weights: &Path, device: &Device) -> Result<(TensorsByName, Self)> {
-        let header: TensorsByName = read_header(weights)?
+        let header = read_header(weights)?;
+        // Checked before reading: an allocation that fails would abort the process.
+        check_fits_in_memory(header.load_peak_bytes())?;
+        let file = TensorFile::open(weights)?;
+        let by_name: TensorsByName = header
             .tensors
             .into_iter()
             .map(|tensor| (tensor.name, (tensor.dtype, tensor.shape)))
             .collect();
-        let file_len = std::fs::metadata(weights)
-            .map_err(|e| GlassboxError::io(weights, e))?
-            .len();
-        // Checked before reading: an allocation that fails would abort the process.
-        check_fits_in_memory(load_peak_bytes(file_len, &header))?;
-        let corrupt = |e: &dyn std::fmt::Display| GlassboxError::CorruptSafetensors {
-            path: weights.to_path_buf(),
-            message: e.to_string(),
-        };
-        let bytes = std::fs::read(weights).map_err(|e| GlassboxError::io(weights, e))?;
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(&e))?;
-        let tensors =
-            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupt(&e))?;
         let first_error = Arc::new(Mutex::new(None));
         let backend = CheckedTensors {
-            tensors,
-            path: weights.to_path_buf(),
+            file,
             first_error: first_error.clone(),
         };
         let file = Self {
@@ -396,7 +266,7 @@ impl WeightsFile {
             first_error,
             device: device.clone(),
         };
-        Ok((header, file))
+        Ok((by_name, file))
     }
 
     /// Builds a model from the tensors; a problem comes back as the typed error that names the
@@ -624,11 +494,10 @@ fn check_no_extra_layers(
     Ok(())
 }
 
-/// A VarBuilder backend over loaded tensors that checks names and shapes and remembers a typed
-/// error naming the file.
+/// A VarBuilder backend that reads each tensor from the file when the model asks for it,
+/// checks its name and shape, and remembers a typed error naming the file.
 struct CheckedTensors {
-    tensors: HashMap<String, Tensor>,
-    path: PathBuf,
+    file: TensorFile,
     first_error: Arc<Mutex<Option<GlassboxError>>>,
 }
 
@@ -642,9 +511,7 @@ impl CheckedTensors {
         }
         candle_core::Error::Msg(message)
     }
-}
 
-impl CheckedTensors {
     fn checked(
         &self,
         name: &str,
@@ -652,8 +519,21 @@ impl CheckedTensors {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        match checked_weight(&self.path, name, tensor) {
+        match checked_weight(self.file.path(), name, tensor) {
             Ok(as_f32) => as_f32.to_dtype(dtype)?.to_device(device),
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
+    /// The named tensor from the file; a missing one is an error saying `hint`.
+    fn read(&self, name: &str, hint: &str) -> candle_core::Result<Tensor> {
+        match self.file.read(name) {
+            Ok(Some(tensor)) => Ok(tensor),
+            Ok(None) => Err(self.fail(GlassboxError::MissingTensor {
+                path: self.file.path().to_path_buf(),
+                name: name.to_string(),
+                hint: hint.into(),
+            })),
             Err(error) => Err(self.fail(error)),
         }
     }
@@ -709,22 +589,21 @@ impl SimpleBackend for CheckedTensors {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let Some(tensor) = self.tensors.get(name) else {
-            return Err(self.fail(GlassboxError::MissingTensor {
-                path: self.path.clone(),
-                name: name.to_string(),
-                hint: "the config describes a tensor the weights do not have".into(),
-            }));
-        };
-        if tensor.dims() != shape.dims() {
-            return Err(self.fail(GlassboxError::WrongShape {
-                path: self.path.clone(),
+        match self.file.shape(name) {
+            Some(found) if found != shape.dims() => Err(self.fail(GlassboxError::WrongShape {
+                path: self.file.path().to_path_buf(),
                 name: name.to_string(),
                 expected: shape.dims().to_vec(),
-                found: tensor.dims().to_vec(),
-            }));
+                found: found.to_vec(),
+            })),
+            _ => {
+                let tensor = self.read(
+                    name,
+                    "the config describes a tensor the weights do not have",
+                )?;
+                self.checked(name, &tensor, dtype, device)
+            }
         }
-        self.checked(name, tensor, dtype, device)
     }
 
     fn get_unchecked(
@@ -733,18 +612,12 @@ impl SimpleBackend for CheckedTensors {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        match self.tensors.get(name) {
-            Some(t) => self.checked(name, t, dtype, device),
-            None => Err(self.fail(GlassboxError::MissingTensor {
-                path: self.path.clone(),
-                name: name.to_string(),
-                hint: "not in the weights file".into(),
-            })),
-        }
+        let tensor = self.read(name, "not in the weights file")?;
+        self.checked(name, &tensor, dtype, device)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.file.contains(name)
     }
 }
 

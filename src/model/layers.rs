@@ -356,11 +356,12 @@ pub fn scaled_dot_product_attention(
     let k = split_heads(key, heads)?;
     let v = split_heads(value, heads)?;
     let head_dim = q.dim(3)?;
+    // The trace recomputes these three from q, k and the mask the same way (LayerTrace::scores).
     let scores = q.matmul(&k.t()?)?; // [b, nh, s, s]
     let scaled_scores = (&scores * (1.0 / (head_dim as f64).sqrt()))?;
     let masked_scores = match mask {
         Some(mask) => scaled_scores.broadcast_add(&mask.bias)?,
-        None => scaled_scores.clone(),
+        None => scaled_scores,
     };
     let attention_probs = softmax_last_dim(&masked_scores)?; // each row sums to 1
     let weighted = attention_probs.matmul(&v)?; // [b, nh, s, d]
@@ -369,10 +370,8 @@ pub fn scaled_dot_product_attention(
         t.q = Some(q);
         t.k = Some(k);
         t.v = Some(v);
-        t.scores = Some(scores);
-        t.scaled_scores = Some(scaled_scores);
         t.mask = mask.map(|m| m.allowed.clone());
-        t.masked_scores = Some(masked_scores);
+        t.mask_bias = mask.map(|m| m.bias.clone());
         t.attention_probs = Some(attention_probs);
         t.context = Some(context.clone());
     }

@@ -42,6 +42,7 @@ pub mod map;
 pub mod marian;
 pub mod params;
 pub mod trace;
+pub mod weights_file;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;

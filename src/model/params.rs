@@ -221,6 +221,36 @@ impl ArchSpec {
     }
 }
 
+impl ArchSpec {
+    /// Floating-point operations of one forward pass over `tokens` tokens (see [`forward_flops`];
+    /// both stacks of an encoder–decoder, its cross-attention left out).
+    pub fn forward_flops(&self, tokens: usize) -> f64 {
+        forward_flops(
+            self.hidden() as usize,
+            self.layers() as usize,
+            self.intermediate() as usize,
+            self.vocab() as usize,
+            tokens,
+        )
+    }
+}
+
+/// Floating-point operations of one forward pass over `tokens` tokens (batch 1): two per weight
+/// per token in the layers and the output head, plus the attention's `QKᵀ` and `·V`. An
+/// estimate for choosing how many threads the work gets, not an exact count.
+pub fn forward_flops(
+    hidden: usize,
+    layers: usize,
+    intermediate: usize,
+    vocab: usize,
+    tokens: usize,
+) -> f64 {
+    let (tokens, hidden, layers) = (tokens as f64, hidden as f64, layers as f64);
+    let per_layer = 4.0 * hidden * hidden + 2.0 * hidden * intermediate as f64;
+    let weights = layers * per_layer + hidden * vocab as f64;
+    2.0 * tokens * weights + 4.0 * layers * tokens * tokens * hidden
+}
+
 impl From<&ModelConfig> for ArchSpec {
     fn from(config: &ModelConfig) -> Self {
         // usize → u64 is lossless on every platform Glassbox builds for.

@@ -5,6 +5,12 @@ use candle_core::Tensor;
 
 /// Per-layer recordings. Shapes: `b` batch, `s` sequence, `h` width, `nh` heads, `d` head width,
 /// `f` MLP width.
+///
+/// The scores before the softmax (raw, scaled and masked) are not kept: they follow from `q`, `k`
+/// and the mask exactly as the forward pass computed them ([`LayerTrace::scores`] and the two
+/// after it), and each is an `s × s` map per head, the largest thing a trace holds (48 MiB per
+/// layer of a GPT-2-small-size model at 1,024 tokens). A trace keeps one such map per layer,
+/// the attention probabilities, as `transformers` does with `output_attentions`.
 #[derive(Debug, Clone, Default)]
 pub struct LayerTrace {
     /// Residual stream entering the layer `[b, s, h]`.
@@ -15,14 +21,10 @@ pub struct LayerTrace {
     pub q: Option<Tensor>,
     pub k: Option<Tensor>,
     pub v: Option<Tensor>,
-    /// Q·Kᵀ before scaling `[b, nh, s, s]`.
-    pub scores: Option<Tensor>,
-    /// Q·Kᵀ/√d `[b, nh, s, s]`.
-    pub scaled_scores: Option<Tensor>,
     /// 1 where a query may see a key, 0 where blocked `[b or 1, 1, s, s]`.
     pub mask: Option<Tensor>,
-    /// Scores after the mask (blocked entries hugely negative) `[b, nh, s, s]`.
-    pub masked_scores: Option<Tensor>,
+    /// What the mask adds to the scores: 0 where allowed, `f32::MIN` where blocked.
+    pub mask_bias: Option<Tensor>,
     /// Softmax of the masked scores `[b, nh, s, s]`.
     pub attention_probs: Option<Tensor>,
     /// Weighted sum of V, heads merged `[b, s, h]`.
@@ -39,6 +41,36 @@ pub struct LayerTrace {
     pub mlp_output: Option<Tensor>,
     /// Residual stream leaving the layer `[b, s, h]`.
     pub output: Option<Tensor>,
+}
+
+impl LayerTrace {
+    /// Q·Kᵀ before scaling `[b, nh, s, s]`, computed again from the recorded `q` and `k`.
+    pub fn scores(&self) -> candle_core::Result<Option<Tensor>> {
+        let (Some(q), Some(k)) = (&self.q, &self.k) else {
+            return Ok(None);
+        };
+        Ok(Some(q.matmul(&k.t()?)?))
+    }
+
+    /// Q·Kᵀ/√d `[b, nh, s, s]`.
+    pub fn scaled_scores(&self) -> candle_core::Result<Option<Tensor>> {
+        let (Some(scores), Some(q)) = (self.scores()?, &self.q) else {
+            return Ok(None);
+        };
+        let head_dim = q.dim(3)?;
+        Ok(Some((&scores * (1.0 / (head_dim as f64).sqrt()))?))
+    }
+
+    /// Scores after the mask (blocked entries hugely negative) `[b, nh, s, s]`.
+    pub fn masked_scores(&self) -> candle_core::Result<Option<Tensor>> {
+        let Some(scaled) = self.scaled_scores()? else {
+            return Ok(None);
+        };
+        Ok(Some(match &self.mask_bias {
+            Some(bias) => scaled.broadcast_add(bias)?,
+            None => scaled,
+        }))
+    }
 }
 
 /// One field of a [`LayerTrace`], by name: what a trace key points at inside a layer.
@@ -108,18 +140,26 @@ impl LayerField {
         }
     }
 
-    /// This field of `layer`.
-    pub fn of(self, layer: &LayerTrace) -> &Option<Tensor> {
-        match self {
+    /// The scores, which a trace computes again from `q` and `k` instead of keeping.
+    pub fn is_recomputed(self) -> bool {
+        matches!(
+            self,
+            LayerField::Scores | LayerField::ScaledScores | LayerField::MaskedScores
+        )
+    }
+
+    /// This field of `layer` (the scores are computed again from `q` and `k`).
+    pub fn of(self, layer: &LayerTrace) -> candle_core::Result<Option<Tensor>> {
+        let stored = match self {
             LayerField::Input => &layer.input,
             LayerField::LnAttention => &layer.ln_attention,
             LayerField::Q => &layer.q,
             LayerField::K => &layer.k,
             LayerField::V => &layer.v,
-            LayerField::Scores => &layer.scores,
-            LayerField::ScaledScores => &layer.scaled_scores,
+            LayerField::Scores => return layer.scores(),
+            LayerField::ScaledScores => return layer.scaled_scores(),
             LayerField::Mask => &layer.mask,
-            LayerField::MaskedScores => &layer.masked_scores,
+            LayerField::MaskedScores => return layer.masked_scores(),
             LayerField::AttentionProbs => &layer.attention_probs,
             LayerField::Context => &layer.context,
             LayerField::AttentionOutput => &layer.attention_output,
@@ -128,7 +168,8 @@ impl LayerField {
             LayerField::MlpHidden => &layer.mlp_hidden,
             LayerField::MlpOutput => &layer.mlp_output,
             LayerField::Output => &layer.output,
-        }
+        };
+        Ok(stored.clone())
     }
 }
 

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{Objective, TrainConfig};
 pub use metrics::ConfusionMatrix;
-pub use tasks::DataSummary;
+pub use tasks::{BatchShape, DataSummary};
 pub use trainer::{
     CrossAttentionProbe, EvalReport, ProbeReport, RunInfo, StepReport, StepTimings, Trainer,
     TrainerState, clear_run_dir, existing_run, export_checkpoint, export_conflicts,
@@ -119,36 +119,59 @@ pub struct TrainingRun {
     worker: Option<JoinHandle<()>>,
 }
 
+/// The training thread's scheduling priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    Normal,
+    Background,
+}
+
 impl TrainingRun {
     /// Starts a run. Data, tokenizer and model are prepared on the worker thread too (training a
     /// tokenizer can take a moment); problems arrive as [`TrainEvent::Failed`].
     pub fn start(config: TrainConfig) -> Result<Self> {
-        Self::spawn_with(move || Trainer::new(config))
+        Self::spawn_with(Priority::Normal, move || Trainer::new(config))
+    }
+
+    /// Starts a run at a lower priority than the calling thread, so that a window drawn on
+    /// that thread stays responsive while the run takes the rest of the CPU (the app does this).
+    pub fn start_in_background(config: TrainConfig) -> Result<Self> {
+        Self::spawn_with(Priority::Background, move || Trainer::new(config))
     }
 
     /// Continues the run saved in `run_dir`, with optional `section.key=value` overrides.
     pub fn resume(run_dir: PathBuf, overrides: Vec<String>) -> Result<Self> {
-        Self::spawn_with(move || Trainer::resume(&run_dir, &overrides))
+        Self::spawn_with(Priority::Normal, move || {
+            Trainer::resume(&run_dir, &overrides)
+        })
     }
 
     /// Drives an already prepared trainer.
     pub fn from_trainer(trainer: Trainer) -> Result<Self> {
-        Self::spawn_with(move || Ok(trainer))
+        Self::spawn_with(Priority::Normal, move || Ok(trainer))
     }
 
-    fn spawn_with(prepare: impl FnOnce() -> Result<Trainer> + Send + 'static) -> Result<Self> {
+    fn spawn_with(
+        priority: Priority,
+        prepare: impl FnOnce() -> Result<Trainer> + Send + 'static,
+    ) -> Result<Self> {
         let (command_tx, command_rx) = mpsc::channel();
         let (event_tx, event_rx) = mpsc::channel();
         let worker = std::thread::Builder::new()
             .name("glassbox-train".into())
-            .spawn(move || match prepare() {
-                Ok(trainer) => run_loop(trainer, &command_rx, &event_tx),
-                Err(error) => {
-                    let _ = event_tx.send(TrainEvent::Failed {
-                        step: 0,
-                        message: error.to_string(),
-                        last_checkpoint: None,
-                    });
+            .spawn(move || {
+                if priority == Priority::Background {
+                    crate::util::lower_thread_priority();
+                }
+                match prepare() {
+                    Ok(trainer) => run_loop(trainer, &command_rx, &event_tx),
+                    Err(error) => {
+                        let _ = event_tx.send(TrainEvent::Failed {
+                            step: 0,
+                            message: error.to_string(),
+                            last_checkpoint: None,
+                        });
+                    }
                 }
             })
             .map_err(|e| {

@@ -12,6 +12,7 @@ use candle_core::{D, Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
 use super::config::{Objective, TokenizerKindChoice, TrainConfig};
 use super::metrics::{ConfusionMatrix, exact_match, perplexity, token_f1};
@@ -140,6 +141,15 @@ impl<T> Batch<T> {
         }
     }
 
+    /// The padded shapes of the inputs (`[b, s]`) and decoder inputs (`[b, t]`).
+    fn shape(&self) -> BatchShape {
+        let dims = |t: &Tensor| t.dims2().unwrap_or_default();
+        BatchShape {
+            inputs: dims(&self.input_ids),
+            decoder_inputs: self.decoder_input_ids.as_ref().map(dims),
+        }
+    }
+
     /// The model on this batch's inputs.
     fn forward(&self, model: &Model) -> Result<ModelOutput> {
         let input = ModelInput {
@@ -150,6 +160,15 @@ impl<T> Batch<T> {
         };
         Ok(model.forward(input, None)?)
     }
+}
+
+/// The padded shapes a batch ran on, for benchmarks that give another library the same work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchShape {
+    /// `(batch, sequence length)` of the input ids (an encoder–decoder's source).
+    pub inputs: (usize, usize),
+    /// `(batch, target length)` of an encoder–decoder's decoder inputs.
+    pub decoder_inputs: Option<(usize, usize)>,
 }
 
 /// A loss and what went into it.
@@ -199,6 +218,8 @@ pub(crate) struct MicroBatch {
     pub loss: TrainLoss,
     /// Real tokens in the batch.
     pub tokens: usize,
+    /// The padded shapes the model ran on: inputs, and an encoder–decoder's decoder inputs.
+    pub shape: BatchShape,
     /// Time to draw the batch, and (graph losses) to run the forward pass and the loss.
     pub data_seconds: f64,
     pub forward_seconds: f64,
@@ -224,10 +245,12 @@ fn micro_batch<T>(
     let batch = draw_batch()?;
     let data_seconds = started.elapsed().as_secs_f64();
     let tokens = batch.tokens;
+    let shape = batch.shape();
     if let Some(step) = fused(&batch)? {
         return Ok(MicroBatch {
             loss: TrainLoss::Fused(step),
             tokens,
+            shape,
             data_seconds,
             forward_seconds: 0.0,
         });
@@ -238,6 +261,7 @@ fn micro_batch<T>(
     Ok(MicroBatch {
         loss: TrainLoss::Graph(total),
         tokens,
+        shape,
         data_seconds,
         forward_seconds: started.elapsed().as_secs_f64(),
     })
@@ -287,7 +311,7 @@ pub struct DataSummary {
 ///
 /// Each objective owns its batches' targets and its loss: [`Task::train_loss`] draws micro-batch
 /// `draw` and computes the loss its own way (see [`micro_batch`]).
-pub(crate) trait Task: Send {
+pub(crate) trait Task: Send + Sync {
     /// The loss of micro-batch number `draw` of the run (0, 1, 2, ... across steps and
     /// accumulation).
     fn train_loss(&self, model: &Model, draw: u64, device: &Device) -> Result<MicroBatch>;

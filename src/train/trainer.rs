@@ -15,13 +15,14 @@ use super::config::{Objective, TrainConfig};
 use super::metrics::{ConfusionMatrix, MetricsLog, MetricsRecord};
 use super::optim::{AdamW, AdamWSettings, LrSchedule, Param};
 use super::params::{ParamStore, Pretrained};
-use super::tasks::{self, DataSummary, Task, TaskSetup, TrainLoss};
+use super::tasks::{self, BatchShape, DataSummary, Task, TaskSetup, TrainLoss};
 use crate::error::{GlassboxError, Result};
 use crate::model::checkpoint::{
     CONFIG_FILE, CheckpointDir, TOKENIZER_FILE, WEIGHTS_FILE, open_dir, save_dir, write_safetensors,
 };
 use crate::model::config::{Architecture, BertConfig, FamilyConfig, GptConfig, ModelConfig};
 use crate::model::marian::{Marian, MarianConfig, Seq2SeqTrace};
+use crate::model::params::ArchSpec;
 use crate::model::trace::{Trace, maps_per_head};
 use crate::model::{Model, ModelInput, Prefix};
 use crate::tokenizer::Tokenizer;
@@ -76,6 +77,9 @@ pub struct StepReport {
     pub eta_secs: f64,
     /// Where the step's time went.
     pub timings: StepTimings,
+    /// The padded shapes of the step's last micro-batch.
+    #[serde(default)]
+    pub shape: BatchShape,
 }
 
 /// Milliseconds of one step by phase (summed over micro-batches).
@@ -174,6 +178,8 @@ pub struct Trainer {
     metrics_log: Option<MetricsLog>,
     last_saved: Option<(usize, PathBuf)>,
     last_eval: Option<EvalReport>,
+    /// Threads a step gets: one for small models, where sharing work costs more than it saves.
+    threads: usize,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -364,7 +370,12 @@ impl Trainer {
             out_dir: config.out_dir.clone(),
             device: config.device.clone(),
         };
+        // Forward and backward: about three forward passes' work per sequence.
+        let sequences = (info.tokens_per_step / seq_len.max(1)).max(1) as f64;
+        let step_flops = 3.0 * sequences * ArchSpec::from(&model_config).forward_flops(seq_len);
+        let threads = crate::kernels::threads_for_flops(step_flops);
         Ok(Self {
+            threads,
             config,
             device,
             model_config,
@@ -416,6 +427,11 @@ impl Trainer {
     }
 
     /// Steps completed.
+    /// Threads a step gets (one for small models; see `kernels::threads_for_flops`).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     pub fn step_count(&self) -> usize {
         self.step
     }
@@ -449,6 +465,11 @@ impl Trainer {
     /// One optimizer step. A non-finite loss or gradient stops before the update, so the weights
     /// stay as they were, and returns [`GlassboxError::Training`] saying what happened.
     pub fn step(&mut self) -> Result<StepReport> {
+        let threads = self.threads;
+        crate::kernels::with_threads(threads, || self.run_step())
+    }
+
+    fn run_step(&mut self) -> Result<StepReport> {
         let started = Instant::now();
         let lr = self.schedule.lr_at(self.step);
         let accumulation = self.config.training.grad_accum;
@@ -456,12 +477,14 @@ impl Trainer {
         let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
         let mut loss_sum = 0f32;
         let mut tokens = 0usize;
+        let mut shape = BatchShape::default();
         let mut timings = StepTimings::default();
         let ms_since = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
         for micro in 0..accumulation {
             let draw = (self.step * accumulation + micro) as u64;
             let micro_batch = self.task.train_loss(&self.model, draw, &self.device)?;
             tokens += micro_batch.tokens;
+            shape = micro_batch.shape;
             timings.data_ms += micro_batch.data_seconds * 1000.0;
             timings.forward_ms += micro_batch.forward_seconds * 1000.0;
 
@@ -542,6 +565,7 @@ impl Trainer {
             elapsed_secs: self.elapsed.as_secs_f64(),
             eta_secs: smoothed * remaining as f64,
             timings,
+            shape,
         };
         if let Some(log) = &mut self.metrics_log {
             log.append(&MetricsRecord::Step {
@@ -576,7 +600,9 @@ impl Trainer {
     /// Loss and metrics on the held-out split.
     pub fn evaluate(&mut self) -> Result<EvalReport> {
         let started = Instant::now();
-        let evaluation = self.task.evaluate(&self.model, &self.device)?;
+        let evaluation = crate::kernels::with_threads(self.threads, || {
+            self.task.evaluate(&self.model, &self.device)
+        })?;
         self.elapsed += started.elapsed();
         let report = EvalReport {
             step: self.step,
@@ -1036,10 +1062,11 @@ fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>>
             path: path.to_path_buf(),
         });
     }
-    candle_core::safetensors::load(path, device).map_err(|e| GlassboxError::CorruptSafetensors {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let tensors = crate::model::weights_file::TensorFile::open(path)?.read_all()?;
+    tensors
+        .into_iter()
+        .map(|(name, tensor)| Ok((name, tensor.to_device(device)?)))
+        .collect()
 }
 
 /// A checkpoint folder's config, tokenizer (if any) and tensors, with the name mapping for

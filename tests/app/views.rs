@@ -420,7 +420,7 @@ fn step_through_shows_the_trace_stage_by_stage() {
     // Jump to "scores" by its button: the shape label is the trace's.
     h.get_by_label("scores").click();
     settle(&mut h);
-    let scores = trace.layers[0].scores.as_ref().unwrap();
+    let scores = trace.layers[0].scores().unwrap().unwrap();
     let label = format!("shape {:?}", scores.dims());
     assert!(has_label(&h, &label), "no {label:?}");
     let shown = h

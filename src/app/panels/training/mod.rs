@@ -311,7 +311,7 @@ impl LiveRun {
     /// failure event a moment later.
     pub fn start(config: TrainConfig) -> Result<Self, String> {
         config.validate().map_err(|e| e.to_string())?;
-        let run = TrainingRun::start(config.clone()).map_err(|e| e.to_string())?;
+        let run = TrainingRun::start_in_background(config.clone()).map_err(|e| e.to_string())?;
         Ok(Self {
             run: Some(run),
             config,
