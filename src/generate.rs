@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use crate::error::{GlassboxError, Result};
 use crate::kernels::{threads_for_flops, with_threads};
 use crate::model::checkpoint::LoadedModel;
-use crate::model::params::forward_flops;
+use crate::model::params::{ArchSpec, forward_flops};
 use crate::model::{Model, ModelInput};
 
 /// How to pick the next token.
@@ -268,7 +268,7 @@ pub fn generate(
     max_new_tokens: usize,
     settings: &SamplingSettings,
     seed: u64,
-    mut on_token: impl FnMut(&str),
+    mut on_token: impl FnMut(&str) + Send,
 ) -> Result<String> {
     settings.validate()?;
     let tokenizer = loaded.tokenizer()?;
@@ -281,25 +281,31 @@ pub fn generate(
         ids.push(eos);
     }
     let eos = tokenizer.eos_token().map(|(_, id)| id);
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut stream = TextStream::new(tokenizer);
-    let mut text = String::new();
-    for _ in 0..max_new_tokens {
-        let logits = next_token_logits(&loaded.model, &ids, &loaded.device)?;
-        let probs = next_token_distribution(&logits, settings);
-        let next = sample(&probs, &mut rng) as u32;
-        if Some(next) == eos {
-            break;
+    // The whole run on the thread count its longest pass asks for, so a small model's tokens
+    // are not handed from thread to thread one by one.
+    let longest = (ids.len() + max_new_tokens).min(loaded.config.max_positions());
+    let flops = ArchSpec::from(&loaded.config).forward_flops(longest);
+    with_threads(threads_for_flops(flops), || {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut stream = TextStream::new(tokenizer);
+        let mut text = String::new();
+        for _ in 0..max_new_tokens {
+            let logits = next_token_logits(&loaded.model, &ids, &loaded.device)?;
+            let probs = next_token_distribution(&logits, settings);
+            let next = sample(&probs, &mut rng) as u32;
+            if Some(next) == eos {
+                break;
+            }
+            ids.push(next);
+            if let Some(piece) = stream.push(next)? {
+                on_token(&piece);
+                text.push_str(&piece);
+            }
         }
-        ids.push(next);
-        if let Some(piece) = stream.push(next)? {
+        if let Some(piece) = stream.finish()? {
             on_token(&piece);
             text.push_str(&piece);
         }
-    }
-    if let Some(piece) = stream.finish()? {
-        on_token(&piece);
-        text.push_str(&piece);
-    }
-    Ok(text)
+        Ok(text)
+    })
 }

@@ -32,11 +32,11 @@ pub(crate) fn threads() -> usize {
 }
 
 /// Floating-point operations below which one thread beats several. Measured with
-/// `cargo bench --bench thread_choice` (see the README): a tiny GPT's forward pass (about 3
-/// MFLOP at 64 tokens) ran 1.5-2x faster on one thread on an idle 2-core machine and 10-20x on
-/// a loaded one, where every hand-off waits for a busy core; from about 100 MFLOP up, both
-/// cores win.
-pub const SINGLE_THREAD_BELOW_FLOPS: f64 = 30e6;
+/// `cargo bench --bench thread_choice` on 2 cores (README, "Threads"): up to about 20 MFLOP one
+/// thread won on an idle machine too; at 110 MFLOP every core won by 7% when idle but lost by
+/// 28% when the cores were busy with other programs; from about 1.5 GFLOP every core won both
+/// ways. Below this, work stays on the calling thread.
+pub const SINGLE_THREAD_BELOW_FLOPS: f64 = 100e6;
 
 /// A fixed thread count for [`threads_for_flops`] to answer (0: choose by the work's size).
 static THREADS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);

@@ -294,3 +294,80 @@ fn candle_dtype(name: &str) -> Option<DType> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn write(path: &Path, tensors: &[(&str, Tensor)]) {
+        let map: BTreeMap<String, Tensor> = tensors
+            .iter()
+            .map(|(name, tensor)| (name.to_string(), tensor.clone()))
+            .collect();
+        crate::model::checkpoint::write_safetensors(path, &map).unwrap();
+    }
+
+    #[test]
+    fn every_tensor_reads_back_in_its_stored_type() {
+        let dir =
+            std::env::temp_dir().join(format!("glassbox-weights-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.safetensors");
+        // Larger than one read chunk, so the chunked float32 read is exercised.
+        let big: Vec<f32> = (0..3 * 70_001).map(|i| (i as f32).sin() * 1e3).collect();
+        let big = Tensor::from_vec(big, (3, 70_001), &Device::Cpu).unwrap();
+        let small = Tensor::new(&[1.5f32, -2.25, 3.0, 0.0, 7.0], &Device::Cpu).unwrap();
+        write(
+            &path,
+            &[
+                ("big", big.clone()),
+                ("half", small.to_dtype(DType::F16).unwrap()),
+                ("brain", small.to_dtype(DType::BF16).unwrap()),
+                ("ids", Tensor::new(&[3i64, 4], &Device::Cpu).unwrap()),
+                (
+                    "empty",
+                    Tensor::zeros((0, 4), DType::F32, &Device::Cpu).unwrap(),
+                ),
+            ],
+        );
+        let file = TensorFile::open(&path).unwrap();
+        let read = |name: &str| file.read(name).unwrap().unwrap();
+        assert_eq!(
+            read("big").to_vec2::<f32>().unwrap(),
+            big.to_vec2::<f32>().unwrap()
+        );
+        for name in ["half", "brain"] {
+            let values = read(name).to_dtype(DType::F32).unwrap();
+            assert_eq!(
+                values.to_vec1::<f32>().unwrap(),
+                small.to_vec1::<f32>().unwrap()
+            );
+        }
+        assert_eq!(read("ids").to_vec1::<i64>().unwrap(), vec![3, 4]);
+        assert_eq!(read("empty").dims(), &[0, 4]);
+        assert!(file.read("absent").unwrap().is_none());
+        assert_eq!(file.shape("big"), Some(&[3, 70_001][..]));
+        assert_eq!(file.read_all().unwrap().len(), 5);
+        // Every tensor as float32, plus twice the largest one stored otherwise (the I64's 16
+        // bytes: read, then built in its own type).
+        let f32_bytes = 4 * (3 * 70_001 + 5 + 5 + 2);
+        assert_eq!(file.header().load_peak_bytes(), f32_bytes + 2 * 16);
+
+        // A file cut short after opening is an error naming the tensor, not a crash.
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let error = file.read_all().unwrap_err().to_string();
+        assert!(
+            error.contains("ends inside the tensor") || error.contains("big"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

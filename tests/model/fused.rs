@@ -770,3 +770,35 @@ fn gpt_training_step_matches_autograd() {
     let targets = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
     assert!(gpt.fused_training_step(&bad, &targets).is_err());
 }
+
+#[test]
+fn one_thread_gives_the_same_outputs_and_small_work_gets_one() {
+    let loaded = load_dir(&fixture("gpt2"), &Device::Cpu).unwrap();
+    let ids = Tensor::new(&[[1u32, 5, 9, 3, 7, 2]], &Device::Cpu).unwrap();
+    let forward = || {
+        loaded
+            .model
+            .forward(ModelInput::new(&ids), None)
+            .unwrap()
+            .logits
+            .unwrap()
+    };
+    let everywhere = forward();
+    let single = kernels::with_threads(1, forward);
+    assert_close("logits on one thread", &everywhere, &single, 1e-6);
+    // Nested: the inner call keeps the outer choice and still answers.
+    let nested = kernels::with_threads(1, || kernels::with_threads(4, forward));
+    assert_close("nested", &everywhere, &nested, 1e-6);
+
+    assert_eq!(kernels::threads_for_flops(1e6), 1);
+    assert_eq!(
+        kernels::threads_for_flops(1e12),
+        candle_core::utils::get_num_threads()
+    );
+    // The tiny GPT's pass is small work; a GPT-2-small-size pass is not.
+    let tiny = glassbox::model::params::forward_flops(64, 2, 256, 509, 64);
+    let small = glassbox::model::params::forward_flops(768, 12, 3072, 50257, 128);
+    assert!(
+        tiny < kernels::SINGLE_THREAD_BELOW_FLOPS && small > kernels::SINGLE_THREAD_BELOW_FLOPS
+    );
+}
