@@ -29,18 +29,6 @@ pub fn attention(
     heads: usize,
     mask_bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (b, sq, sk, h) = attention_dims(q, k, v, heads)?;
-    let op = AttentionOp::new(heads, h, sq, sk, b, mask_bias)?;
-    apply(op, [q, k, v])
-}
-
-/// `(b, sq, sk, h)` of attention inputs that fit together.
-fn attention_dims(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    heads: usize,
-) -> Result<(usize, usize, usize, usize)> {
     let (b, sq, h) = q.dims3()?;
     let (kb, sk, kh) = k.dims3()?;
     if (kb, kh) != (b, h) || v.dims() != k.dims() || heads == 0 || h % heads != 0 {
@@ -51,7 +39,8 @@ fn attention_dims(
             v.dims()
         );
     }
-    Ok((b, sq, sk, h))
+    let op = AttentionOp::new(heads, h, sq, sk, b, mask_bias)?;
+    apply(op, [q, k, v])
 }
 
 /// [`attention`] for a traced forward pass: the context `[b, sq, h]` and the softmax
@@ -64,7 +53,16 @@ pub fn attention_with_probs(
     heads: usize,
     mask_bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let (b, sq, sk, h) = attention_dims(q, k, v, heads)?;
+    let (b, sq, h) = q.dims3()?;
+    let (kb, sk, kh) = k.dims3()?;
+    if (kb, kh) != (b, h) || v.dims() != k.dims() || heads == 0 || h % heads != 0 {
+        bail!(
+            "attention: q {:?}, k {:?}, v {:?} with {heads} heads",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
     let op = AttentionOp::new(heads, h, sq, sk, b, mask_bias)?;
     let context = with_views([q, k, v], |[qv, kv, vv]| {
         let mut out = vec![0f32; b * sq * h];
