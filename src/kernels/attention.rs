@@ -43,45 +43,6 @@ pub fn attention(
     apply(op, [q, k, v])
 }
 
-/// [`attention`] for a traced forward pass: the context `[b, sq, h]` and the softmax
-/// probabilities `[b, heads, sq, sk]`, which the kernel computes on the way anyway. Not
-/// differentiable: a trace is recorded to be looked at, not trained through.
-pub fn attention_with_probs(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    heads: usize,
-    mask_bias: Option<&Tensor>,
-) -> Result<(Tensor, Tensor)> {
-    let (b, sq, h) = q.dims3()?;
-    let (kb, sk, kh) = k.dims3()?;
-    if (kb, kh) != (b, h) || v.dims() != k.dims() || heads == 0 || h % heads != 0 {
-        bail!(
-            "attention: q {:?}, k {:?}, v {:?} with {heads} heads",
-            q.dims(),
-            k.dims(),
-            v.dims()
-        );
-    }
-    let op = AttentionOp::new(heads, h, sq, sk, b, mask_bias)?;
-    let context = with_views([q, k, v], |[qv, kv, vv]| {
-        let mut out = vec![0f32; b * sq * h];
-        op.forward_views(qv, kv, vv, (b, sq, sk, h), &mut out);
-        Ok(out)
-    })?;
-    // The kernel keeps each row padded to whole tiles (zeros past sk).
-    let skp = sk.next_multiple_of(TILE);
-    let padded = lock(&op.probs).take().unwrap_or_default();
-    let probs: Vec<f32> = padded
-        .chunks(skp.max(1))
-        .flat_map(|row| row[..sk.min(row.len())].iter().copied())
-        .collect();
-    Ok((
-        Tensor::from_vec(context, (b, sq, h), q.device())?,
-        Tensor::from_vec(probs, (b, heads, sq, sk), q.device())?,
-    ))
-}
-
 /// Attention straight on a fused QKV projection `qkv [b, s, 3h]` (Q, K, V side by side, as GPT-2's
 /// `c_attn` makes them): the same result as [`attention`] on its three column slices, but the
 /// backward returns one `[b, s, 3h]` gradient. (Three `narrow`s would each pad their gradient

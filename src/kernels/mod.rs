@@ -22,9 +22,9 @@
 //! (the `CustomOp1/2/3` plumbing is written once, here). The kernels know nothing of models.
 //!
 //! The model's layers take these paths when [`applies`] is true: [`enabled`], the tensor lives on
-//! the CPU in float32 (a traced attention takes [`attention_with_probs`]); otherwise (CUDA/Metal,
-//! another dtype, or [`set_enabled`]`(false)`) they run the plain-op reference path, which the
-//! tests in `tests/model/fused.rs` compare against, values and gradients.
+//! the CPU in float32 (and the layer records no trace); otherwise (trace on, CUDA/Metal, another
+//! dtype, or [`set_enabled`]`(false)`) they run the plain-op reference path, which the tests in
+//! `tests/model/fused.rs` compare against, values and gradients.
 //!
 //! Kernels share the work over candle's own CPU worker pool (see `par.rs` for why not rayon),
 //! call `gemm` directly with strides instead of materialising transposes, and are compiled for
@@ -54,7 +54,7 @@ use candle_core::{
 
 pub use activation::{Gelu, gelu};
 pub use adamw::{AdamWStep, adamw_step, grad_norm};
-pub use attention::{attention, attention_qkv, attention_with_probs};
+pub use attention::{attention, attention_qkv};
 pub use cross_entropy::cross_entropy;
 pub use layer_norm::layer_norm;
 pub use linear::{WeightLayout, linear};

@@ -4,8 +4,8 @@
 //!
 //! On the CPU in float32 each block takes a fused kernel with a hand-written backward instead
 //! ([`crate::kernels`]): same values within float32 rounding, a fraction of the time. Attention takes
-//! its fused path with a trace too: the kernel hands back its probabilities, and the scores before
-//! the softmax, which it never materialises, are computed from the recorded q and k when asked.
+//! its fused path only when no trace is being recorded, since the trace keeps the per-head
+//! intermediates the fused kernel never materialises.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -342,7 +342,7 @@ pub fn scaled_dot_product_attention(
     value: &Tensor,
     heads: usize,
     mask: Option<&AttentionMask>,
-    mut trace: Option<&mut LayerTrace>,
+    trace: Option<&mut LayerTrace>,
 ) -> Result<Tensor> {
     if trace.is_none()
         && kernels::applies(query)
@@ -351,25 +351,6 @@ pub fn scaled_dot_product_attention(
         && mask.is_none_or(|m| kernels::applies(&m.bias))
     {
         return kernels::attention(query, key, value, heads, mask.map(|m| &m.bias));
-    }
-    if let Some(t) = trace.as_deref_mut()
-        && kernels::applies(query)
-        && kernels::applies(key)
-        && kernels::applies(value)
-        && mask.is_none_or(|m| kernels::applies(&m.bias))
-    {
-        // Traced on the CPU: the fused kernel gives the probabilities too; the scores before
-        // the softmax are not kept (LayerTrace::scores computes them from q and k).
-        let (context, attention_probs) =
-            kernels::attention_with_probs(query, key, value, heads, mask.map(|m| &m.bias))?;
-        t.q = Some(split_heads(query, heads)?); // [b, nh, s, d]
-        t.k = Some(split_heads(key, heads)?);
-        t.v = Some(split_heads(value, heads)?);
-        t.mask = mask.map(|m| m.allowed.clone());
-        t.mask_bias = mask.map(|m| m.bias.clone());
-        t.attention_probs = Some(attention_probs); // [b, nh, s, s]
-        t.context = Some(context.clone());
-        return Ok(context);
     }
     let q = split_heads(query, heads)?; // [b, nh, s, d]
     let k = split_heads(key, heads)?;
