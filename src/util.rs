@@ -1,6 +1,5 @@
 //! Small helpers shared by every layer: atomic writes, reading text files with clear errors.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{GlassboxError, Result};
@@ -8,6 +7,16 @@ use crate::error::{GlassboxError, Result};
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, then rename.
 /// A crash mid-write leaves the old file intact.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_via(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// [`write_atomic`] for a writer that makes the file itself: `write` creates and fills the
+/// temporary file it is given, which is then synced and renamed over `path` (so a large file is
+/// streamed to disk, never held in memory whole).
+pub fn write_atomic_via(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(|e| GlassboxError::io(dir, e))?;
@@ -18,9 +27,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        write(&tmp)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)?
+            .sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

@@ -18,7 +18,7 @@ pub use super::weights_file::{HeaderTensor, SafetensorsHeader, read_header};
 use super::{Model, Prefix};
 use crate::error::{GlassboxError, Result};
 use crate::tokenizer::Tokenizer;
-use crate::util::{available_memory_bytes, write_atomic};
+use crate::util::{available_memory_bytes, write_atomic, write_atomic_via};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -706,12 +706,9 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Res
         .map(|(name, t)| Ok((name.as_str(), t.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes =
-        safetensors::serialize(cpu.iter().map(|(n, t)| (*n, t)), Some(metadata)).map_err(|e| {
-            GlassboxError::CorruptSafetensors {
-                path: path.to_path_buf(),
-                message: format!("cannot serialise: {e}"),
-            }
-        })?;
-    write_atomic(path, &bytes)
+    // Streamed to the file tensor by tensor: saving takes no second copy of the weights.
+    write_atomic_via(path, |tmp| {
+        safetensors::serialize_to_file(cpu.iter().map(|(n, t)| (*n, t)), Some(metadata), tmp)
+            .map_err(std::io::Error::other)
+    })
 }
