@@ -657,29 +657,33 @@ impl InspectionData {
 
 /// Every tensor a trace recorded, under its [`TraceKey`].
 fn trace_stages(trace: &Trace) -> Vec<Stage> {
-    let mut out = Vec::new();
-    let mut push = |site: TraceSite, tensor: &Option<Tensor>| {
-        if let Some(tensor) = tensor {
-            out.push(Stage::recorded(TraceKey::new(site), tensor.clone()));
-        }
+    let recorded = |site: TraceSite, tensor: &Option<Tensor>| {
+        tensor
+            .clone()
+            .map(|tensor| Stage::recorded(TraceKey::new(site), tensor))
     };
-    push(TraceSite::TokenEmbeddings, &trace.token_embeddings);
-    push(TraceSite::PositionEmbeddings, &trace.position_embeddings);
-    push(TraceSite::SegmentEmbeddings, &trace.segment_embeddings);
-    push(TraceSite::EmbeddingSum, &trace.embedding_sum);
+    let mut out = Vec::new();
+    out.extend(recorded(
+        TraceSite::TokenEmbeddings,
+        &trace.token_embeddings,
+    ));
+    out.extend(recorded(
+        TraceSite::PositionEmbeddings,
+        &trace.position_embeddings,
+    ));
+    out.extend(recorded(
+        TraceSite::SegmentEmbeddings,
+        &trace.segment_embeddings,
+    ));
+    out.extend(recorded(TraceSite::EmbeddingSum, &trace.embedding_sum));
     for (i, layer) in trace.layers.iter().enumerate() {
         for field in LayerField::ALL {
             let key = TraceKey::new(TraceSite::Layer(i, field));
             out.extend(Stage::in_layer(key, layer, field));
         }
     }
-    let mut push = |site: TraceSite, tensor: &Option<Tensor>| {
-        if let Some(tensor) = tensor {
-            out.push(Stage::recorded(TraceKey::new(site), tensor.clone()));
-        }
-    };
-    push(TraceSite::FinalNorm, &trace.final_norm);
-    push(TraceSite::Logits, &trace.logits);
+    out.extend(recorded(TraceSite::FinalNorm, &trace.final_norm));
+    out.extend(recorded(TraceSite::Logits, &trace.logits));
     out
 }
 

@@ -250,12 +250,17 @@ impl WeightsFile {
         let header = read_header(weights)?;
         // Checked before reading: an allocation that fails would abort the process.
         check_fits_in_memory(header.load_peak_bytes())?;
-        let file = TensorFile::open(weights)?;
         let by_name: TensorsByName = header
             .tensors
-            .into_iter()
-            .map(|tensor| (tensor.name, (tensor.dtype, tensor.shape)))
+            .iter()
+            .map(|tensor| {
+                (
+                    tensor.name.clone(),
+                    (tensor.dtype.clone(), tensor.shape.clone()),
+                )
+            })
             .collect();
+        let file = TensorFile::with_header(header)?;
         let first_error = Arc::new(Mutex::new(None));
         let backend = CheckedTensors {
             file,

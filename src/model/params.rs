@@ -219,9 +219,7 @@ impl ArchSpec {
         }
         text
     }
-}
 
-impl ArchSpec {
     /// Floating-point operations of one forward pass over `tokens` tokens (see [`forward_flops`];
     /// both stacks of an encoder–decoder, its cross-attention left out).
     pub fn forward_flops(&self, tokens: usize) -> f64 {

@@ -171,9 +171,14 @@ const READ_CHUNK_BYTES: usize = 1 << 16;
 impl TensorFile {
     /// Opens `path` and reads its header; the file must be as long as the header says.
     pub fn open(path: &Path) -> Result<Self> {
-        let header = read_header(path)?;
+        Self::with_header(read_header(path)?)
+    }
+
+    /// Opens the file `header` was read from (see [`TensorFile::open`]), for a caller that looked
+    /// at the header first.
+    pub fn with_header(header: SafetensorsHeader) -> Result<Self> {
         header.check_complete()?;
-        let file = File::open(path).map_err(|e| GlassboxError::io(path, e))?;
+        let file = File::open(&header.path).map_err(|e| GlassboxError::io(&header.path, e))?;
         let by_name = header
             .tensors
             .iter()

@@ -426,12 +426,12 @@ impl Trainer {
         &self.device
     }
 
-    /// Steps completed.
     /// Threads a step gets (one for small models; see `kernels::threads_for_flops`).
     pub fn threads(&self) -> usize {
         self.threads
     }
 
+    /// Steps completed.
     pub fn step_count(&self) -> usize {
         self.step
     }
